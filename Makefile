@@ -1,0 +1,52 @@
+# The front door: `make run` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PORT ?= 8000
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := $(UV) run --frozen python
+# The embedded default: SQLite, in-process cache, SQLAlchemy broker; DEBUG for local use.
+RUN_ENV := DEBUG=1
+# Tests: real PostgreSQL and Redis on loopback (see tests/settings.py for the defaults).
+TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
+
+.PHONY: help install run test lint fmt bench services migrate clean
+
+help:
+	@echo "make run    - install, migrate, seed demo data, serve on http://127.0.0.1:$(PORT)"
+	@echo "make test   - install, ensure PostgreSQL and Redis, run ruff, mypy and pytest"
+	@echo "make lint   - ruff and mypy";  echo "make fmt    - ruff format and fix"
+	@echo "make bench  - benchmarks in bench/ (needs PostgreSQL)"
+
+$(UV):
+	@echo "uv not found: installing it with pip (python3 -m pip install --user uv)"
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	@$(UV) sync --frozen --quiet
+
+migrate: install
+	$(RUN_ENV) $(PY) manage.py migrate --no-input -v 0
+
+run: migrate
+	@$(RUN_ENV) $(PY) manage.py seed_demo
+	$(RUN_ENV) PORT=$(PORT) $(PY) manage.py run_embedded --port $(PORT)
+
+services:
+	@scripts/ensure_services.sh
+
+lint: install
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(TEST_ENV) $(UV) run --frozen mypy .
+
+fmt: install
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+test: install services lint
+	$(TEST_ENV) $(UV) run --frozen pytest
+
+bench: install services
+	$(TEST_ENV) $(PY) bench/run_all.py
+
+clean:
+	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,191 @@
+"""Admin for purposes and notices (editable) and for the ledger and states (read-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from consent import identity, services
+from consent.crypto_display import identifier_or_erased
+from consent.models import (
+    ConsentContext,
+    ConsentEvent,
+    ConsentState,
+    NoticeText,
+    NoticeVersion,
+    Purpose,
+    Subject,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History tables: visible to staff, changed only by services."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class NoticeVersionInline(admin.TabularInline):
+    model = NoticeVersion
+    extra = 0
+    fields = ["version", "material", "published_at", "text_hash"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Purpose)
+class PurposeAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "legal_basis", "consent_ttl", "gpc_opt_out", "active"]
+    list_filter = ["legal_basis", "gpc_opt_out", "active"]
+    search_fields = ["key", "name"]
+    inlines = [NoticeVersionInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The key is what every record names: it never changes once created.
+        return ["key", "created_at"] if obj else ["created_at"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Purpose, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = services.purpose_create(
+            key=obj.key,
+            name=obj.name,
+            legal_basis=obj.legal_basis,
+            description=obj.description,
+            dpv_concept=obj.dpv_concept,
+            tcf_purpose_ids=obj.tcf_purpose_ids,
+            data_categories=obj.data_categories,
+            consent_ttl=obj.consent_ttl,
+            gpc_opt_out=obj.gpc_opt_out,
+        )
+        obj.pk = created.pk
+        obj.created_at = created.created_at
+
+
+class NoticeTextInline(admin.StackedInline):
+    model = NoticeText
+    extra = 1
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(NoticeVersion)
+class NoticeVersionAdmin(admin.ModelAdmin):
+    """New versions are added here; a published version is never edited."""
+
+    list_display = ["purpose", "version", "material", "published_at", "text_hash"]
+    list_filter = ["purpose", "material"]
+    inlines = [NoticeTextInline]
+    readonly_fields = ["version", "text_hash"]
+    fields = ["purpose", "version", "material", "published_at", "text_hash"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: NoticeVersion, form: Any, change: bool) -> None:
+        # The texts arrive with the inline, after this; publish with them in save_related.
+        request._pending_notice = obj  # type: ignore[attr-defined]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        obj: NoticeVersion = request._pending_notice  # type: ignore[attr-defined]
+        texts: dict[str, tuple[str, str]] = {}
+        for formset in formsets:
+            for f in formset.forms:
+                data = getattr(f, "cleaned_data", None) or {}
+                if data.get("language") and not data.get("DELETE"):
+                    texts[data["language"]] = (data["title"], data["body"])
+        created = services.notice_version_publish(
+            purpose=obj.purpose,
+            texts=texts,
+            material=obj.material,
+            published_at=obj.published_at,
+        )
+        obj.pk = created.pk
+        obj.version = created.version
+
+
+class ConsentStateInline(admin.TabularInline):
+    model = ConsentState
+    extra = 0
+    fields = ["purpose", "status", "notice_version", "since", "expires_at", "gpc"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Subject)
+class SubjectAdmin(ReadOnlyAdmin):
+    """Search by typing the identifier itself: it is hashed on the way in, never stored."""
+
+    list_display = ["id", "namespace", "short_key", "created_at", "erased_at"]
+    list_filter = ["namespace", "erased_at"]
+    search_fields = ["key"]
+    search_help_text = "Type a subject identifier exactly; it is hashed before the lookup."
+    fields = ["namespace", "identifier", "key", "key_version", "created_at", "erased_at",
+              "last_seq", "chain_head"]
+    readonly_fields = fields
+    inlines = [ConsentStateInline]
+
+    @admin.display(description="key")
+    def short_key(self, obj: Subject) -> str:
+        return obj.key[:16] + "…"
+
+    @admin.display(description="identifier")
+    def identifier(self, obj: Subject) -> str:
+        return identifier_or_erased(obj)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Subject], search_term: str
+    ) -> tuple[QuerySet[Subject], bool]:
+        if not search_term:
+            return queryset, False
+        return queryset.filter(key=identity.subject_key(search_term)), False
+
+
+@admin.register(ConsentEvent)
+class ConsentEventAdmin(ReadOnlyAdmin):
+    list_display = ["effective_at", "subject", "purpose", "action", "notice_version", "source",
+                    "indication_method", "actor_label"]
+    list_filter = ["action", "source", "purpose", "indication_method"]
+    list_select_related = ["subject", "purpose"]
+    date_hierarchy = "recorded_at"
+    search_fields = ["=receipt_id", "=id"]
+
+
+@admin.register(ConsentState)
+class ConsentStateAdmin(ReadOnlyAdmin):
+    list_display = ["subject", "purpose", "status", "notice_version", "since", "expires_at"]
+    list_filter = ["status", "purpose"]
+    list_select_related = ["subject", "purpose"]
+
+
+@admin.register(ConsentContext)
+class ConsentContextAdmin(ReadOnlyAdmin):
+    list_display = ["receipt_id", "locale", "jurisdiction", "created_at"]
+    search_fields = ["=receipt_id"]

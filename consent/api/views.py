@@ -1,0 +1,321 @@
+"""Consent API views: thin, each parses, calls one service or selector, serializes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent import selectors, services
+from consent.api.serializers import (
+    API_SOURCES,
+    INDICATION_METHODS,
+    ContextSerializer,
+    DecisionSerializer,
+    HistoryEventSerializer,
+    RecordOutputSerializer,
+    SubjectIdField,
+)
+from consent.models import GivenBy
+from consent.receipts import receipt_build
+from governance.api.schema import IDEMPOTENCY_KEY, error_responses
+from governance.errors import InvalidRequest, NotFound
+from governance.idempotency import Answer, fingerprint, run_idempotent
+from governance.models import Scope
+
+
+def client_context(request: Request, data: dict[str, Any] | None) -> services.ContextInput:
+    ctx = data or {}
+    return services.ContextInput(
+        locale=ctx.get("locale", ""),
+        jurisdiction=ctx.get("jurisdiction", ""),
+        page=ctx.get("page", ""),
+        ip=request.META.get("REMOTE_ADDR", "") or "",
+        user_agent=request.META.get("HTTP_USER_AGENT", "") or "",
+    )
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def record_answer(result: services.RecordResult, subject_id: str, status_code: int) -> Answer:
+    body = RecordOutputSerializer(
+        {
+            "receipt_id": result.receipt_id,
+            "subject_id": subject_id,
+            "recorded_at": result.recorded_at,
+            "events": result.events,
+        }
+    ).data
+    return Answer(status_code, dict(body))
+
+
+def _without_subject(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "subject_id"}
+
+
+class PurposeListApi(APIView):
+    required_scope = None
+
+    class OutputSerializer(serializers.Serializer):
+        key = serializers.CharField()
+        name = serializers.CharField()
+        description = serializers.CharField()
+        legal_basis = serializers.CharField()
+        dpv_concept = serializers.CharField()
+        tcf_purpose_ids = serializers.ListField(child=serializers.IntegerField())
+        data_categories = serializers.ListField(child=serializers.CharField())
+        consent_ttl_days = serializers.FloatField(allow_null=True)
+        gpc_opt_out = serializers.BooleanField()
+        notice_version = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(
+        operation_id="purposes_list",
+        responses={
+            200: inline_serializer("PurposeList", {"purposes": OutputSerializer(many=True)}),
+            **error_responses(),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        rows = [
+            {
+                "key": p.key,
+                "name": p.name,
+                "description": p.description,
+                "legal_basis": p.legal_basis,
+                "dpv_concept": p.dpv_concept,
+                "tcf_purpose_ids": p.tcf_purpose_ids,
+                "data_categories": p.data_categories,
+                "consent_ttl_days": p.consent_ttl.total_seconds() / 86400 if p.consent_ttl else None,
+                "gpc_opt_out": p.gpc_opt_out,
+                "notice_version": version,
+            }
+            for p, version in selectors.purpose_list_active()
+        ]
+        return Response({"purposes": self.OutputSerializer(rows, many=True).data})
+
+
+class ConsentRecordApi(APIView):
+    required_scope = Scope.CONSENT_WRITE
+
+    class InputSerializer(serializers.Serializer):
+        subject_id = SubjectIdField()
+        decisions = DecisionSerializer(many=True, allow_empty=False, max_length=100)
+        source = serializers.ChoiceField(choices=API_SOURCES, required=False, default="api")
+        indication_method = serializers.ChoiceField(
+            choices=INDICATION_METHODS, required=False, default="api"
+        )
+        given_by = serializers.ChoiceField(
+            choices=GivenBy.values, required=False, default=GivenBy.SUBJECT
+        )
+        subject_age = serializers.IntegerField(
+            min_value=0, max_value=150, required=False, allow_null=True
+        )
+        context = ContextSerializer(required=False)
+
+    @extend_schema(
+        operation_id="consents_record",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: RecordOutputSerializer, **error_responses(400, 409, 413, 415, 422)},
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(self.InputSerializer, request.data)
+        subject_id = data["subject_id"]
+
+        def produce() -> Answer:
+            result = services.consent_record(
+                subject_id=subject_id,
+                decisions=[
+                    services.DecisionInput(
+                        purpose=d["purpose"],
+                        granted=d["granted"],
+                        notice_version=d.get("notice_version"),
+                    )
+                    for d in data["decisions"]
+                ],
+                actor=services.Actor.for_client(request.auth),
+                source=data["source"],
+                indication_method=data["indication_method"],
+                given_by=data["given_by"],
+                subject_age=data.get("subject_age"),
+                context=client_context(request, data.get("context")),
+            )
+            return record_answer(result, subject_id, status.HTTP_201_CREATED)
+
+        answer = run_idempotent(
+            client=request.auth,
+            key=request.headers.get("Idempotency-Key"),
+            request_hash=fingerprint(request.path, request.data),
+            produce=produce,
+            redact=_without_subject,
+            restore=lambda body: {**body, "subject_id": subject_id},
+        )
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        return Response(answer.body, status=answer.status, headers=headers)
+
+
+class SubjectConsentsApi(APIView):
+    required_scope = Scope.CONSENT_READ
+
+    class ConsentSerializer(serializers.Serializer):
+        purpose = serializers.CharField()
+        status = serializers.CharField()
+        notice_version = serializers.IntegerField()
+        since = serializers.DateTimeField()
+        expires_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(
+        operation_id="subject_consents",
+        responses={
+            200: inline_serializer(
+                "SubjectConsents",
+                {"subject_id": serializers.CharField(), "consents": ConsentSerializer(many=True)},
+            ),
+            **error_responses(400),
+        },
+    )
+    def get(self, request: Request, subject_id: str) -> Response:
+        subject = selectors.subject_find(identifier=subject_id)
+        rows = [
+            {
+                "purpose": state.purpose.key,
+                "status": status_now,
+                "notice_version": state.notice_version,
+                "since": state.since,
+                "expires_at": state.expires_at,
+            }
+            for state, status_now in selectors.consent_states_for(subject=subject)
+        ]
+        return Response(
+            {
+                "subject_id": subject_id,
+                "consents": self.ConsentSerializer(rows, many=True).data,
+            }
+        )
+
+
+class SubjectHistoryApi(APIView):
+    required_scope = Scope.CONSENT_READ
+
+    @extend_schema(
+        operation_id="subject_history",
+        parameters=[
+            OpenApiParameter("cursor", str, required=False),
+            OpenApiParameter("limit", int, required=False, description="1 to 500, default 50"),
+        ],
+        responses={
+            200: inline_serializer(
+                "SubjectHistory",
+                {
+                    "subject_id": serializers.CharField(),
+                    "events": HistoryEventSerializer(many=True),
+                    "next_cursor": serializers.CharField(allow_null=True),
+                },
+            ),
+            **error_responses(400),
+        },
+    )
+    def get(self, request: Request, subject_id: str) -> Response:
+        raw_limit = request.query_params.get("limit", "50")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+            raise InvalidRequest("limit must be an integer from 1 to 500.")
+        subject = selectors.subject_find(identifier=subject_id)
+        events, next_cursor = selectors.subject_history(
+            subject=subject, cursor=request.query_params.get("cursor"), limit=int(raw_limit)
+        )
+        return Response(
+            {
+                "subject_id": subject_id,
+                "events": HistoryEventSerializer(events, many=True).data,
+                "next_cursor": next_cursor,
+            }
+        )
+
+
+class SubjectWithdrawApi(APIView):
+    required_scope = Scope.CONSENT_WRITE
+
+    class InputSerializer(serializers.Serializer):
+        purposes = serializers.ListField(
+            child=serializers.CharField(max_length=64),
+            required=False,
+            allow_empty=False,
+            max_length=100,
+        )
+        context = ContextSerializer(required=False)
+
+    @extend_schema(
+        operation_id="subject_withdraw",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: RecordOutputSerializer,
+            200: RecordOutputSerializer,
+            **error_responses(400, 409, 413, 415),
+        },
+    )
+    def post(self, request: Request, subject_id: str) -> Response:
+        data = validated(self.InputSerializer, request.data if request.data else {})
+
+        def produce() -> Answer:
+            result = services.consent_withdraw(
+                subject_id=subject_id,
+                purposes=data.get("purposes"),
+                actor=services.Actor.for_client(request.auth),
+                context=client_context(request, data.get("context")),
+            )
+            code = status.HTTP_201_CREATED if result.events else status.HTTP_200_OK
+            return record_answer(result, subject_id, code)
+
+        answer = run_idempotent(
+            client=request.auth,
+            key=request.headers.get("Idempotency-Key"),
+            request_hash=fingerprint(request.path, request.data or {}),
+            produce=produce,
+            redact=_without_subject,
+            restore=lambda body: {**body, "subject_id": subject_id},
+        )
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        return Response(answer.body, status=answer.status, headers=headers)
+
+
+class ReceiptDetailApi(APIView):
+    required_scope = Scope.CONSENT_READ
+
+    @extend_schema(
+        operation_id="receipt_detail",
+        responses={
+            200: inline_serializer(
+                "Receipt",
+                {
+                    "receipt_id": serializers.UUIDField(),
+                    "subject_id": serializers.CharField(allow_null=True),
+                    "recorded_at": serializers.DateTimeField(),
+                    "events": serializers.ListField(child=serializers.DictField()),
+                    "kantara": serializers.DictField(),
+                },
+            ),
+            **error_responses(404),
+        },
+    )
+    def get(self, request: Request, receipt_id: str) -> Response:
+        try:
+            parsed = uuid.UUID(receipt_id)
+        except ValueError as exc:
+            raise NotFound("No receipt with that id.") from exc
+        events, context = selectors.receipt_get(receipt_id=parsed)
+        if not events:
+            raise NotFound("No receipt with that id.")
+        subject_id = selectors.subject_identifier(events[0].subject)
+        return Response(receipt_build(events=events, context=context, subject_id=subject_id))

@@ -1,0 +1,39 @@
+"""Errors of the consent domain, each with a stable code and an HTTP status."""
+
+from governance.errors import DomainError
+
+
+class UnknownPurpose(DomainError):
+    code = "unknown_purpose"
+    status = 400
+    message = "Unknown or inactive purpose."
+
+
+class NoticeVersionSuperseded(DomainError):
+    code = "notice_version_superseded"
+    status = 409
+    message = "The notice version is not the current one for this purpose."
+
+
+class DuplicatePurpose(DomainError):
+    code = "duplicate_purpose"
+    status = 400
+    message = "A purpose appears more than once in one request."
+
+
+class NonAffirmativeIndication(DomainError):
+    code = "non_affirmative_indication"
+    status = 422
+    message = "A grant needs an affirmative indication (a button, a box ticked by the person)."
+
+
+class GuardianRequired(DomainError):
+    code = "guardian_required"
+    status = 422
+    message = "Below the age of digital consent, a parent or guardian must give the grant."
+
+
+class PurposeWithoutNotice(DomainError):
+    code = "purpose_without_notice"
+    status = 409
+    message = "This purpose has no published notice to consent to."

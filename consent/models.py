@@ -1,0 +1,244 @@
+"""Purposes, notices, subjects, the append-only consent ledger and the current state."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class LegalBasis(models.TextChoices):
+    CONSENT = "consent", "Consent (Art. 6(1)(a))"
+    CONTRACT = "contract", "Contract (Art. 6(1)(b))"
+    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation (Art. 6(1)(c))"
+    VITAL_INTEREST = "vital_interest", "Vital interest (Art. 6(1)(d))"
+    PUBLIC_TASK = "public_task", "Public task (Art. 6(1)(e))"
+    LEGITIMATE_INTEREST = "legitimate_interest", "Legitimate interest (Art. 6(1)(f))"
+
+
+class Purpose(models.Model):
+    key = models.SlugField(max_length=64, unique=True, help_text="Stable key, e.g. ml_training.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    legal_basis = models.CharField(max_length=32, choices=LegalBasis.choices)
+    dpv_concept = models.CharField(max_length=120, blank=True, help_text="W3C DPV purpose.")
+    tcf_purpose_ids = models.JSONField(default=list, blank=True, help_text="IAB TCF ids.")
+    data_categories = models.JSONField(default=list, blank=True)
+    consent_ttl = models.DurationField(
+        null=True, blank=True, help_text="Consent reads as expired this long after it is given."
+    )
+    gpc_opt_out = models.BooleanField(
+        default=False, help_text="A Global Privacy Control signal refuses this purpose."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class NoticeVersion(models.Model):
+    """One version of a purpose's notice. Published versions are never edited."""
+
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="notice_versions")
+    version = models.PositiveIntegerField()
+    material = models.BooleanField(
+        default=False,
+        help_text="A material change invalidates consent given to earlier versions.",
+    )
+    text_hash = models.CharField(max_length=64, editable=False)
+    published_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["purpose", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "version"], name="notice_version_unique"),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="notice_version_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose.key} v{self.version}"
+
+
+class NoticeText(models.Model):
+    notice_version = models.ForeignKey(NoticeVersion, on_delete=models.CASCADE, related_name="texts")
+    language = models.CharField(max_length=16)
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["notice_version", "language"], name="notice_text_one_per_language"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.notice_version} [{self.language}]"
+
+
+class Subject(models.Model):
+    """A data subject, found by a keyed hash; the identifier itself is only kept encrypted."""
+
+    class Namespace(models.TextChoices):
+        ACCOUNT = "account", "Account identifier"
+        DEVICE = "device", "Device id issued to a browser"
+
+    namespace = models.CharField(max_length=16, choices=Namespace.choices, default="account")
+    key = models.CharField(max_length=64, help_text="HMAC-SHA256 of the identifier, hex.")
+    key_version = models.PositiveSmallIntegerField(default=1)
+    identifier_encrypted = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+    # The head of this subject's event chain, advanced under the row lock with each event.
+    last_seq = models.PositiveIntegerField(default=0)
+    chain_head = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "key"], name="subject_unique_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}:{self.key[:12]}…"
+
+
+class Action(models.TextChoices):
+    GRANTED = "granted", "Granted"
+    REFUSED = "refused", "Refused"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    EXPIRED = "expired", "Expired"
+
+
+class Source(models.TextChoices):
+    BANNER = "banner", "Banner"
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    IMPORT = "import", "Import"
+    GPC = "gpc", "Global Privacy Control"
+    SYSTEM = "system", "System (expiry)"
+
+
+class IndicationMethod(models.TextChoices):
+    BUTTON = "button", "Clicked a button"
+    CHECKBOX = "checkbox", "Ticked a box"
+    SIGNED_FORM = "signed_form", "Signed a form"
+    API = "api", "Explicit choice relayed by an API client"
+    GPC = "gpc", "Global Privacy Control signal"
+    IMPORT = "import", "Imported record"
+    SYSTEM = "system", "Recorded by the service"
+    # Recognised so that they can be refused by name: they are never consent.
+    PRE_TICKED = "pre_ticked", "Pre-ticked box (not consent)"
+    IMPLIED = "implied", "Implied or continued browsing (not consent)"
+
+
+AFFIRMATIVE_METHODS = frozenset(
+    {IndicationMethod.BUTTON, IndicationMethod.CHECKBOX, IndicationMethod.SIGNED_FORM,
+     IndicationMethod.API, IndicationMethod.IMPORT}
+)
+
+
+class GivenBy(models.TextChoices):
+    SUBJECT = "subject", "The subject"
+    GUARDIAN = "guardian", "A parent or guardian"
+
+
+class ActorType(models.TextChoices):
+    API_CLIENT = "api_client", "API client"
+    STAFF = "staff", "Staff user"
+    SYSTEM = "system", "The service"
+
+
+class ConsentEvent(models.Model):
+    """The ledger: one row per decision, appended and never changed.
+
+    The database refuses UPDATE always and DELETE outside the guarded purge path. Actors are
+    stored as plain values, not foreign keys, so no cascade can ever touch this table.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="events")
+    seq = models.PositiveIntegerField(help_text="Position in the subject's chain, from 1.")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
+    notice_version = models.PositiveIntegerField()
+    language = models.CharField(max_length=16, blank=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    effective_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    indication_method = models.CharField(max_length=16, choices=IndicationMethod.choices)
+    given_by = models.CharField(max_length=16, choices=GivenBy.choices, default=GivenBy.SUBJECT)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    receipt_id = models.UUIDField(db_index=True)
+    context_digest = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["subject_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["subject", "seq"], name="consent_event_chain_position"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["subject", "purpose", "effective_at"], name="consent_event_as_of"
+            ),
+            models.Index(fields=["recorded_at"], name="consent_event_recorded"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.purpose_id} @ {self.effective_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ConsentContext(models.Model):
+    """Proof context of one receipt, kept lean (hashed IP and user agent).
+
+    Retention may delete it: the events keep its digest, so the chain still verifies.
+    """
+
+    receipt_id = models.UUIDField(unique=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    user_agent_hash = models.CharField(max_length=64, blank=True)
+    page = models.CharField(max_length=2000, blank=True)
+    locale = models.CharField(max_length=16, blank=True)
+    jurisdiction = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+
+class ConsentState(models.Model):
+    """Current status per (subject, purpose), written in the same transaction as its event."""
+
+    subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="states")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=Action.choices)
+    notice_version = models.PositiveIntegerField()
+    since = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    event_id = models.UUIDField()
+    gpc = models.BooleanField(default=False, help_text="The standing decision came from GPC.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "subject"], name="consent_state_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id}/{self.purpose_id}: {self.status}"
+
+
+class LedgerPurgeGuard(models.Model):
+    """A row here, visible only inside the purging transaction, lets the trigger allow DELETE.
+
+    Inserted and removed within one transaction by the purge path, so no other connection
+    ever sees it; the same mechanism works on PostgreSQL and SQLite.
+    """
+
+    reason = models.CharField(max_length=64)

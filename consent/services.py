@@ -1,0 +1,531 @@
+"""Every write to purposes, notices, subjects and the consent ledger. One transaction each."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from consent import identity, ledger
+from consent.errors import (
+    DuplicatePurpose,
+    GuardianRequired,
+    NonAffirmativeIndication,
+    NoticeVersionSuperseded,
+    PurposeWithoutNotice,
+    UnknownPurpose,
+)
+from consent.models import (
+    AFFIRMATIVE_METHODS,
+    Action,
+    ActorType,
+    ConsentContext,
+    ConsentEvent,
+    ConsentState,
+    GivenBy,
+    IndicationMethod,
+    NoticeText,
+    NoticeVersion,
+    Purpose,
+    Source,
+    Subject,
+)
+from governance.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str
+    id: str = ""
+    label: str = ""
+
+    @classmethod
+    def for_client(cls, client: Any) -> Actor:
+        return cls(ActorType.API_CLIENT, str(client.pk), client.name)
+
+    @classmethod
+    def for_staff(cls, user: Any) -> Actor:
+        return cls(ActorType.STAFF, str(user.pk), user.get_username())
+
+    @classmethod
+    def system(cls, label: str = "service") -> Actor:
+        return cls(ActorType.SYSTEM, "", label)
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    purpose: str
+    granted: bool
+    notice_version: int | None = None
+
+
+@dataclass(frozen=True)
+class ContextInput:
+    locale: str = ""
+    jurisdiction: str = ""
+    page: str = ""
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass
+class RecordResult:
+    receipt_id: uuid.UUID | None
+    subject: Subject | None
+    recorded_at: datetime
+    events: list[ConsentEvent] = field(default_factory=list)
+
+
+# --- purposes and notices -------------------------------------------------------------
+
+
+def notice_text_hash(texts: Mapping[str, tuple[str, str]]) -> str:
+    canonical = json.dumps(
+        {lang: {"title": t, "body": b} for lang, (t, b) in sorted(texts.items())},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@transaction.atomic
+def notice_version_publish(
+    *,
+    purpose: Purpose,
+    texts: Mapping[str, tuple[str, str]],
+    material: bool = False,
+    published_at: datetime | None = None,
+) -> NoticeVersion:
+    """Publishes the next version of a purpose's notice; earlier versions stay as they were."""
+    if not texts:
+        raise InvalidRequest("A notice version needs a text in at least one language.")
+    Purpose.objects.select_for_update().filter(pk=purpose.pk).first()
+    latest = NoticeVersion.objects.filter(purpose=purpose).aggregate(v=Max("version"))["v"] or 0
+    version = NoticeVersion.objects.create(
+        purpose=purpose,
+        version=latest + 1,
+        material=material,
+        text_hash=notice_text_hash(texts),
+        published_at=published_at or timezone.now(),
+    )
+    NoticeText.objects.bulk_create(
+        NoticeText(notice_version=version, language=lang, title=title, body=body)
+        for lang, (title, body) in texts.items()
+    )
+    return version
+
+
+@transaction.atomic
+def notice_version_rehash(*, notice_version: NoticeVersion) -> NoticeVersion:
+    """Recomputes the text hash after texts were added to a version (admin creation)."""
+    texts = {t.language: (t.title, t.body) for t in notice_version.texts.all()}
+    notice_version.text_hash = notice_text_hash(texts)
+    notice_version.save(update_fields=["text_hash"])
+    return notice_version
+
+
+@transaction.atomic
+def purpose_create(
+    *,
+    key: str,
+    name: str,
+    legal_basis: str,
+    description: str = "",
+    dpv_concept: str = "",
+    tcf_purpose_ids: Sequence[int] = (),
+    data_categories: Sequence[str] = (),
+    consent_ttl: timedelta | None = None,
+    gpc_opt_out: bool = False,
+    notice_texts: Mapping[str, tuple[str, str]] | None = None,
+) -> Purpose:
+    purpose = Purpose.objects.create(
+        key=key,
+        name=name,
+        legal_basis=legal_basis,
+        description=description,
+        dpv_concept=dpv_concept,
+        tcf_purpose_ids=list(tcf_purpose_ids),
+        data_categories=list(data_categories),
+        consent_ttl=consent_ttl,
+        gpc_opt_out=gpc_opt_out,
+    )
+    notice_version_publish(
+        purpose=purpose, texts=notice_texts or {"en": (name, description or name)}
+    )
+    return purpose
+
+
+def current_notice_versions(purpose_ids: Sequence[int]) -> dict[int, int]:
+    rows = (
+        NoticeVersion.objects.filter(purpose_id__in=purpose_ids, published_at__lte=timezone.now())
+        .values("purpose_id")
+        .annotate(v=Max("version"))
+    )
+    return {row["purpose_id"]: row["v"] for row in rows}
+
+
+# --- subjects ---------------------------------------------------------------------------
+
+
+def subject_lock(*, identifier: str, namespace: str = Subject.Namespace.ACCOUNT) -> Subject:
+    """Finds or creates the subject and locks its row until the transaction ends.
+
+    The lock orders every write to one subject, which keeps its chain linear and its state
+    in step with its ledger under concurrent requests. Call inside a transaction.
+    """
+    key = identity.subject_key(identifier)
+    # INSERT ... ON CONFLICT DO NOTHING: concurrent first writers do not fail.
+    Subject.objects.bulk_create(
+        [
+            Subject(
+                namespace=namespace,
+                key=key,
+                key_version=settings.SUBJECT_HASH_KEY_VERSION,
+                identifier_encrypted=identity.encrypt_identifier(identifier, key=key),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    subject = Subject.objects.select_for_update().get(namespace=namespace, key=key)
+    if subject.identifier_encrypted is None:
+        # Erased earlier: a new grant starts a new history under a fresh ciphertext.
+        subject.identifier_encrypted = identity.encrypt_identifier(identifier, key=key)
+        subject.save(update_fields=["identifier_encrypted"])
+    return subject
+
+
+@transaction.atomic
+def subject_mark_erased(*, subject: Subject, now: datetime | None = None) -> Subject:
+    """Destroys the encrypted identifier and records when the subject was erased."""
+    locked = Subject.objects.select_for_update().get(pk=subject.pk)
+    locked.identifier_encrypted = None
+    locked.erased_at = now or timezone.now()
+    locked.save(update_fields=["identifier_encrypted", "erased_at"])
+    return locked
+
+
+# --- the ledger -------------------------------------------------------------------------
+
+
+def effective_status(state: ConsentState, now: datetime) -> str:
+    """A grant past its expiry reads as expired at once, before any task records it."""
+    if state.status == Action.GRANTED and state.expires_at is not None and state.expires_at <= now:
+        return Action.EXPIRED
+    return state.status
+
+
+def _context_create(*, receipt_id: uuid.UUID, context: ContextInput, now: datetime) -> str:
+    ip_hash = identity.keyed_hash(context.ip, purpose="ip") if context.ip else ""
+    ua_hash = (
+        identity.keyed_hash(context.user_agent, purpose="user-agent") if context.user_agent else ""
+    )
+    ConsentContext.objects.create(
+        receipt_id=receipt_id,
+        ip_hash=ip_hash,
+        user_agent_hash=ua_hash,
+        page=context.page[:2000],
+        locale=context.locale[:16],
+        jurisdiction=context.jurisdiction[:32],
+        created_at=now,
+    )
+    return ledger.context_digest(
+        receipt_id=str(receipt_id),
+        ip_hash=ip_hash,
+        user_agent_hash=ua_hash,
+        page=context.page[:2000],
+        locale=context.locale[:16],
+        jurisdiction=context.jurisdiction[:32],
+    )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    purpose: Purpose
+    action: str
+    notice_version: int
+    expires_at: datetime | None
+
+
+def event_append(
+    *,
+    subject: Subject,
+    entry: _Entry,
+    effective_at: datetime,
+    recorded_at: datetime,
+    source: str,
+    indication_method: str,
+    given_by: str,
+    actor: Actor,
+    receipt_id: uuid.UUID,
+    context_digest: str,
+    language: str,
+) -> ConsentEvent:
+    """Appends one event to a locked subject's chain and moves its state. Caller saves subject."""
+    seq = subject.last_seq + 1
+    event = ConsentEvent(
+        id=uuid.uuid4(),
+        subject=subject,
+        seq=seq,
+        purpose=entry.purpose,
+        notice_version=entry.notice_version,
+        language=language,
+        action=entry.action,
+        effective_at=effective_at,
+        recorded_at=recorded_at,
+        expires_at=entry.expires_at,
+        source=source,
+        indication_method=indication_method,
+        given_by=given_by,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=actor.label[:200],
+        receipt_id=receipt_id,
+        context_digest=context_digest,
+        prev_hash=subject.chain_head,
+    )
+    event.hash = ledger.event_hash(
+        event_id=str(event.id),
+        subject_key=subject.key,
+        seq=seq,
+        purpose_key=entry.purpose.key,
+        notice_version=entry.notice_version,
+        language=language,
+        action=entry.action,
+        effective_at=effective_at,
+        recorded_at=recorded_at,
+        expires_at=entry.expires_at,
+        source=source,
+        indication_method=indication_method,
+        given_by=given_by,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        receipt_id=str(receipt_id),
+        context_digest=context_digest,
+        prev_hash=subject.chain_head,
+    )
+    event.save(force_insert=True)
+    subject.last_seq = seq
+    subject.chain_head = event.hash
+    ConsentState.objects.update_or_create(
+        subject=subject,
+        purpose=entry.purpose,
+        defaults={
+            "status": entry.action,
+            "notice_version": entry.notice_version,
+            "since": effective_at,
+            "expires_at": entry.expires_at,
+            "event_id": event.id,
+            "gpc": source == Source.GPC,
+        },
+    )
+    return event
+
+
+def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
+    found = {p.key: p for p in Purpose.objects.filter(key__in=keys, active=True)}
+    unknown = sorted(set(keys) - set(found))
+    if unknown:
+        raise UnknownPurpose(
+            f"Unknown or inactive purpose: {', '.join(unknown)}.", detail={"unknown": unknown}
+        )
+    return found
+
+
+def _language(context: ContextInput | None) -> str:
+    locale = (context.locale if context else "") or ""
+    return locale.split("-")[0].split("_")[0].lower()[:16] or "en"
+
+
+def _write(
+    *,
+    identifier: str,
+    namespace: str,
+    plan: Any,
+    source: str,
+    indication_method: str,
+    given_by: str,
+    actor: Actor,
+    context: ContextInput | None,
+    now: datetime,
+) -> RecordResult:
+    """Locks the subject, lets `plan` choose the entries from the current states, appends."""
+    with transaction.atomic():
+        subject = subject_lock(identifier=identifier, namespace=namespace)
+        states = {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)}
+        entries: list[_Entry] = plan(states)
+        if not entries:
+            return RecordResult(receipt_id=None, subject=subject, recorded_at=now)
+        receipt_id = uuid.uuid4()
+        digest = _context_create(receipt_id=receipt_id, context=context or ContextInput(), now=now)
+        language = _language(context)
+        events = [
+            event_append(
+                subject=subject,
+                entry=entry,
+                effective_at=now,
+                recorded_at=now,
+                source=source,
+                indication_method=indication_method,
+                given_by=given_by,
+                actor=actor,
+                receipt_id=receipt_id,
+                context_digest=digest,
+                language=language,
+            )
+            for entry in entries
+        ]
+        subject.save(update_fields=["last_seq", "chain_head"])
+        return RecordResult(receipt_id=receipt_id, subject=subject, recorded_at=now, events=events)
+
+
+def consent_record(
+    *,
+    subject_id: str,
+    decisions: Sequence[DecisionInput],
+    actor: Actor,
+    source: str = Source.API,
+    indication_method: str = IndicationMethod.API,
+    given_by: str = GivenBy.SUBJECT,
+    subject_age: int | None = None,
+    context: ContextInput | None = None,
+    namespace: str = Subject.Namespace.ACCOUNT,
+    now: datetime | None = None,
+) -> RecordResult:
+    """Records one decision per purpose, all or nothing, under one receipt.
+
+    `granted: false` withdraws a standing grant and otherwise refuses; a GPC source always
+    refuses, whatever the state, since GPC is an opt-out and never a withdrawal.
+    """
+    identity.validate_identifier(subject_id)
+    if not decisions:
+        raise InvalidRequest("decisions must not be empty.", detail={"field": "decisions"})
+    keys = [d.purpose for d in decisions]
+    duplicated = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicated:
+        raise DuplicatePurpose(detail={"duplicated": duplicated})
+    purposes = _purposes_by_key(keys)
+    current = current_notice_versions([p.pk for p in purposes.values()])
+    for d in decisions:
+        purpose = purposes[d.purpose]
+        if purpose.pk not in current:
+            raise PurposeWithoutNotice(detail={"purpose": d.purpose})
+        if d.notice_version is not None and d.notice_version != current[purpose.pk]:
+            raise NoticeVersionSuperseded(
+                detail={
+                    "purpose": d.purpose,
+                    "notice_version": d.notice_version,
+                    "current_notice_version": current[purpose.pk],
+                }
+            )
+    grants = [d for d in decisions if d.granted and source != Source.GPC]
+    if grants and indication_method not in AFFIRMATIVE_METHODS:
+        raise NonAffirmativeIndication(detail={"indication_method": indication_method})
+    if (
+        grants
+        and subject_age is not None
+        and subject_age < settings.CHILD_CONSENT_AGE
+        and given_by != GivenBy.GUARDIAN
+    ):
+        raise GuardianRequired(detail={"child_consent_age": settings.CHILD_CONSENT_AGE})
+    moment = now or timezone.now()
+
+    def plan(states: dict[int, ConsentState]) -> list[_Entry]:
+        entries = []
+        for d in decisions:
+            purpose = purposes[d.purpose]
+            version = current[purpose.pk]
+            state = states.get(purpose.pk)
+            if d.granted and source != Source.GPC:
+                ttl = purpose.consent_ttl
+                entries.append(
+                    _Entry(purpose, Action.GRANTED, version, moment + ttl if ttl else None)
+                )
+            elif (
+                source != Source.GPC
+                and state is not None
+                and effective_status(state, moment) == Action.GRANTED
+            ):
+                entries.append(_Entry(purpose, Action.WITHDRAWN, version, None))
+            else:
+                entries.append(_Entry(purpose, Action.REFUSED, version, None))
+        return entries
+
+    return _write(
+        identifier=subject_id,
+        namespace=namespace,
+        plan=plan,
+        source=source,
+        indication_method=indication_method,
+        given_by=given_by,
+        actor=actor,
+        context=context,
+        now=moment,
+    )
+
+
+def consent_withdraw(
+    *,
+    subject_id: str,
+    actor: Actor,
+    purposes: Sequence[str] | None = None,
+    source: str = Source.API,
+    indication_method: str = IndicationMethod.API,
+    context: ContextInput | None = None,
+    namespace: str = Subject.Namespace.ACCOUNT,
+    now: datetime | None = None,
+) -> RecordResult:
+    """Withdraws standing grants: the named purposes, or every granted one when none named.
+
+    A named purpose that is not granted is refused instead, so the choice is still on record.
+    """
+    identity.validate_identifier(subject_id)
+    moment = now or timezone.now()
+    named: dict[str, Purpose] = {}
+    if purposes is not None:
+        if not purposes:
+            raise InvalidRequest("purposes must not be empty when given.")
+        duplicated = sorted({k for k in purposes if list(purposes).count(k) > 1})
+        if duplicated:
+            raise DuplicatePurpose(detail={"duplicated": duplicated})
+        named = _purposes_by_key(list(purposes))
+    current = current_notice_versions([p.pk for p in Purpose.objects.filter(active=True)])
+
+    def plan(states: dict[int, ConsentState]) -> list[_Entry]:
+        if purposes is None:
+            granted = [s for s in states.values() if effective_status(s, moment) == Action.GRANTED]
+            by_id = Purpose.objects.in_bulk([s.purpose_id for s in granted])
+            return [
+                _Entry(by_id[s.purpose_id], Action.WITHDRAWN, s.notice_version, None)
+                for s in sorted(granted, key=lambda s: by_id[s.purpose_id].key)
+            ]
+        entries = []
+        for key in purposes:
+            purpose = named[key]
+            state = states.get(purpose.pk)
+            if state is not None and effective_status(state, moment) == Action.GRANTED:
+                entries.append(_Entry(purpose, Action.WITHDRAWN, state.notice_version, None))
+            else:
+                entries.append(_Entry(purpose, Action.REFUSED, current.get(purpose.pk, 0), None))
+        return entries
+
+    return _write(
+        identifier=subject_id,
+        namespace=namespace,
+        plan=plan,
+        source=source,
+        indication_method=indication_method,
+        given_by=GivenBy.SUBJECT,
+        actor=actor,
+        context=context,
+        now=moment,
+    )

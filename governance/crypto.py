@@ -1,0 +1,83 @@
+"""Encryption of values the service must read again (subject identifiers, later secrets).
+
+AES-256-GCM under keys from the environment. Each ciphertext starts with the id of the key
+that made it, so a key can rotate: the current key encrypts, old keys still decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+_FORMAT = b"\x01"
+_KID_LEN = 4
+_NONCE_LEN = 12
+
+
+class DecryptionFailed(Exception):
+    """No configured key opens this ciphertext, or it was tampered with."""
+
+
+def _decode_key(raw: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ImproperlyConfigured("An encryption key must be base64 of 32 random bytes.") from exc
+    if len(key) != 32:
+        raise ImproperlyConfigured("An encryption key must be base64 of exactly 32 bytes.")
+    return key
+
+
+def key_id(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()[:_KID_LEN]
+
+
+@lru_cache(maxsize=8)
+def _keyring(current: str, old: tuple[str, ...]) -> tuple[bytes, dict[bytes, AESGCM]]:
+    keys = [_decode_key(current), *(_decode_key(k) for k in old)]
+    ring = {key_id(k): AESGCM(k) for k in keys}
+    return key_id(keys[0]), ring
+
+
+def keyring() -> tuple[bytes, dict[bytes, AESGCM]]:
+    return _keyring(settings.SUBJECT_ENCRYPTION_KEY, tuple(settings.SUBJECT_ENCRYPTION_OLD_KEYS))
+
+
+def current_key_id() -> bytes:
+    return keyring()[0]
+
+
+def encrypt(plaintext: bytes, *, aad: bytes) -> bytes:
+    kid, ring = keyring()
+    nonce = os.urandom(_NONCE_LEN)
+    return _FORMAT + kid + nonce + ring[kid].encrypt(nonce, plaintext, aad)
+
+
+def ciphertext_key_id(ciphertext: bytes) -> bytes:
+    return bytes(ciphertext[1 : 1 + _KID_LEN])
+
+
+def decrypt(ciphertext: bytes, *, aad: bytes) -> bytes:
+    blob = bytes(ciphertext)
+    if not blob.startswith(_FORMAT):
+        raise DecryptionFailed("unknown ciphertext format")
+    _, ring = keyring()
+    aead = ring.get(ciphertext_key_id(blob))
+    if aead is None:
+        raise DecryptionFailed("the key that encrypted this value is not configured")
+    nonce = blob[1 + _KID_LEN : 1 + _KID_LEN + _NONCE_LEN]
+    try:
+        return aead.decrypt(nonce, blob[1 + _KID_LEN + _NONCE_LEN :], aad)
+    except Exception as exc:  # cryptography raises InvalidTag
+        raise DecryptionFailed("ciphertext does not verify") from exc
+
+
+def generate_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")

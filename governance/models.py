@@ -1,0 +1,78 @@
+"""API clients and their keys, and stored idempotent answers."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Scope(models.TextChoices):
+    CONSENT_WRITE = "consent:write", "Record consents and withdrawals, mint subject tokens"
+    CONSENT_READ = "consent:read", "Read a subject's consents, history and receipts"
+    CHECKS = "checks", "Consent checks, data uses, decisions"
+    RIGHTS = "rights", "Erasure and access requests"
+    ADMIN = "admin", "Retention policies and runs, webhooks"
+
+
+class ApiClient(models.Model):
+    class Kind(models.TextChoices):
+        SECRET = "secret", "Secret (sk_...)"
+        PUBLISHABLE = "publishable", "Publishable (pk_...)"
+
+    name = models.CharField(max_length=120, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SECRET)
+    scopes = models.JSONField(default=list, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    @property
+    def is_authenticated(self) -> bool:
+        # DRF puts the client in request.user; this lets permission checks treat it as a user.
+        return True
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class ApiKey(models.Model):
+    """One key of a client; several live at once while a rotation is under way."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="keys")
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.client.name})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a request sent with an Idempotency-Key, replayed for retries.
+
+    The stored body never holds the subject identifier: it is put back from the request.
+    """
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key")
+        ]

@@ -1,0 +1,233 @@
+"""Settings for the consent service, every value read from the environment (see README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from governance.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", False)
+
+# Development-only fallbacks: with DEBUG off, the service refuses to start without the real ones.
+_DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+_DEV_SUBJECT_HASH_KEY = "dev-only-subject-hash-key"
+_DEV_SUBJECT_ENCRYPTION_KEY = "ZGV2LW9ubHktc3ViamVjdC1lbmNyeXB0aW9uLWtleSE="  # 32 bytes, base64
+
+_missing = [
+    name
+    for name in ("SECRET_KEY", "SUBJECT_HASH_KEY", "SUBJECT_ENCRYPTION_KEY", "DATABASE_URL")
+    if not env_str(name)
+]
+if not DEBUG and _missing:
+    raise ImproperlyConfigured(
+        "With DEBUG off the service needs these environment variables: "
+        + ", ".join(_missing)
+        + " (see README, 'Configuration')."
+    )
+
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY) or _DEV_SECRET_KEY
+SUBJECT_HASH_KEY = env_str("SUBJECT_HASH_KEY", _DEV_SUBJECT_HASH_KEY) or _DEV_SUBJECT_HASH_KEY
+SUBJECT_HASH_KEY_VERSION = env_int("SUBJECT_HASH_KEY_VERSION", 1)
+SUBJECT_ENCRYPTION_KEY = (
+    env_str("SUBJECT_ENCRYPTION_KEY", _DEV_SUBJECT_ENCRYPTION_KEY) or _DEV_SUBJECT_ENCRYPTION_KEY
+)
+# Earlier encryption keys, still accepted for reading while rotation re-encrypts.
+SUBJECT_ENCRYPTION_OLD_KEYS = env_list("SUBJECT_ENCRYPTION_OLD_KEYS", [])
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "corsheaders",
+    "django_celery_beat",
+    "governance",
+    "consent",
+    "retention",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "governance.urls"
+WSGI_APPLICATION = "governance.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'governance.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL or "", conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # WAL lets web, worker and beat read while one writes; IMMEDIATE takes the write lock at
+    # BEGIN so two writers queue on the busy timeout instead of failing on lock upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SESSION_COOKIE_SECURE = not DEBUG and env_bool("SECURE_COOKIES", True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# The JSON consent endpoints refuse bodies above this (413), before parsing them.
+CONSENT_MAX_BODY_BYTES = env_int("CONSENT_MAX_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = CONSENT_MAX_BODY_BYTES
+# Below this age a grant must be given by a parent or guardian (GDPR Art. 8).
+CHILD_CONSENT_AGE = env_int("CHILD_CONSENT_AGE", 16)
+# How often an API key's last_used_at is written, at most (seconds).
+API_KEY_TOUCH_INTERVAL = env_int("API_KEY_TOUCH_INTERVAL", 60)
+
+# The controller named in consent receipts.
+CONTROLLER = {
+    "name": env_str("CONTROLLER_NAME", "Example Controller Ltd"),
+    "contact": env_str("CONTROLLER_CONTACT", "Data Protection Officer"),
+    "address": env_str("CONTROLLER_ADDRESS", "1 Example Street, Example City"),
+    "email": env_str("CONTROLLER_EMAIL", "privacy@example.com"),
+    "phone": env_str("CONTROLLER_PHONE", ""),
+    "url": env_str("CONTROLLER_URL", "https://example.com"),
+}
+PRIVACY_POLICY_URL = env_str("PRIVACY_POLICY_URL", "https://example.com/privacy")
+DEFAULT_JURISDICTION = env_str("DEFAULT_JURISDICTION", "EU")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["governance.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["governance.api.auth.HasScope"],
+    "DEFAULT_PARSER_CLASSES": ["governance.api.parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "governance.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Consent and data-governance service",
+    "DESCRIPTION": (
+        "Records consent per purpose, answers checks for pipelines and back ends, "
+        "and enforces retention."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "sk_... or pk_..."}
+        }
+    },
+    "SECURITY": [{"bearerAuth": []}],
+}
+
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+
+# Celery: embedded default needs no server (SQLAlchemy transport on its own SQLite file).
+CELERY_BROKER_URL = env_str(
+    "CELERY_BROKER_URL", REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+)
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND", REDIS_URL or f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}"
+)
+CELERY_TASK_ACKS_LATE = False
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "governance.logging.RedactSubjectIdentifiers"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,23 @@
+"""The one composition root: every app's URLs are mounted here."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from governance.api.views import HealthzApi, ReadyzApi
+
+handler400 = "governance.errors.handler400"
+handler403 = "governance.errors.handler403"
+handler404 = "governance.errors.handler404"
+handler500 = "governance.errors.handler500"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+    path("healthz", HealthzApi.as_view(), name="healthz"),
+    path("readyz", ReadyzApi.as_view(), name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include("consent.api.urls")),
+]

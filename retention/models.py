@@ -1,0 +1,1 @@
+"""Retention policies, legal holds, purge runs and rights requests (to come)."""

@@ -1,0 +1,69 @@
+"""Shared fixtures: API keys, an HTTP helper and the seeded purposes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests import factories
+
+
+class Api:
+    """A Django test client that speaks JSON with a bearer key."""
+
+    def __init__(self, key: str | None) -> None:
+        self.client = Client()
+        self.key = key
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        headers.update(extra or {})
+        return headers
+
+    def get(self, path: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+        return self.client.get(path, params, headers=self._headers(headers))
+
+    def post(
+        self,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | str | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        data = raw if raw is not None else json.dumps(body if body is not None else {})
+        return self.client.post(
+            path, data=data, content_type=content_type, headers=self._headers(headers)
+        )
+
+
+@pytest.fixture
+def purposes(db: None) -> dict[str, Any]:
+    return factories.seed_purposes()
+
+
+@pytest.fixture
+def make_api() -> Any:
+    def make(*scopes: str, kind: str = "secret") -> Api:
+        _, key = factories.api_client(scopes=list(scopes), kind=kind)
+        return Api(key)
+
+    return make
+
+
+@pytest.fixture
+def api(db: None, make_api: Any, purposes: dict[str, Any]) -> Api:
+    """A secret key with every scope."""
+    return make_api("consent:write", "consent:read", "checks", "rights", "admin")
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "detail"}
+    assert body["error"]["code"] == code, body
+    return body

@@ -1,0 +1,19 @@
+"""Test settings: the real thing, pointed at PostgreSQL and Redis on loopback.
+
+Only defaults are set here; the environment still wins, so CI or a developer can point the
+suite elsewhere.
+"""
+
+import os
+
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("SUBJECT_HASH_KEY", "test-subject-hash-key")
+os.environ.setdefault("SUBJECT_ENCRYPTION_KEY", "dGVzdC1zdWJqZWN0LWVuY3J5cHRpb24ta2V5LTMyYnk")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/governance")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SECURE_COOKIES", "0")
+
+from governance.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
