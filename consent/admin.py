@@ -37,8 +37,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class NoticeVersionInline(admin.TabularInline):
     model = NoticeVersion
     extra = 0
-    fields = ["version", "material", "published_at", "text_hash"]
-    readonly_fields = fields
+    fields = readonly_fields = ["version", "material", "published_at", "text_hash"]
     can_delete = False
     show_change_link = True
 
@@ -131,8 +130,7 @@ class NoticeVersionAdmin(admin.ModelAdmin):
 class ConsentStateInline(admin.TabularInline):
     model = ConsentState
     extra = 0
-    fields = ["purpose", "status", "notice_version", "since", "expires_at", "gpc"]
-    readonly_fields = fields
+    fields = readonly_fields = ["purpose", "status", "notice_version", "since", "expires_at", "gpc"]
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -147,9 +145,16 @@ class SubjectAdmin(ReadOnlyAdmin):
     list_filter = ["namespace", "erased_at"]
     search_fields = ["key"]
     search_help_text = "Type a subject identifier exactly; it is hashed before the lookup."
-    fields = ["namespace", "identifier", "key", "key_version", "created_at", "erased_at",
-              "last_seq", "chain_head"]
-    readonly_fields = fields
+    fields = readonly_fields = [
+        "namespace",
+        "identifier",
+        "key",
+        "key_version",
+        "created_at",
+        "erased_at",
+        "last_seq",
+        "chain_head",
+    ]
     inlines = [ConsentStateInline]
 
     @admin.display(description="key")
@@ -170,8 +175,16 @@ class SubjectAdmin(ReadOnlyAdmin):
 
 @admin.register(ConsentEvent)
 class ConsentEventAdmin(ReadOnlyAdmin):
-    list_display = ["effective_at", "subject", "purpose", "action", "notice_version", "source",
-                    "indication_method", "actor_label"]
+    list_display = [
+        "effective_at",
+        "subject",
+        "purpose",
+        "action",
+        "notice_version",
+        "source",
+        "indication_method",
+        "actor_label",
+    ]
     list_filter = ["action", "source", "purpose", "indication_method"]
     list_select_related = ["subject", "purpose"]
     date_hierarchy = "recorded_at"

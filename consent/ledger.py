@@ -64,8 +64,13 @@ def event_hash(
 
 
 def context_digest(
-    *, receipt_id: str, ip_hash: str, user_agent_hash: str, page: str, locale: str,
-    jurisdiction: str
+    *,
+    receipt_id: str,
+    ip_hash: str,
+    user_agent_hash: str,
+    page: str,
+    locale: str,
+    jurisdiction: str,
 ) -> str:
     canonical = json.dumps(
         {

@@ -65,7 +65,9 @@ class NoticeVersion(models.Model):
 
 
 class NoticeText(models.Model):
-    notice_version = models.ForeignKey(NoticeVersion, on_delete=models.CASCADE, related_name="texts")
+    notice_version = models.ForeignKey(
+        NoticeVersion, on_delete=models.CASCADE, related_name="texts"
+    )
     language = models.CharField(max_length=16)
     title = models.CharField(max_length=200)
     body = models.TextField()
@@ -137,8 +139,13 @@ class IndicationMethod(models.TextChoices):
 
 
 AFFIRMATIVE_METHODS = frozenset(
-    {IndicationMethod.BUTTON, IndicationMethod.CHECKBOX, IndicationMethod.SIGNED_FORM,
-     IndicationMethod.API, IndicationMethod.IMPORT}
+    {
+        IndicationMethod.BUTTON,
+        IndicationMethod.CHECKBOX,
+        IndicationMethod.SIGNED_FORM,
+        IndicationMethod.API,
+        IndicationMethod.IMPORT,
+    }
 )
 
 
@@ -187,9 +194,7 @@ class ConsentEvent(models.Model):
             models.UniqueConstraint(fields=["subject", "seq"], name="consent_event_chain_position"),
         ]
         indexes = [
-            models.Index(
-                fields=["subject", "purpose", "effective_at"], name="consent_event_as_of"
-            ),
+            models.Index(fields=["subject", "purpose", "effective_at"], name="consent_event_as_of"),
             models.Index(fields=["recorded_at"], name="consent_event_recorded"),
         ]
 
@@ -210,6 +215,9 @@ class ConsentContext(models.Model):
     locale = models.CharField(max_length=16, blank=True)
     jurisdiction = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"context of {self.receipt_id}"
 
 
 class ConsentState(models.Model):
@@ -242,3 +250,6 @@ class LedgerPurgeGuard(models.Model):
     """
 
     reason = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return self.reason

@@ -71,7 +71,9 @@ def receipt_build(
             "version": KANTARA_VERSION,
             "jurisdiction": jurisdiction,
             "consentTimestamp": int(first.effective_at.timestamp()),
-            "collectionMethod": _COLLECTION.get(first.indication_method, first.indication_method),
+            "collectionMethod": _COLLECTION.get(
+                IndicationMethod(first.indication_method), first.indication_method
+            ),
             "consentReceiptID": str(first.receipt_id),
             "language": first.language or "en",
             "piiPrincipalId": subject_id,

@@ -10,14 +10,19 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
-from consent.models import ConsentContext, ConsentEvent, ConsentState, NoticeVersion, Purpose, Subject
+from consent.models import (
+    ConsentContext,
+    ConsentEvent,
+    ConsentState,
+    NoticeVersion,
+    Purpose,
+    Subject,
+)
 from consent.services import effective_status
 from governance.errors import InvalidRequest
 
 
-def subject_find(
-    *, identifier: str, namespace: str = Subject.Namespace.ACCOUNT
-) -> Subject | None:
+def subject_find(*, identifier: str, namespace: str = Subject.Namespace.ACCOUNT) -> Subject | None:
     identity.validate_identifier(identifier)
     return Subject.objects.filter(namespace=namespace, key=identity.subject_key(identifier)).first()
 

@@ -56,9 +56,7 @@ class ApiClientAdmin(admin.ModelAdmin):
         )
         obj.pk = client.pk
         obj.created_at = client.created_at
-        messages.warning(
-            request, f"API key for {client.name}: {key} (shown once; store it now)."
-        )
+        messages.warning(request, f"API key for {client.name}: {key} (shown once; store it now).")
 
     @admin.action(description="Issue a new key (the old ones keep working until revoked)")
     def issue_new_key(self, request: HttpRequest, queryset: Any) -> None:

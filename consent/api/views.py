@@ -26,7 +26,7 @@ from consent.receipts import receipt_build
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
-from governance.models import Scope
+from governance.models import ApiClient, Scope
 
 
 def client_context(request: Request, data: dict[str, Any] | None) -> services.ContextInput:
@@ -38,6 +38,12 @@ def client_context(request: Request, data: dict[str, Any] | None) -> services.Co
         ip=request.META.get("REMOTE_ADDR", "") or "",
         user_agent=request.META.get("HTTP_USER_AGENT", "") or "",
     )
+
+
+def api_client_of(request: Request) -> ApiClient:
+    client = request.auth
+    assert isinstance(client, ApiClient)  # guaranteed by HasScope
+    return client
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
@@ -96,7 +102,9 @@ class PurposeListApi(APIView):
                 "dpv_concept": p.dpv_concept,
                 "tcf_purpose_ids": p.tcf_purpose_ids,
                 "data_categories": p.data_categories,
-                "consent_ttl_days": p.consent_ttl.total_seconds() / 86400 if p.consent_ttl else None,
+                "consent_ttl_days": p.consent_ttl.total_seconds() / 86400
+                if p.consent_ttl
+                else None,
                 "gpc_opt_out": p.gpc_opt_out,
                 "notice_version": version,
             }
@@ -110,8 +118,10 @@ class ConsentRecordApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         subject_id = SubjectIdField()
-        decisions = DecisionSerializer(many=True, allow_empty=False, max_length=100)
-        source = serializers.ChoiceField(choices=API_SOURCES, required=False, default="api")
+        decisions = DecisionSerializer(many=True, allow_empty=False, max_length=100)  # type: ignore[call-arg]
+        source = serializers.ChoiceField(  # type: ignore[assignment]
+            choices=API_SOURCES, required=False, default="api"
+        )
         indication_method = serializers.ChoiceField(
             choices=INDICATION_METHODS, required=False, default="api"
         )
@@ -121,7 +131,7 @@ class ConsentRecordApi(APIView):
         subject_age = serializers.IntegerField(
             min_value=0, max_value=150, required=False, allow_null=True
         )
-        context = ContextSerializer(required=False)
+        context = ContextSerializer(required=False)  # type: ignore[assignment]
 
     @extend_schema(
         operation_id="consents_record",
@@ -144,7 +154,7 @@ class ConsentRecordApi(APIView):
                     )
                     for d in data["decisions"]
                 ],
-                actor=services.Actor.for_client(request.auth),
+                actor=services.Actor.for_client(api_client_of(request)),
                 source=data["source"],
                 indication_method=data["indication_method"],
                 given_by=data["given_by"],
@@ -154,7 +164,7 @@ class ConsentRecordApi(APIView):
             return record_answer(result, subject_id, status.HTTP_201_CREATED)
 
         answer = run_idempotent(
-            client=request.auth,
+            client=api_client_of(request),
             key=request.headers.get("Idempotency-Key"),
             request_hash=fingerprint(request.path, request.data),
             produce=produce,
@@ -253,7 +263,7 @@ class SubjectWithdrawApi(APIView):
             allow_empty=False,
             max_length=100,
         )
-        context = ContextSerializer(required=False)
+        context = ContextSerializer(required=False)  # type: ignore[assignment]
 
     @extend_schema(
         operation_id="subject_withdraw",
@@ -272,14 +282,14 @@ class SubjectWithdrawApi(APIView):
             result = services.consent_withdraw(
                 subject_id=subject_id,
                 purposes=data.get("purposes"),
-                actor=services.Actor.for_client(request.auth),
+                actor=services.Actor.for_client(api_client_of(request)),
                 context=client_context(request, data.get("context")),
             )
             code = status.HTTP_201_CREATED if result.events else status.HTTP_200_OK
             return record_answer(result, subject_id, code)
 
         answer = run_idempotent(
-            client=request.auth,
+            client=api_client_of(request),
             key=request.headers.get("Idempotency-Key"),
             request_hash=fingerprint(request.path, request.data or {}),
             produce=produce,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,7 @@ from rest_framework.parsers import JSONParser
 from governance.errors import PayloadTooLarge
 
 
-def body_limit(parser_context: dict[str, Any] | None) -> int:
+def body_limit(parser_context: Mapping[str, Any] | None) -> int:
     view = (parser_context or {}).get("view")
     return int(getattr(view, "max_body_bytes", None) or settings.CONSENT_MAX_BODY_BYTES)
 
@@ -32,7 +33,7 @@ class LimitedJSONParser(JSONParser):
         self,
         stream: Any,
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         request = (parser_context or {}).get("request")
         raw = read_limited(stream, request, body_limit(parser_context))

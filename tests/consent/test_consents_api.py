@@ -100,27 +100,72 @@ def test_superseded_notice_version_is_409_and_writes_nothing(api, purposes):
     ("payload", "status", "code"),
     [
         ({"subject_id": "u", "decisions": []}, 400, "invalid_request"),
-        ({"subject_id": "", "decisions": [{"purpose": "analytics", "granted": True}]}, 400,
-         "invalid_request"),
+        (
+            {"subject_id": "", "decisions": [{"purpose": "analytics", "granted": True}]},
+            400,
+            "invalid_request",
+        ),
         ({"decisions": [{"purpose": "analytics", "granted": True}]}, 400, "invalid_request"),
-        ({"subject_id": "u", "decisions": [{"purpose": "nope", "granted": True}]}, 400,
-         "unknown_purpose"),
-        ({"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": "yes"}]}, 400,
-         "invalid_request"),
-        ({"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": True},
-                                           {"purpose": "analytics", "granted": False}]}, 400,
-         "duplicate_purpose"),
-        ({"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": True},
-                                           {"purpose": "nope", "granted": True}]}, 400,
-         "unknown_purpose"),
-        ({"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": True}],
-          "indication_method": "pre_ticked"}, 422, "non_affirmative_indication"),
-        ({"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": True}],
-          "subject_age": 12}, 422, "guardian_required"),
-        ({"subject_id": "x" * 256, "decisions": [{"purpose": "analytics", "granted": True}]},
-         400, "invalid_request"),
-        ({"subject_id": "a\nb", "decisions": [{"purpose": "analytics", "granted": True}]},
-         400, "invalid_request"),
+        (
+            {"subject_id": "u", "decisions": [{"purpose": "nope", "granted": True}]},
+            400,
+            "unknown_purpose",
+        ),
+        (
+            {"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": "yes"}]},
+            400,
+            "invalid_request",
+        ),
+        (
+            {
+                "subject_id": "u",
+                "decisions": [
+                    {"purpose": "analytics", "granted": True},
+                    {"purpose": "analytics", "granted": False},
+                ],
+            },
+            400,
+            "duplicate_purpose",
+        ),
+        (
+            {
+                "subject_id": "u",
+                "decisions": [
+                    {"purpose": "analytics", "granted": True},
+                    {"purpose": "nope", "granted": True},
+                ],
+            },
+            400,
+            "unknown_purpose",
+        ),
+        (
+            {
+                "subject_id": "u",
+                "decisions": [{"purpose": "analytics", "granted": True}],
+                "indication_method": "pre_ticked",
+            },
+            422,
+            "non_affirmative_indication",
+        ),
+        (
+            {
+                "subject_id": "u",
+                "decisions": [{"purpose": "analytics", "granted": True}],
+                "subject_age": 12,
+            },
+            422,
+            "guardian_required",
+        ),
+        (
+            {"subject_id": "x" * 256, "decisions": [{"purpose": "analytics", "granted": True}]},
+            400,
+            "invalid_request",
+        ),
+        (
+            {"subject_id": "a\nb", "decisions": [{"purpose": "analytics", "granted": True}]},
+            400,
+            "invalid_request",
+        ),
         (["not", "an", "object"], 400, "invalid_request"),
     ],
 )
@@ -209,10 +254,15 @@ def test_withdrawal_without_purposes_withdraws_every_grant(api):
         ("analytics", "withdrawn"),
         ("ml_training", "withdrawn"),
     ]
-    statuses = {c["purpose"]: c["status"] for c in
-                api.get("/api/v1/subjects/user-1/consents").json()["consents"]}
-    assert statuses == {"analytics": "withdrawn", "ml_training": "withdrawn",
-                        "direct_marketing": "refused"}
+    statuses = {
+        c["purpose"]: c["status"]
+        for c in api.get("/api/v1/subjects/user-1/consents").json()["consents"]
+    }
+    assert statuses == {
+        "analytics": "withdrawn",
+        "ml_training": "withdrawn",
+        "direct_marketing": "refused",
+    }
 
 
 def test_withdrawal_of_named_purposes(api):
@@ -252,7 +302,8 @@ def test_receipt_names_what_was_recorded_with_kantara_fields(api):
     assert isinstance(kantara["consentTimestamp"], int)
     purposes = kantara["services"][0]["purposes"]
     assert {p["purposeKey"]: p["noticeVersion"] for p in purposes} == {
-        "analytics": 1, "ml_training": 1
+        "analytics": 1,
+        "ml_training": 1,
     }
     assert {p["consentType"] for p in purposes} == {"EXPLICIT"}
 

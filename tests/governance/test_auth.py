@@ -13,9 +13,12 @@ pytestmark = pytest.mark.django_db
 # (method, path, body, scope needed; None: any secret key)
 ENDPOINTS = [
     ("get", "/api/v1/purposes", None, None),
-    ("post", "/api/v1/consents",
-     {"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": True}]},
-     "consent:write"),
+    (
+        "post",
+        "/api/v1/consents",
+        {"subject_id": "u", "decisions": [{"purpose": "analytics", "granted": True}]},
+        "consent:write",
+    ),
     ("get", "/api/v1/subjects/u/consents", None, "consent:read"),
     ("get", "/api/v1/subjects/u/history", None, "consent:read"),
     ("post", "/api/v1/subjects/u/withdrawals", {}, "consent:write"),

@@ -16,7 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True)
-        parser.add_argument("--scopes", default="", help="Comma-separated, e.g. consent:write,checks")
+        parser.add_argument(
+            "--scopes", default="", help="Comma-separated, e.g. consent:write,checks"
+        )
         parser.add_argument("--kind", default=ApiClient.Kind.SECRET, choices=ApiClient.Kind.values)
         parser.add_argument("--rate-limit", type=int, default=None, help="Requests per minute.")
 
