@@ -37,7 +37,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class NoticeVersionInline(admin.TabularInline):
     model = NoticeVersion
     extra = 0
-    fields = readonly_fields = ["version", "material", "published_at", "text_hash"]
+    fields = readonly_fields = ("version", "material", "published_at", "text_hash")
     can_delete = False
     show_change_link = True
 
@@ -130,7 +130,7 @@ class NoticeVersionAdmin(admin.ModelAdmin):
 class ConsentStateInline(admin.TabularInline):
     model = ConsentState
     extra = 0
-    fields = readonly_fields = ["purpose", "status", "notice_version", "since", "expires_at", "gpc"]
+    fields = readonly_fields = ("purpose", "status", "notice_version", "since", "expires_at", "gpc")
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -145,7 +145,7 @@ class SubjectAdmin(ReadOnlyAdmin):
     list_filter = ["namespace", "erased_at"]
     search_fields = ["key"]
     search_help_text = "Type a subject identifier exactly; it is hashed before the lookup."
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "namespace",
         "identifier",
         "key",
@@ -154,7 +154,7 @@ class SubjectAdmin(ReadOnlyAdmin):
         "erased_at",
         "last_seq",
         "chain_head",
-    ]
+    )
     inlines = [ConsentStateInline]
 
     @admin.display(description="key")
