@@ -253,3 +253,31 @@ class LedgerPurgeGuard(models.Model):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class SubjectTombstone(models.Model):
+    """What is left when a whole subject history is purged (expiry or erasure).
+
+    No personal data: the subject key (keyed hash) and its key version, the final chain hash
+    (the one checkpoint the chain check accepts), when, why and what was removed. Erasure
+    replays after a backup restore work from these rows.
+    """
+
+    class Reason(models.TextChoices):
+        EXPIRED_HISTORY = "expired_history", "Expired history (retention)"
+        ERASURE = "erasure", "Erasure request"
+
+    subject_key = models.CharField(max_length=64, db_index=True)
+    key_version = models.PositiveSmallIntegerField()
+    namespace = models.CharField(max_length=16, default="account")
+    final_chain_hash = models.CharField(max_length=64, blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    removed = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"tombstone {self.subject_key[:12]}… ({self.reason})"

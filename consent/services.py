@@ -27,7 +27,6 @@ from consent.errors import (
 from consent.models import (
     AFFIRMATIVE_METHODS,
     Action,
-    ActorType,
     ConsentContext,
     ConsentEvent,
     ConsentState,
@@ -39,26 +38,10 @@ from consent.models import (
     Source,
     Subject,
 )
+from governance.actors import Actor
+from governance.audit import audit_record
 from governance.errors import InvalidRequest
-
-
-@dataclass(frozen=True)
-class Actor:
-    type: str
-    id: str = ""
-    label: str = ""
-
-    @classmethod
-    def for_client(cls, client: Any) -> Actor:
-        return cls(ActorType.API_CLIENT, str(client.pk), client.name)
-
-    @classmethod
-    def for_staff(cls, user: Any) -> Actor:
-        return cls(ActorType.STAFF, str(user.pk), user.get_username())
-
-    @classmethod
-    def system(cls, label: str = "service") -> Actor:
-        return cls(ActorType.SYSTEM, "", label)
+from governance.outbox import outbox_enqueue
 
 
 @dataclass(frozen=True)
@@ -331,6 +314,21 @@ def event_append(
     return event
 
 
+def event_payload(event: ConsentEvent) -> dict[str, Any]:
+    """What subscribers learn of an event (the identifier is added at delivery)."""
+    return {
+        "event_id": str(event.id),
+        "purpose": event.purpose.key,
+        "action": event.action,
+        "notice_version": event.notice_version,
+        "effective_at": event.effective_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "expires_at": event.expires_at.isoformat() if event.expires_at else None,
+        "source": event.source,
+        "receipt_id": str(event.receipt_id),
+    }
+
+
 def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
     found = {p.key: p for p in Purpose.objects.filter(key__in=keys, active=True)}
     unknown = sorted(set(keys) - set(found))
@@ -385,6 +383,25 @@ def _write(
             for entry in entries
         ]
         subject.save(update_fields=["last_seq", "chain_head"])
+        for event in events:
+            outbox_enqueue(
+                event_type=f"consent.{event.action}",
+                payload=event_payload(event),
+                subject_key=subject.key,
+                subject_identifier=identifier,
+            )
+        audit_record(
+            actor=actor,
+            action="consent.record",
+            target_type="receipt",
+            target_id=str(receipt_id),
+            ip=(context.ip if context else ""),
+            detail={
+                "subject_key": subject.key,
+                "source": source,
+                "events": [[e.purpose.key, e.action] for e in events],
+            },
+        )
         return RecordResult(receipt_id=receipt_id, subject=subject, recorded_at=now, events=events)
 
 
@@ -529,3 +546,6 @@ def consent_withdraw(
         context=context,
         now=moment,
     )
+
+
+__all__ = ["Actor", "ContextInput", "DecisionInput", "RecordResult"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 
@@ -79,3 +81,47 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id}:{self.key}"
+
+
+class AuditEvent(models.Model):
+    """Who changed what, when and from where: every API write and admin change, appended."""
+
+    at = models.DateTimeField(db_index=True)
+    actor_type = models.CharField(max_length=16)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=128, blank=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"
+
+
+class OutboxEvent(models.Model):
+    """An announcement written in the same transaction as the change it announces.
+
+    Per-subject `seq` lets receivers order events and spot stale redeliveries. The subject's
+    identifier is kept encrypted and only decrypted for delivery.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event_type = models.CharField(max_length=64, db_index=True)
+    subject_key = models.CharField(max_length=64, blank=True, db_index=True)
+    subject_identifier_encrypted = models.BinaryField(null=True, editable=False)
+    seq = models.PositiveIntegerField(default=0)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(db_index=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["subject_key", "seq"], name="outbox_subject_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.id}"

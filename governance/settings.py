@@ -148,6 +148,8 @@ CONSENT_MAX_BODY_BYTES = env_int("CONSENT_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONSENT_MAX_BODY_BYTES
 # Below this age a grant must be given by a parent or guardian (GDPR Art. 8).
 CHILD_CONSENT_AGE = env_int("CHILD_CONSENT_AGE", 16)
+# Reverse proxies in front of the service whose X-Forwarded-For entries are trusted.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # How often an API key's last_used_at is written, at most (seconds).
 API_KEY_TOUCH_INTERVAL = env_int("API_KEY_TOUCH_INTERVAL", 60)
 

@@ -27,6 +27,7 @@ from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
 from governance.models import ApiClient, Scope
+from governance.net import client_ip
 
 
 def client_context(request: Request, data: dict[str, Any] | None) -> services.ContextInput:
@@ -35,7 +36,7 @@ def client_context(request: Request, data: dict[str, Any] | None) -> services.Co
         locale=ctx.get("locale", ""),
         jurisdiction=ctx.get("jurisdiction", ""),
         page=ctx.get("page", ""),
-        ip=request.META.get("REMOTE_ADDR", "") or "",
+        ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", "") or "",
     )
 

@@ -1,0 +1,43 @@
+"""The audit trail: call audit_record inside the transaction of the change it describes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from governance.actors import Actor
+from governance.models import AuditEvent
+
+
+def hash_ip(ip: str) -> str:
+    if not ip:
+        return ""
+    key = (settings.SECRET_KEY + ":audit-ip").encode()
+    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str = "",
+    target_id: str = "",
+    ip: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Appends one audit row. Never put a plaintext subject identifier in `detail`."""
+    return AuditEvent.objects.create(
+        at=timezone.now(),
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=actor.label[:200],
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id)[:128],
+        ip_hash=hash_ip(ip),
+        detail=detail or {},
+    )
