@@ -281,3 +281,73 @@ class SubjectTombstone(models.Model):
 
     def __str__(self) -> str:
         return f"tombstone {self.subject_key[:12]}… ({self.reason})"
+
+
+class DataUse(models.Model):
+    """A registered processing activity (an ML job, an export): a record of processing."""
+
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="data_uses")
+    owner = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    data_categories = models.JSONField(default=list, blank=True)
+    recipients = models.JSONField(default=list, blank=True)
+    datasets = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Decision(models.Model):
+    """What one bulk or streamed check answered: who asked, for what, as of when, how many."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "In progress"
+        COMPLETE = "complete", "Complete"
+        ABANDONED = "abandoned", "Abandoned (client went away)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(db_index=True)
+    actor_type = models.CharField(max_length=16)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    data_use = models.ForeignKey(DataUse, null=True, blank=True, on_delete=models.PROTECT)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="decisions")
+    as_of = models.DateTimeField()
+    as_of_requested = models.BooleanField(default=False)
+    mode = models.CharField(max_length=16, default="bulk")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    allowed_count = models.PositiveIntegerField(default=0)
+    denied_count = models.PositiveIntegerField(default=0)
+    id_set_digest = models.CharField(max_length=64, blank=True)
+    lineage = models.BooleanField(default=False)
+    erased_since = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"decision {self.id} ({self.purpose_id})"
+
+
+class DecisionLineage(models.Model):
+    """One allowed subject of a decision that asked for lineage (bulk-loaded)."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="+")
+    subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["decision", "subject"], name="lineage_unique")
+        ]
+        indexes = [models.Index(fields=["subject"], name="lineage_by_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id}/{self.subject_id}"
