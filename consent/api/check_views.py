@@ -22,7 +22,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers, status
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -47,28 +47,16 @@ class UploadIncomplete(DomainError):
     message = "The request body ended before its declared length."
 
 
-class NDJSONRenderer(BaseRenderer):
-    media_type = "application/x-ndjson"
-    format = "ndjson"
-    charset = None
+class JSONErrorsOnly:
+    """These views answer NDJSON or CSV themselves; DRF renders only their errors, as JSON.
 
-    def render(
-        self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None
-    ) -> bytes:
-        return (json.dumps(data) + "\n").encode() if data is not None else b""
+    Skipping DRF's negotiation keeps `Accept: application/x-ndjson` and `?format=csv` from
+    being refused (406/404) before the view runs.
+    """
 
-
-class CSVRenderer(BaseRenderer):
-    """Lets `?format=csv` through DRF's content negotiation; errors still render as JSON."""
-
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-
-    def render(
-        self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None
-    ) -> bytes:
-        return json.dumps(data).encode() if data is not None else b""
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
 
 
 def _bool(raw: Any, name: str) -> bool:
@@ -214,9 +202,8 @@ def _body_blocks(request: Request) -> Iterator[bytes]:
             yield block
 
 
-class ChecksStreamApi(APIView):
+class ChecksStreamApi(JSONErrorsOnly, APIView):
     required_scope = Scope.CHECKS
-    renderer_classes = [JSONRenderer, NDJSONRenderer]
 
     @extend_schema(
         operation_id="checks_stream",
@@ -379,9 +366,8 @@ EXPORT_COLUMNS = [
 ]
 
 
-class DataUseExportApi(APIView):
+class DataUseExportApi(JSONErrorsOnly, APIView):
     required_scope = Scope.CHECKS
-    renderer_classes = [JSONRenderer, CSVRenderer]
 
     @extend_schema(
         operation_id="data_uses_export",
@@ -395,10 +381,6 @@ class DataUseExportApi(APIView):
         "purpose, legal basis, owner, data categories, recipients and datasets. Lists are "
         "joined with '; ' in CSV.",
     )
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        # An unknown ?format= is answered below with a 400, not DRF's 404.
-        return super().perform_content_negotiation(request, force=True)
-
     def get(self, request: Request) -> HttpResponse:
         fmt = request.query_params.get("format", "json")
         if fmt not in ("json", "csv"):

@@ -23,6 +23,21 @@ ENDPOINTS = [
     ("get", "/api/v1/subjects/u/history", None, "consent:read"),
     ("post", "/api/v1/subjects/u/withdrawals", {}, "consent:write"),
     ("get", "/api/v1/receipts/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "consent:read"),
+    # Checks, data uses and decisions (issue 3).
+    ("post", "/api/v1/checks", {"purpose": "analytics", "subject_ids": ["u"]}, "checks"),
+    ("post", "/api/v1/checks/stream?purpose=analytics", {"subject_id": "u"}, "checks"),
+    ("get", "/api/v1/subjects/u/checks/analytics", None, "checks"),
+    ("get", "/api/v1/subjects/u/decisions", None, "checks"),
+    ("get", "/api/v1/data-uses", None, "checks"),
+    (
+        "post",
+        "/api/v1/data-uses",
+        {"key": "scope-test", "name": "Scope test", "purpose": "analytics"},
+        "checks",
+    ),
+    ("get", "/api/v1/data-uses/export?format=csv", None, "checks"),
+    ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "checks"),
+    ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e/drift", None, "checks"),
 ]
 ALL_SCOPES = ["consent:write", "consent:read", "checks", "rights", "admin"]
 
