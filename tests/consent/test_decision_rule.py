@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from django.db import transaction
