@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from consent import identity, ledger, services
+from consent.errors import UnknownPurpose
 from consent.models import ConsentEvent, ConsentState, Subject, SubjectTombstone
 from consent.purge import subject_history_purge
 from governance.models import AuditEvent, OutboxEvent
@@ -24,17 +26,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_raw_sql_update_on_the_ledger_is_refused(purposes):
     factories.record("u1", analytics=True)
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("UPDATE consent_consentevent SET action = 'refused'")
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE consent_consentevent SET action = 'refused'")
     assert ConsentEvent.objects.get().action == "granted"
 
 
 def test_raw_sql_delete_on_the_ledger_is_refused(purposes):
     factories.record("u1", analytics=True)
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM consent_consentevent")
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM consent_consentevent")
     assert ConsentEvent.objects.count() == 1
 
 
@@ -118,7 +126,7 @@ def test_consent_write_appends_outbox_and_audit_rows(purposes):
 
 
 def test_a_failed_write_leaves_no_event_state_outbox_or_audit(purposes):
-    with pytest.raises(Exception, match="unknown_purpose|Unknown"):
+    with pytest.raises(UnknownPurpose):
         services.consent_record(
             subject_id="u1",
             decisions=[
@@ -173,7 +181,7 @@ def test_state_stays_in_step_with_the_ledger_under_concurrent_writes():
     subject = Subject.objects.get(key=identity.subject_key("shared-subject"))
     events = list(ConsentEvent.objects.filter(subject=subject).order_by("seq"))
     assert [e.seq for e in events] == list(range(1, 81))
-    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
     state = ConsentState.objects.get(subject=subject)
     assert state.event_id == events[-1].id and state.status == events[-1].action
     assert subject.last_seq == 80 and subject.chain_head == events[-1].hash
