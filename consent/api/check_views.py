@@ -18,6 +18,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_serializer,
     inline_serializer,
 )
 from rest_framework import exceptions as drf_exceptions
@@ -111,6 +112,7 @@ class ChecksApi(APIView):
     required_scope = Scope.CHECKS
     max_body_bytes = CHECKS_MAX_BODY_BYTES
 
+    @extend_schema_serializer(component_name="CheckInput")
     class InputSerializer(serializers.Serializer):
         # Documents the body; the view validates it in plain code (see check_services).
         purpose = serializers.CharField()
@@ -283,6 +285,7 @@ class SubjectCheckApi(APIView):
 # --- data uses ------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="DataUse")
 class DataUseOutputSerializer(serializers.Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
@@ -300,6 +303,7 @@ class DataUseOutputSerializer(serializers.Serializer):
 class DataUseListApi(APIView):
     required_scope = Scope.CHECKS
 
+    @extend_schema_serializer(component_name="DataUseInput")
     class InputSerializer(serializers.Serializer):
         key = serializers.SlugField(max_length=64)
         name = serializers.CharField(max_length=200)
