@@ -12,64 +12,84 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
-from consent.checks import PurposeRule, lookup, purpose_rule_for
+from consent.checks import (
+    PurposeRule,
+    lookup,
+    pg_binary_cursor,
+    purpose_rule_for,
+    purpose_rule_get,
+)
 from consent.decisions import Standing, Verdict, decide
+from consent.errors import UnknownPurpose
 from consent.models import (
     ConsentState,
     DataUse,
     Decision,
     DecisionLineage,
-    Source,
     Subject,
 )
 from governance.errors import InvalidRequest, NotFound
 
-_ONE_CURRENT = """
-SELECT s.erased_at, cs.status, cs.notice_version, cs.since, cs.expires_at, cs.event_id::text,
-       cs.gpc
-FROM consent_subject s
-LEFT JOIN consent_consentstate cs ON cs.subject_id = s.id AND cs.purpose_id = %s
-WHERE s.namespace = %s AND s.key = %s
+_ONE_PURPOSE = """
+SELECT p.id, p.key, p.legal_basis, p.gpc_opt_out,
+       ARRAY(SELECT nv.version FROM consent_noticeversion nv
+             WHERE nv.purpose_id = p.id AND nv.material ORDER BY nv.version),
+       ARRAY(SELECT nv.published_at FROM consent_noticeversion nv
+             WHERE nv.purpose_id = p.id AND nv.material ORDER BY nv.version),
+       s.erased_at, {facts}
+FROM consent_purpose p
+LEFT JOIN consent_subject s ON s.namespace = %s AND s.key = %s
+{join}
+WHERE p.key = %s AND p.active
 """
-
-_ONE_AS_OF = """
-SELECT s.erased_at, e.action, e.notice_version, e.effective_at, e.expires_at, e.id::text,
-       e.source = %s
-FROM consent_subject s
-LEFT JOIN LATERAL (
+_ONE_CURRENT = _ONE_PURPOSE.format(
+    facts="cs.status, cs.notice_version, cs.since, cs.expires_at, cs.event_id::text, cs.gpc",
+    join="LEFT JOIN consent_consentstate cs ON cs.subject_id = s.id AND cs.purpose_id = p.id",
+)
+_ONE_AS_OF = _ONE_PURPOSE.format(
+    facts="e.action, e.notice_version, e.effective_at, e.expires_at, e.id::text, e.source = 'gpc'",
+    join="""LEFT JOIN LATERAL (
     SELECT ev.action, ev.notice_version, ev.effective_at, ev.expires_at, ev.id, ev.source
     FROM consent_consentevent ev
-    WHERE ev.subject_id = s.id AND ev.purpose_id = %s AND ev.effective_at <= %s
+    WHERE ev.subject_id = s.id AND ev.purpose_id = p.id AND ev.effective_at <= %s
     ORDER BY ev.effective_at DESC, ev.seq DESC
     LIMIT 1
-) e ON true
-WHERE s.namespace = %s AND s.key = %s
-"""
+) e ON true""",
+)
 
 
-def check_one(*, identifier: str, rule: PurposeRule, as_of: datetime | None) -> Verdict:
-    """The fast path for one subject: one indexed query, then the decision rule."""
+def check_one(
+    *, identifier: str, purpose_key: str, as_of: datetime | None
+) -> tuple[PurposeRule, Verdict]:
+    """The fast path for one subject: on PostgreSQL one indexed query (purpose, its material
+    notices, subject and standing fact together), then the decision rule."""
     identity.validate_identifier(identifier)
     key = identity.subject_key(identifier)
     at = as_of or timezone.now()
     if connection.vendor != "postgresql":
-        return lookup([key], rule, at=at, as_of=as_of is not None, portable=True)[0].verdict
+        rule = purpose_rule_get(purpose_key)
+        return rule, lookup([key], rule, at=at, as_of=as_of is not None, portable=True)[0].verdict
     account = Subject.Namespace.ACCOUNT.value
-    with connection.cursor() as cursor:
-        if as_of is None:
-            cursor.execute(_ONE_CURRENT, [rule.id, account, key])
-        else:
-            cursor.execute(_ONE_AS_OF, [Source.GPC.value, rule.id, at, account, key])
-        row = cursor.fetchone()
+    cursor = pg_binary_cursor()
+    if as_of is None:
+        cursor.execute(_ONE_CURRENT, (account, key, purpose_key), binary=True)
+    else:
+        cursor.execute(_ONE_AS_OF, (account, key, at, purpose_key), binary=True)
+    row = cursor.fetchone()
+    cursor.close()
     if row is None:
-        return decide(rule=rule, standing=None, erased_at=None, at=at)
-    erased_at, action, version, since, expires_at, event_id, gpc = row
+        raise UnknownPurpose(
+            f"Unknown or inactive purpose: {purpose_key}.", detail={"purpose": purpose_key}
+        )
+    pid, pkey, basis, gpc_opt_out, versions, published, erased_at, *fact = row
+    rule = PurposeRule(pid, pkey, basis, gpc_opt_out, tuple(zip(versions, published, strict=True)))
+    action, version, since, expires_at, event_id, gpc = fact
     standing = (
         Standing(action, version, since, expires_at, event_id, bool(gpc))
         if action is not None
         else None
     )
-    return decide(rule=rule, standing=standing, erased_at=erased_at, at=at)
+    return rule, decide(rule=rule, standing=standing, erased_at=erased_at, at=at)
 
 
 # --- decisions ------------------------------------------------------------------------------

@@ -180,6 +180,18 @@ def _pg_cursor() -> Any:
     return connection.connection.cursor()
 
 
+def pg_binary_cursor() -> Any:
+    """A server-side-binding cursor on Django's connection, for results in binary format.
+
+    Django's timestamptz loader parses text in Python (~20 µs a value); psycopg's binary
+    loaders are C. On 100,000 rows with three timestamps each that is seconds saved.
+    """
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
 def _pg_lookup(
     keys: Sequence[str], rule: PurposeRule, at: datetime, as_of: bool
 ) -> list[tuple[Any, ...]]:
@@ -196,11 +208,12 @@ def _pg_lookup(
         copy.write("".join([f"{i}\t{k}\n" for i, k in enumerate(keys)]))
     if len(keys) > 1000:
         cur.execute("ANALYZE check_keys")
+    reader = pg_binary_cursor()
     if as_of:
-        cur.execute(_AS_OF_SQL, (Source.GPC.value, _ACCOUNT.value, rule.id, at))
+        reader.execute(_AS_OF_SQL, (Source.GPC.value, _ACCOUNT.value, rule.id, at), binary=True)
     else:
-        cur.execute(_CURRENT_SQL, (_ACCOUNT.value, rule.id))
-    rows: list[tuple[Any, ...]] = cur.fetchall()
+        reader.execute(_CURRENT_SQL, (_ACCOUNT.value, rule.id), binary=True)
+    rows: list[tuple[Any, ...]] = reader.fetchall()
     return rows
 
 

@@ -267,9 +267,10 @@ class SubjectCheckApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str, purpose: str) -> HttpResponse:
-        rule = checks.purpose_rule_get(purpose)
         as_of = checks.as_of_parse(request.query_params.get("as_of"))
-        verdict = check_selectors.check_one(identifier=subject_id, rule=rule, as_of=as_of)
+        rule, verdict = check_selectors.check_one(
+            identifier=subject_id, purpose_key=purpose, as_of=as_of
+        )
         return _json(
             {
                 "subject_id": subject_id,

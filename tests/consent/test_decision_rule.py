@@ -254,7 +254,7 @@ def test_fast_paths_and_ledger_replay_agree(db, history, ttl_hours, gpc_opt_out,
                 got = [(a.verdict.allowed, a.verdict.reason, a.verdict.event_id) for a in answers]
                 assert got == expected, (purpose.key, at, as_of, history)
             for subject_id, want in zip(subject_ids, expected, strict=True):
-                one = check_selectors.check_one(
-                    identifier=subject_id, rule=rule, as_of=at if as_of else None
+                _, one = check_selectors.check_one(
+                    identifier=subject_id, purpose_key=purpose.key, as_of=at if as_of else None
                 )
                 assert (one.allowed, one.reason, one.event_id) == want
