@@ -41,6 +41,8 @@ class PurposeRule:
 
     def superseded(self, notice_version: int, at: datetime) -> bool:
         """A material version newer than `notice_version` was published at or before `at`."""
+        if not self.material_versions:
+            return False
         return any(v > notice_version and p <= at for v, p in self.material_versions)
 
 
