@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import IO, Any
 
 from django.db import connection, transaction
@@ -25,6 +26,9 @@ from consent.checks import (
     digest_hex,
     id_set_digest_add,
     lookup,
+    stream_stage_add,
+    stream_stage_open,
+    stream_staged_answers,
     validate_ids,
 )
 from consent.errors import (
@@ -230,8 +234,8 @@ def checks_run(
 # --- the streamed check --------------------------------------------------------------------
 
 
-def _encode_id(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+# The C string encoder json.dumps uses, without its per-call overhead.
+_encode_id: Callable[[str], str] = encode_basestring  # type: ignore[assignment]
 
 
 @dataclass
@@ -278,35 +282,34 @@ class StreamCheck:
                     now=moment,
                 )
                 decision.save(force_insert=True)
-                for numbers, lines in _line_batches(blocks, STREAM_CHUNK):
-                    ids = _parse_lines(numbers, lines)
-                    keys = hasher.many(ids)
-                    digest = id_set_digest_add(digest, keys)
-                    answers = lookup(keys, self.rule, at=at, as_of=self.as_of is not None)
-                    out = []
-                    for subject_id, answer in zip(ids, answers, strict=True):
-                        verdict = answer.verdict
-                        tag = (verdict.allowed, verdict.reason)
-                        suffix = suffixes.get(tag)
-                        if suffix is None:
-                            flag = "true" if verdict.allowed else "false"
-                            suffix = f',"allowed":{flag},"reason":"{verdict.reason}"}}\n'
-                            suffixes[tag] = suffix
-                        out.append('{"subject_id":' + _encode_id(subject_id) + suffix)
-                        if verdict.allowed:
-                            self.allowed += 1
-                        else:
-                            self.denied += 1
-                    spool.write("".join(out).encode("utf-8"))
-                    if self.lineage:
-                        lineage_load(
-                            decision_id=decision.id,
-                            subject_pks=(
-                                a.subject_pk
-                                for a in answers
-                                if a.verdict.allowed and a.subject_pk is not None
-                            ),
-                        )
+                staged = connection.vendor == "postgresql"
+                if staged:
+                    stream_stage_open()
+                    ids_spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+                    with ids_spool:
+                        # Phase 1: validate and stage every key; keep the ids, in order, aside.
+                        position = 0
+                        for numbers, lines in _line_batches(blocks, STREAM_CHUNK):
+                            ids = _parse_lines(numbers, lines)
+                            keys = hasher.many(ids)
+                            digest = id_set_digest_add(digest, keys)
+                            stream_stage_add(keys, start=position)
+                            position += len(ids)
+                            ids_spool.write(("\n".join(ids) + "\n").encode("utf-8"))
+                        # Phase 2: one ordered join, answered a batch at a time.
+                        ids_spool.seek(0)
+                        for answers in stream_staged_answers(
+                            self.rule, at=at, as_of=self.as_of is not None, batch=STREAM_CHUNK
+                        ):
+                            batch_ids = [ids_spool.readline()[:-1].decode("utf-8") for _ in answers]
+                            self._answer(spool, batch_ids, answers, suffixes, decision)
+                else:
+                    for numbers, lines in _line_batches(blocks, STREAM_CHUNK):
+                        ids = _parse_lines(numbers, lines)
+                        keys = hasher.many(ids)
+                        digest = id_set_digest_add(digest, keys)
+                        answers = lookup(keys, self.rule, at=at, as_of=self.as_of is not None)
+                        self._answer(spool, ids, answers, suffixes, decision)
                 decision.total = self.allowed + self.denied
                 decision.allowed_count = self.allowed
                 decision.denied_count = self.denied
@@ -319,6 +322,38 @@ class StreamCheck:
             spool.close()
             self._spool = None
             raise
+
+    def _answer(
+        self,
+        spool: IO[bytes],
+        ids: list[str],
+        answers: list[Looked],
+        suffixes: dict[tuple[bool, str], str],
+        decision: Decision,
+    ) -> None:
+        """Writes one batch of answer lines to the spool and its allowed subjects' lineage."""
+        out = []
+        for subject_id, answer in zip(ids, answers, strict=True):
+            verdict = answer.verdict
+            tag = (verdict.allowed, verdict.reason)
+            suffix = suffixes.get(tag)
+            if suffix is None:
+                flag = "true" if verdict.allowed else "false"
+                suffix = f',"allowed":{flag},"reason":"{verdict.reason}"}}\n'
+                suffixes[tag] = suffix
+            out.append('{"subject_id":' + _encode_id(subject_id) + suffix)
+            if verdict.allowed:
+                self.allowed += 1
+            else:
+                self.denied += 1
+        spool.write("".join(out).encode("utf-8"))
+        if self.lineage:
+            lineage_load(
+                decision_id=decision.id,
+                subject_pks=(
+                    a.subject_pk for a in answers if a.verdict.allowed and a.subject_pk is not None
+                ),
+            )
 
     def summary(self) -> dict[str, Any]:
         assert self.decision is not None
