@@ -233,3 +233,18 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# Webhooks (see README, "Webhooks"). Backoff is exponential with jitter, capped.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "5") or 5)
+WEBHOOK_BACKOFF_BASE_SECONDS = float(env_str("WEBHOOK_BACKOFF_BASE_SECONDS", "10") or 10)
+WEBHOOK_BACKOFF_MAX_SECONDS = float(env_str("WEBHOOK_BACKOFF_MAX_SECONDS", "3600") or 3600)
+WEBHOOK_SWEEP_SECONDS = env_int("WEBHOOK_SWEEP_SECONDS", 30)
+# Queue a dispatch after each commit that writes to the outbox (the sweeper runs regardless).
+WEBHOOK_DISPATCH_ON_COMMIT = env_bool("WEBHOOK_DISPATCH_ON_COMMIT", True)
+CELERY_BEAT_SCHEDULE = {
+    "outbox-sweep": {
+        "task": "governance.outbox_dispatch",
+        "schedule": float(WEBHOOK_SWEEP_SECONDS),
+    },
+}

@@ -23,6 +23,7 @@ ENDPOINTS = [
     ("get", "/api/v1/subjects/u/history", None, "consent:read"),
     ("post", "/api/v1/subjects/u/withdrawals", {}, "consent:write"),
     ("get", "/api/v1/receipts/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "consent:read"),
+    ("post", "/api/v1/webhooks", {"url": "https://hooks.example.com/x"}, "admin"),
 ]
 ALL_SCOPES = ["consent:write", "consent:read", "checks", "rights", "admin"]
 
