@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -19,6 +19,7 @@ from consent.models import (
     Purpose,
     Subject,
 )
+from consent.verify import ledger_verify
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -156,6 +157,16 @@ class SubjectAdmin(ReadOnlyAdmin):
         "chain_head",
     )
     inlines = [ConsentStateInline]
+    actions = ["verify_chain"]
+
+    @admin.action(description="Verify the ledger chain of the selected subjects")
+    def verify_chain(self, request: HttpRequest, queryset: QuerySet[Subject]) -> None:
+        report = ledger_verify(subject_ids=queryset.values_list("pk", flat=True))
+        breaks = report.breaks or []
+        for b in breaks:
+            messages.error(request, f"Chain break: {b}")
+        summary = f"{report.subjects} subjects, {report.events} events, {len(breaks)} breaks."
+        messages.add_message(request, messages.ERROR if breaks else messages.SUCCESS, summary)
 
     @admin.display(description="key")
     def short_key(self, obj: Subject) -> str:
