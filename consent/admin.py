@@ -162,7 +162,7 @@ class SubjectAdmin(ReadOnlyAdmin):
     @admin.action(description="Verify the ledger chain of the selected subjects")
     def verify_chain(self, request: HttpRequest, queryset: QuerySet[Subject]) -> None:
         report = ledger_verify(subject_ids=queryset.values_list("pk", flat=True))
-        breaks = report.breaks or []
+        breaks = report.breaks
         for b in breaks:
             messages.error(request, f"Chain break: {b}")
         summary = f"{report.subjects} subjects, {report.events} events, {len(breaks)} breaks."

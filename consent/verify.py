@@ -9,7 +9,7 @@ prev_hash = tombstone.final_chain_hash. The subject row's head must match the la
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from typing import Any
 
@@ -60,7 +60,7 @@ class ChainBreak:
 class VerifyReport:
     subjects: int = 0
     events: int = 0
-    breaks: list[ChainBreak] | None = None
+    breaks: list[ChainBreak] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -170,8 +170,7 @@ def _verify_subject(
 
 def ledger_verify(*, subject_ids: Iterable[int] | None = None, batch: int = 500) -> VerifyReport:
     """Walks every chain (or the given subjects') in batches of subjects."""
-    report = VerifyReport(breaks=[])
-    assert report.breaks is not None
+    report = VerifyReport()
     subjects_qs = Subject.objects.order_by("pk")
     if subject_ids is not None:
         subjects_qs = subjects_qs.filter(pk__in=list(subject_ids))

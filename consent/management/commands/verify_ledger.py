@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = ledger_verify(subject_ids=options["subject"])
-        breaks = report.breaks or []
+        breaks = report.breaks
         for b in breaks:
             self.stdout.write(json.dumps(b.as_dict()) if options["json"] else f"BREAK {b}")
         summary = f"{report.subjects} subjects, {report.events} events, {len(breaks)} breaks"
