@@ -13,6 +13,7 @@ from governance.actors import Actor
 from governance.models import (
     ApiClient,
     ApiKey,
+    AuditEvent,
     IdempotencyRecord,
     OutboxEvent,
     Scope,
@@ -72,7 +73,9 @@ class ApiClientAdmin(admin.ModelAdmin):
     @admin.action(description="Issue a new key (the old ones keep working until revoked)")
     def issue_new_key(self, request: HttpRequest, queryset: Any) -> None:
         for client in queryset:
-            key = services.api_key_issue(client=client)
+            key = services.api_key_issue(
+                client=client, actor=Actor.for_staff(request.user), ip=client_ip(request)
+            )
             messages.warning(request, f"New key for {client.name}: {key} (shown once).")
 
 
@@ -175,3 +178,22 @@ class OutboxEventAdmin(HistoryAdmin):
     list_filter = ["event_type"]
     search_fields = ["id", "subject_key"]
     exclude = ["subject_identifier_encrypted"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(HistoryAdmin):
+    list_display = ["at", "actor_type", "actor_label", "action", "target_type", "target_id"]
+    list_filter = ["action", "actor_type", "target_type", ("at", admin.DateFieldListFilter)]
+    search_fields = ["actor_label", "=actor_id", "=target_id", "action"]
+    date_hierarchy = "at"
+    readonly_fields = [
+        "at",
+        "actor_type",
+        "actor_id",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "ip_hash",
+        "detail",
+    ]

@@ -40,10 +40,27 @@ def scopes_validate(scopes: Iterable[str]) -> list[str]:
     return cleaned
 
 
-def api_key_issue(*, client: ApiClient) -> str:
+@transaction.atomic
+def api_key_issue(
+    *,
+    client: ApiClient,
+    actor: Actor | None = None,
+    ip: str = "",
+    expires_at: datetime | None = None,
+) -> str:
     """Adds a key to the client and returns it in plaintext, the only time it is seen."""
     key = generate_key(client.kind)
-    ApiKey.objects.create(client=client, prefix=display_prefix(key), key_hash=hash_key(key))
+    api_key = ApiKey.objects.create(
+        client=client, prefix=display_prefix(key), key_hash=hash_key(key), expires_at=expires_at
+    )
+    audit_record(
+        actor=actor or Actor.system(),
+        action="api_key.issue",
+        target_type="api_key",
+        target_id=str(api_key.pk),
+        ip=ip,
+        detail={"client": client.name, "prefix": api_key.prefix},
+    )
     return key
 
 

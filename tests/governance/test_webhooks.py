@@ -262,7 +262,12 @@ def test_failing_or_slow_receiver_does_not_block_other_subscribers(worker, recei
         for name in ("erin", "frank", "gina"):
             _record(name, analytics=True)
         live.wait_for(lambda: len(receiver.accepted()) >= 3, what="good receiver served")
-        assert WebhookDelivery.objects.filter(subscription=good, status="delivered").count() == 3
+        live.wait_for(
+            lambda: (
+                WebhookDelivery.objects.filter(subscription=good, status="delivered").count() == 3
+            ),
+            what="good deliveries recorded",
+        )
         live.wait_for(
             lambda: WebhookDelivery.objects.filter(status="parked").count() == 6,
             timeout=60,
