@@ -53,7 +53,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = ["last_used_at", "created_at"]
     inlines = [ApiKeyInline]
-    actions = ["issue_new_key"]
+    actions = ["issue_new_key", "revoke_old_keys"]
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
         if change:
@@ -77,6 +77,14 @@ class ApiClientAdmin(admin.ModelAdmin):
                 client=client, actor=Actor.for_staff(request.user), ip=client_ip(request)
             )
             messages.warning(request, f"New key for {client.name}: {key} (shown once).")
+
+    @admin.action(description="Finish rotation: revoke every key but the newest")
+    def revoke_old_keys(self, request: HttpRequest, queryset: Any) -> None:
+        for client in queryset:
+            revoked = services.api_keys_revoke_all_but_newest(
+                client=client, actor=Actor.for_staff(request.user), ip=client_ip(request)
+            )
+            messages.info(request, f"{client.name}: {revoked} old keys revoked.")
 
 
 @admin.register(IdempotencyRecord)

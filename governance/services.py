@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from governance import crypto, webhooks
@@ -62,6 +62,52 @@ def api_key_issue(
         detail={"client": client.name, "prefix": api_key.prefix},
     )
     return key
+
+
+@transaction.atomic
+def api_key_rotate(
+    *,
+    client: ApiClient,
+    actor: Actor | None = None,
+    ip: str = "",
+    old_keys_expire_at: datetime | None = None,
+) -> str:
+    """Issues a new key; the client's other keys keep working until revoked (or until
+    `old_keys_expire_at`, when given), so callers can switch without downtime."""
+    if old_keys_expire_at is not None:
+        ApiKey.objects.filter(client=client, revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=old_keys_expire_at)
+        ).update(expires_at=old_keys_expire_at)
+    return api_key_issue(client=client, actor=actor, ip=ip)
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: Actor | None = None, ip: str = "") -> ApiKey:
+    """Revokes one key at once; its next request is a 401."""
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if locked.revoked_at is None:
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor or Actor.system(),
+            action="api_key.revoke",
+            target_type="api_key",
+            target_id=str(locked.pk),
+            ip=ip,
+            detail={"client": locked.client.name, "prefix": locked.prefix},
+        )
+    return locked
+
+
+@transaction.atomic
+def api_keys_revoke_all_but_newest(
+    *, client: ApiClient, actor: Actor | None = None, ip: str = ""
+) -> int:
+    """Ends a rotation: every live key of the client but the newest is revoked."""
+    live = list(ApiKey.objects.filter(client=client, revoked_at__isnull=True).order_by("-pk"))
+    for api_key in live[1:]:
+        api_key_revoke(api_key=api_key, actor=actor, ip=ip)
+    return max(0, len(live) - 1)
 
 
 @transaction.atomic

@@ -171,6 +171,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["governance.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "governance.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["governance.api.throttling.ClientAndIpRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
