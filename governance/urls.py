@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from consent.api.banner_views import banner_js, gpc_json
 from governance.api.views import HealthzApi, ReadyzApi
 
 handler400 = "governance.errors.handler400"
@@ -20,4 +21,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("consent.api.urls")),
+    path("banner.js", banner_js, name="banner-js"),
+    path(".well-known/gpc.json", gpc_json, name="gpc-json"),
 ]
