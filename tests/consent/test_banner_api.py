@@ -267,6 +267,7 @@ def test_banner_consent_records_for_the_device_in_its_own_namespace(shop):
     }
     subject = Subject.objects.get()
     assert subject.namespace == "device"
+    assert subject.identifier_encrypted is not None
     assert device_id.encode() not in bytes(subject.identifier_encrypted)
     assert subject.key != device_id
     events = ConsentEvent.objects.filter(subject=subject)
@@ -585,7 +586,9 @@ def test_linking_carries_device_choices_to_the_account_by_appending(shop):
     }
     # appended, nothing rewritten: the account keeps its first event, the device its own
     actions = list(
-        ConsentEvent.objects.filter(subject=account).order_by("seq").values_list("action", flat=1)
+        ConsentEvent.objects.filter(subject=account)
+        .order_by("seq")
+        .values_list("action", flat=True)
     )
     assert actions[0] == "granted" and len(actions) == 4
     assert (
