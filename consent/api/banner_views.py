@@ -14,7 +14,12 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -92,6 +97,9 @@ def _subject_of(
 
 
 class BannerConfigApi(BannerApi):
+    """The property's purposes and texts in a language, and whether to ask this person."""
+
+    @extend_schema_serializer(component_name="BannerPurpose")
     class PurposeSerializer(serializers.Serializer):
         key = serializers.CharField()
         name = serializers.CharField()
@@ -104,6 +112,7 @@ class BannerConfigApi(BannerApi):
         status = serializers.CharField(allow_null=True)
         status_source = serializers.CharField(allow_null=True)
 
+    @extend_schema_serializer(component_name="BannerConfig")
     class OutputSerializer(serializers.Serializer):
         property = serializers.CharField()
         language = serializers.CharField()
@@ -152,8 +161,11 @@ class BannerConfigApi(BannerApi):
 
 
 class BannerConsentApi(BannerApi):
+    """Records a banner choice for the device or the subject token's person; honours GPC."""
+
     max_body_bytes = 64 * 1024
 
+    @extend_schema_serializer(component_name="BannerConsentsRequest")
     class InputSerializer(serializers.Serializer):
         device_id = serializers.CharField(max_length=128, required=False, allow_null=True)
         subject_token = serializers.CharField(max_length=2048, required=False, allow_null=True)
@@ -165,6 +177,7 @@ class BannerConsentApi(BannerApi):
         )
         context = ContextSerializer(required=False)  # type: ignore[assignment]
 
+    @extend_schema_serializer(component_name="BannerEvent")
     class EventSerializer(serializers.Serializer):
         event_id = serializers.UUIDField(source="id")
         purpose = serializers.CharField(source="purpose.key")
@@ -174,6 +187,7 @@ class BannerConsentApi(BannerApi):
         expires_at = serializers.DateTimeField(allow_null=True)
         receipt_id = serializers.UUIDField()
 
+    @extend_schema_serializer(component_name="BannerConsents")
     class OutputSerializer(serializers.Serializer):
         device_id = serializers.CharField(allow_null=True)
         subject = serializers.CharField(source="subject_namespace")
@@ -257,6 +271,7 @@ class BannerConsentApi(BannerApi):
 class BannerLinkApi(BannerApi):
     """Carries the device's earlier choices over to the subject of a token."""
 
+    @extend_schema_serializer(component_name="BannerLinkRequest")
     class InputSerializer(serializers.Serializer):
         device_id = serializers.CharField(max_length=128)
         subject_token = serializers.CharField(max_length=2048)
@@ -299,11 +314,15 @@ class BannerLinkApi(BannerApi):
 
 
 class SubjectTokenApi(APIView):
+    """Mints a short-lived subject token for a logged-in person (secret key)."""
+
     required_scope = Scope.CONSENT_WRITE
 
+    @extend_schema_serializer(component_name="SubjectTokenRequest")
     class InputSerializer(serializers.Serializer):
         subject_id = serializers.CharField(max_length=255, trim_whitespace=False)
 
+    @extend_schema_serializer(component_name="SubjectToken")
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
         expires_at = serializers.DateTimeField()

@@ -63,10 +63,12 @@ def click(driver: Any, action: str) -> None:
     driver.find_element("css selector", f'#cg-banner [data-cg-action="{action}"]').click()
     if action in ("accept-all", "reject-all", "save"):
         wait_for(
-            lambda: driver.execute_script(
-                "return document.documentElement.getAttribute('data-cg-saved')"
-            )
-            != before,
+            lambda: (
+                driver.execute_script(
+                    "return document.documentElement.getAttribute('data-cg-saved')"
+                )
+                != before
+            ),
             what=f"{action} to be recorded",
         )
 
@@ -128,9 +130,7 @@ def test_customise_and_save_records_exactly_the_toggled_purposes(page):
             "ml_training": ("granted", "banner"),
             "targeted_ads": ("refused", "banner"),
         }
-        assert set(
-            ConsentEvent.objects.values_list("indication_method", flat=True)
-        ) == {"checkbox"}
+        assert set(ConsentEvent.objects.values_list("indication_method", flat=True)) == {"checkbox"}
 
 
 def test_reload_does_not_ask_again_and_a_material_change_does(page):
