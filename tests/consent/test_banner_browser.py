@@ -181,3 +181,41 @@ def test_a_browser_sending_gpc_gets_the_opt_outs(page):
         states = device_states()
         assert states["targeted_ads"] == ("refused", "gpc")
         assert states["analytics"] == ("granted", "banner")
+
+
+def test_vanilla_cookieconsent_example_records_through_its_callbacks(page, site):
+    vcc_page = page.replace(f"{site}/banner.html", f"{site}/vanilla-cookieconsent.html")
+    with chromium() as driver:
+        driver.get(vcc_page)
+        ready(driver)
+        modal = wait_for(
+            lambda: next(
+                (
+                    m
+                    for m in driver.find_elements("css selector", "#cc-main .cm")
+                    if m.is_displayed()
+                ),
+                None,
+            ),
+            what="the vanilla-cookieconsent modal",
+        )
+        screenshot(driver, "vanilla-cookieconsent")
+        before = driver.execute_script(
+            "return document.documentElement.getAttribute('data-cg-saved')"
+        )
+        modal.find_element("css selector", '[data-role="necessary"]').click()
+        wait_for(
+            lambda: (
+                driver.execute_script(
+                    "return document.documentElement.getAttribute('data-cg-saved')"
+                )
+                != before
+            ),
+            what="the choice to be recorded",
+        )
+        assert device_states() == {k: ("refused", "banner") for k in ASKED}
+        driver.refresh()
+        ready(driver)
+        assert not [
+            m for m in driver.find_elements("css selector", "#cc-main .cm") if m.is_displayed()
+        ]
