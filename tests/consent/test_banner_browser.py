@@ -219,3 +219,15 @@ def test_vanilla_cookieconsent_example_records_through_its_callbacks(page, site)
         assert not [
             m for m in driver.find_elements("css selector", "#cc-main .cm") if m.is_displayed()
         ]
+
+
+def test_a_device_id_the_service_did_not_issue_is_replaced(page):
+    with chromium() as driver:
+        driver.get(page)
+        ready(driver)
+        driver.execute_script("localStorage.setItem('consentgovernance.device_id', 'dev_forged')")
+        driver.refresh()
+        ready(driver)
+        assert banner(driver).is_displayed()
+        stored = driver.execute_script("return localStorage.getItem('consentgovernance.device_id')")
+        assert stored.startswith("dev_") and stored != "dev_forged"

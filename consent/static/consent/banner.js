@@ -348,6 +348,16 @@
       "X-Subject-Token": settings.token,
     }).catch(function (error) {
       var code = error.body && error.body.error && error.body.error.code;
+      if (code === "invalid_device_id" && state.deviceId) {
+        // Not issued by this service (or its signing key changed): start a new device id.
+        state.deviceId = null;
+        try {
+          window.localStorage.removeItem(STORAGE_KEY);
+        } catch (e) {
+          /* storage disabled */
+        }
+        return loadConfig();
+      }
       if (code === "unknown_language" && query) {
         settings.lang = "";
         return call("GET", "/api/v1/banner/config", undefined, {
