@@ -351,4 +351,16 @@ def banner_consent_record(
             if recorded.receipt_id is not None:
                 result.receipt_ids.append(recorded.receipt_id)
             result.events.extend(recorded.events)
+        if refused_by_gpc and subject_id is not None and device_id is not None:
+            # GPC is recorded against the device as well as the account it belongs to.
+            consent_record(
+                subject_id=device_id,
+                decisions=[DecisionInput(purpose=key, granted=False) for key in refused_by_gpc],
+                actor=actor,
+                source=Source.GPC,
+                indication_method=IndicationMethod.GPC,
+                context=context,
+                namespace=Subject.Namespace.DEVICE,
+                now=moment,
+            )
     return result

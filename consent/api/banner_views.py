@@ -32,6 +32,7 @@ from consent.models import IndicationMethod, Property, Subject
 from consent.subject_tokens import subject_token_mint, subject_token_verify
 from governance import crypto
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
+from governance.audit import hash_ip
 from governance.idempotency import Answer, fingerprint, run_idempotent
 from governance.models import Scope
 from governance.net import client_ip
@@ -75,8 +76,9 @@ class BannerApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Counted before authentication, so floods with bad keys are limited too.
+        # The bucket names a keyed hash of the address: no plain IP is kept, even briefly.
         wait = rate_limit_hit(
-            bucket=f"banner:{client_ip(request)}",
+            bucket=f"banner:{hash_ip(client_ip(request))[:32]}",
             limit=settings.BANNER_RATE_LIMIT_PER_MINUTE,
             window_seconds=60,
         )

@@ -629,3 +629,18 @@ def test_banner_consent_with_token_and_device_links_then_records(shop):
         "analytics",
         "ml_training",
     }
+
+
+def test_gpc_with_a_token_is_recorded_against_the_account_and_the_device(shop):
+    _, browser = shop
+    device_id = _decide(browser, analytics=True)
+    token, _ = subject_token_mint(subject_id="user-9")
+    response = browser.post(
+        CONSENTS,
+        {"device_id": device_id, "subject_token": token, "decisions": []},
+        headers={"Sec-GPC": "1"},
+    )
+    assert response.status_code == 201, response.content
+    for namespace in ("account", "device"):
+        state = ConsentState.objects.get(subject__namespace=namespace, purpose__key="targeted_ads")
+        assert (state.status, state.gpc) == ("refused", True)
