@@ -88,6 +88,14 @@ class BannerApi(APIView):
         self.property = banner_selectors.property_for_client(api_client_of(request))
         banner_selectors.origin_check(prop=self.property, origin=request.headers.get("Origin"))
 
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Answers are about one person's device: never kept by a shared cache.
+        response["Cache-Control"] = "private, no-store"
+        return response
+
 
 def _subject_of(
     request: Request, *, device_id: str | None, token: str | None

@@ -116,6 +116,7 @@ def test_config_lists_shown_purposes_with_notice_versions_and_texts(shop):
     assert data["texts"]["title"] == "Your privacy"
     assert data["texts"]["reject_all"] == "Reject all"
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.headers["Cache-Control"] == "private, no-store"
 
 
 def test_config_speaks_the_asked_language_and_falls_back_to_the_default(shop, purposes):
