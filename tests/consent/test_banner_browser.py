@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from consent import banner_services, services
-from consent.models import ConsentEvent, ConsentState, Purpose, Subject
+from consent.models import ConsentEvent, ConsentState, Purpose, Subject, SubjectLink
 from governance.actors import Actor
 from tests import factories
 from tests.consent.browser import chromium, screenshot, static_site, wait_for
@@ -231,3 +231,50 @@ def test_a_device_id_the_service_did_not_issue_is_replaced(page):
         assert banner(driver).is_displayed()
         stored = driver.execute_script("return localStorage.getItem('consentgovernance.device_id')")
         assert stored.startswith("dev_") and stored != "dev_forged"
+
+
+def test_keyboard_alone_can_reject_all(page):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    with chromium() as driver:
+        driver.get(page)
+        ready(driver)
+        focused = driver.switch_to.active_element
+        assert focused.get_attribute("id") == "cg-title"  # focus moved into the dialog
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        assert driver.switch_to.active_element.get_attribute("data-cg-action") == "reject-all"
+        before = driver.execute_script(
+            "return document.documentElement.getAttribute('data-cg-saved')"
+        )
+        ActionChains(driver).send_keys(Keys.ENTER).perform()
+        wait_for(
+            lambda: (
+                driver.execute_script(
+                    "return document.documentElement.getAttribute('data-cg-saved')"
+                )
+                != before
+            ),
+            what="the keyboard choice to be recorded",
+        )
+        assert device_states() == {k: ("refused", "banner") for k in ASKED}
+        assert driver.switch_to.active_element.get_attribute("id") == "cg-reopen"
+
+
+def test_logging_in_carries_the_device_choice_to_the_account(page):
+    from consent.subject_tokens import subject_token_mint
+
+    with chromium() as driver:
+        driver.get(page)
+        ready(driver)
+        click(driver, "accept-all")
+        token, _ = subject_token_mint(subject_id="customer-1001")
+        driver.get(page + "&" + urlencode({"token": token}))
+        ready(driver)
+        assert not banner(driver).is_displayed()  # the account now holds the device's choice
+        account = Subject.objects.get(namespace="account")
+        assert {
+            s.purpose.key: s.status
+            for s in ConsentState.objects.filter(subject=account).select_related("purpose")
+        } == dict.fromkeys(ASKED, "granted")
+        assert SubjectLink.objects.filter(account_subject=account).exists()
