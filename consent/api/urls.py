@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from consent.api import check_views, views
+from consent.api import banner_views, check_views, views
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
 SUBJECT = r"subjects/(?P<subject_id>.+)"
@@ -39,4 +39,8 @@ urlpatterns = [
         check_views.DecisionDriftApi.as_view(),
         name="decision-drift",
     ),
+    path("banner/config", banner_views.BannerConfigApi.as_view(), name="banner-config"),
+    path("banner/consents", banner_views.BannerConsentApi.as_view(), name="banner-consents"),
+    path("banner/link", banner_views.BannerLinkApi.as_view(), name="banner-link"),
+    path("subject-tokens", banner_views.SubjectTokenApi.as_view(), name="subject-tokens"),
 ]

@@ -19,7 +19,7 @@ from consent import services
 from consent.models import Decision
 from governance.actors import Actor
 from tests import factories
-from tests.live import free_port, gunicorn_server
+from tests.live_gunicorn import free_port, gunicorn_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
 

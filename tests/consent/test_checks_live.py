@@ -12,7 +12,7 @@ import requests
 
 from consent.models import Decision
 from tests import factories
-from tests.live import gunicorn_server
+from tests.live_gunicorn import gunicorn_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
