@@ -17,6 +17,7 @@ from governance.models import (
     IdempotencyRecord,
     OutboxEvent,
     Scope,
+    SigningKey,
     WebhookDelivery,
     WebhookSubscription,
 )
@@ -205,3 +206,10 @@ class AuditEventAdmin(HistoryAdmin):
         "ip_hash",
         "detail",
     ]
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(HistoryAdmin):
+    list_display = ["kid", "algorithm", "created_at", "retired_at"]
+    exclude = ["private_key_encrypted"]
+    readonly_fields = ["kid", "algorithm", "public_jwk", "created_at", "retired_at"]
