@@ -52,16 +52,16 @@ def _public_jwk(public: ec.EllipticCurvePublicKey) -> dict[str, str]:
     return {**jwk, "kid": b64url(thumbprint), "use": "sig", "alg": ALGORITHM}
 
 
-def _aad(kid: str) -> bytes:
+def private_key_aad(kid: str) -> bytes:
     return f"signing-key:{kid}".encode()
 
 
 def private_key_encrypt(der: bytes, *, kid: str) -> bytes:
-    return crypto.encrypt(der, aad=_aad(kid))
+    return crypto.encrypt(der, aad=private_key_aad(kid))
 
 
 def private_key_decrypt(ciphertext: bytes | memoryview, *, kid: str) -> bytes:
-    return crypto.decrypt(bytes(ciphertext), aad=_aad(kid))
+    return crypto.decrypt(bytes(ciphertext), aad=private_key_aad(kid))
 
 
 @transaction.atomic
