@@ -191,15 +191,24 @@ class OutboxEventAdmin(HistoryAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(HistoryAdmin):
-    list_display = ["at", "actor_type", "actor_label", "action", "target_type", "target_id"]
+    list_display = [
+        "at",
+        "actor_type",
+        "actor_label",
+        "actor_key",
+        "action",
+        "target_type",
+        "target_id",
+    ]
     list_filter = ["action", "actor_type", "target_type", ("at", admin.DateFieldListFilter)]
-    search_fields = ["actor_label", "=actor_id", "=target_id", "action"]
+    search_fields = ["actor_label", "=actor_id", "=actor_key", "=target_id", "action"]
     date_hierarchy = "at"
     readonly_fields = [
         "at",
         "actor_type",
         "actor_id",
         "actor_label",
+        "actor_key",
         "action",
         "target_type",
         "target_id",

@@ -90,6 +90,9 @@ class AuditEvent(models.Model):
     actor_type = models.CharField(max_length=16)
     actor_id = models.CharField(max_length=64, blank=True)
     actor_label = models.CharField(max_length=200, blank=True)
+    actor_key = models.CharField(
+        max_length=16, blank=True, help_text="Prefix of the API key used, for API actors."
+    )
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=128, blank=True)

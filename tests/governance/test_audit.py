@@ -77,6 +77,7 @@ def test_api_writes_are_audited(api):
     assert response.status_code == 201
     row = AuditEvent.objects.get(action="consent.record")
     assert row.actor_type == "api_client" and row.target_id == response.json()["receipt_id"]
+    assert row.actor_key and api.key.startswith(row.actor_key)
     assert "alice" not in str(row.detail)
 
 
