@@ -243,3 +243,19 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(WEBHOOK_SWEEP_SECONDS),
     },
 }
+# Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
+# of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.
+BANNER_RATE_LIMIT_PER_MINUTE = env_int("BANNER_RATE_LIMIT_PER_MINUTE", 120)
+SUBJECT_TOKEN_TTL_SECONDS = env_int("SUBJECT_TOKEN_TTL_SECONDS", 900)
+GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29") or "2026-11-29"
+# Banner requests carry these; the banner's origins are allowed per property (consent.apps).
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-device-id",
+    "x-subject-token",
+    "sec-gpc",
+)
+CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed"]

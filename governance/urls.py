@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from consent.api.banner_views import banner_js, gpc_json
 from governance.api.views import HealthzApi, JwksApi, ReadyzApi
 from governance.api.webhooks import WebhookCreateApi
 
@@ -23,4 +24,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("consent.api.urls")),
     path("api/v1/webhooks", WebhookCreateApi.as_view(), name="webhooks"),
+    path("banner.js", banner_js, name="banner-js"),
+    path(".well-known/gpc.json", gpc_json, name="gpc-json"),
 ]
