@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from governance.models import (
 )
 from governance.outbox import EVENT_TYPES
 from governance.selectors import deliveries_due
+
+logger = logging.getLogger(__name__)
 
 
 def scopes_validate(scopes: Iterable[str]) -> list[str]:
@@ -215,9 +218,13 @@ def _delivery_body(delivery: WebhookDelivery) -> bytes:
     event = delivery.event
     identifier = None
     if event.subject_identifier_encrypted is not None:
-        identifier = crypto.decrypt(
-            bytes(event.subject_identifier_encrypted), aad=event.subject_key.encode()
-        ).decode()
+        try:
+            identifier = crypto.decrypt(
+                bytes(event.subject_identifier_encrypted), aad=event.subject_key.encode()
+            ).decode()
+        except crypto.DecryptionFailed:
+            # A key dropped before rotation finished: the receiver still gets the subject key.
+            logger.warning("outbox event %s: identifier cannot be decrypted", event.pk)
     body = {
         "id": str(event.id),
         "type": event.event_type,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import random
 import secrets
@@ -148,7 +149,7 @@ def send(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> S
             status = int(response.status)
     except urllib.error.HTTPError as exc:
         return SendResult(False, exc.code, f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return SendResult(False, None, f"{type(exc).__name__}: {reason}"[:500])
     return SendResult(200 <= status < 300, status, "" if 200 <= status < 300 else f"HTTP {status}")

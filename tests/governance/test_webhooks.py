@@ -104,6 +104,19 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped(settings):
         assert len(samples) > 1
 
 
+def test_sweeper_is_scheduled_by_beat(settings):
+    from governance.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["outbox-sweep"]
+    assert entry["task"] == "governance.outbox_dispatch" == outbox_dispatch_task.name
+    assert entry["task"] in app.tasks
+
+
+def test_delivery_to_a_refused_address_fails_without_sending():
+    result = webhooks.send(url="http://169.254.169.254/latest", body=b"{}", headers={}, timeout=1)
+    assert not result.ok and "link-local" in result.error
+
+
 def test_fan_out_creates_one_delivery_per_interested_subscription(purposes):
     everything, _ = _subscribe("https://a.example.com/")
     withdrawals, _ = _subscribe("https://b.example.com/", "consent.withdrawn")
