@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -180,8 +181,9 @@ def webhook_subscription_create(
     return subscription, secret
 
 
-def outbox_fan_out(*, limit: int = 500, now: datetime | None = None) -> int:
-    """Turns undispatched outbox events into one delivery per interested subscription.
+def outbox_fan_out(*, limit: int = 500, now: datetime | None = None) -> list[Any]:
+    """Turns undispatched outbox events into one delivery per interested subscription and
+    returns the ids of the events it dispatched.
 
     Rows are claimed with SKIP LOCKED so several dispatchers can run at once.
     """
@@ -193,7 +195,7 @@ def outbox_fan_out(*, limit: int = 500, now: datetime | None = None) -> int:
             .select_for_update(skip_locked=True)[:limit]
         )
         if not events:
-            return 0
+            return []
         subscriptions = list(WebhookSubscription.objects.filter(active=True))
         WebhookDelivery.objects.bulk_create(
             [
@@ -210,8 +212,9 @@ def outbox_fan_out(*, limit: int = 500, now: datetime | None = None) -> int:
             ],
             ignore_conflicts=True,
         )
-        OutboxEvent.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=moment)
-        return len(events)
+        ids = [e.pk for e in events]
+        OutboxEvent.objects.filter(pk__in=ids).update(dispatched_at=moment)
+        return ids
 
 
 def _delivery_body(delivery: WebhookDelivery) -> bytes:
