@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from governance import services
+from governance import services, webhooks
 from governance.actors import Actor
 from governance.models import (
     ApiClient,
@@ -112,6 +112,13 @@ class WebhookSubscriptionForm(forms.ModelForm):
     class Meta:
         model = WebhookSubscription
         fields = ["name", "url", "event_types", "active"]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            return webhooks.url_check(url)
+        except webhooks.WebhookUrlRefused as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(WebhookSubscription)

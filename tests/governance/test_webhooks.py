@@ -314,3 +314,30 @@ def test_parked_event_does_not_hold_back_later_ones_and_redelivery_is_recognisab
     live.wait_for(lambda: len(receiver.accepted()) >= 3, what="redelivery")
     stale = receiver.accepted()[-1]["body"]
     assert stale["seq"] == 1 and stale["id"] == str(parked.event_id)
+
+
+def test_admin_creates_a_subscription_showing_its_secret_once_and_refuses_bad_urls(client):
+    client.force_login(User.objects.create_superuser("dpo", "dpo@example.com", "pw"))
+    add = "/admin/governance/webhooksubscription/add/"
+    refused = client.post(add, {"url": "http://169.254.169.254/latest", "active": "on"})
+    assert refused.status_code == 200 and b"link-local" in refused.content
+    assert not WebhookSubscription.objects.exists()
+    response = client.post(
+        add,
+        {
+            "name": "crm",
+            "url": "https://crm.example.com/hook",
+            "event_types": ["consent.withdrawn"],
+            "active": "on",
+        },
+        follow=True,
+    )
+    sub = WebhookSubscription.objects.get()
+    secret = webhooks.secret_decrypt(sub.secret_encrypted, subscription_id=sub.pk)
+    assert secret.encode() in response.content  # shown once, in the admin's message
+    assert sub.event_types == ["consent.withdrawn"]
+    assert (
+        secret.encode()
+        not in client.get(f"/admin/governance/webhooksubscription/{sub.pk}/change/").content
+    )
+    assert AuditEvent.objects.filter(action="webhook.create", actor_label="dpo").exists()
