@@ -70,3 +70,16 @@ def test_owner_can_still_disable_the_trigger():
             "ALTER TABLE consent_consentevent DISABLE TRIGGER consent_ledger_append_only"
         )
         cursor.execute("ALTER TABLE consent_consentevent ENABLE TRIGGER consent_ledger_append_only")
+
+
+def test_app_role_can_purge_through_the_guarded_paths(app_role):
+    from consent.models import Subject
+    from consent.purge import subject_history_purge
+    from governance.audit import audit_purge_allowed
+
+    factories.record("bob", analytics=True)
+    subject_history_purge(subject=Subject.objects.get(), reason="erasure")
+    assert not ConsentEvent.objects.exists()
+    with audit_purge_allowed():
+        AuditEvent.objects.all().delete()
+    assert not AuditEvent.objects.exists()
