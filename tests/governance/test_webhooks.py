@@ -341,3 +341,23 @@ def test_admin_creates_a_subscription_showing_its_secret_once_and_refuses_bad_ur
         not in client.get(f"/admin/governance/webhooksubscription/{sub.pk}/change/").content
     )
     assert AuditEvent.objects.filter(action="webhook.create", actor_label="dpo").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/",
+        "http://localhost/hook",
+        "http://10.0.0.5/x",
+        "http://[::1]/x",
+        "https://192.168.1.1/y",
+    ],
+)
+def test_private_and_loopback_receivers_are_refused_unless_allowed(url, settings):
+    from governance.webhooks import WebhookUrlRefused, url_check
+
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    with pytest.raises(WebhookUrlRefused):
+        url_check(url)
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    assert url_check(url) == url
