@@ -172,6 +172,25 @@ def _decision_new(
     )
 
 
+def _decision_audit(actor: Actor, decision: Decision, purpose_key: str) -> None:
+    """One audit row per check (no identifiers: counts, purpose and the id-set digest)."""
+    audit_record(
+        actor=actor,
+        action=f"checks.{decision.mode}",
+        target_type="decision",
+        target_id=str(decision.id),
+        detail={
+            "purpose": purpose_key,
+            "data_use": decision.data_use.key if decision.data_use else None,
+            "total": decision.total,
+            "allowed": decision.allowed_count,
+            "as_of": decision.as_of.isoformat() if decision.as_of_requested else None,
+            "lineage": decision.lineage,
+            "id_set_digest": decision.id_set_digest,
+        },
+    )
+
+
 # --- the bulk check ------------------------------------------------------------------------
 
 
@@ -228,6 +247,7 @@ def checks_run(
                     a.subject_pk for a in answers if a.verdict.allowed and a.subject_pk is not None
                 ),
             )
+        _decision_audit(actor, decision, rule.key)
     return BulkResult(decision=decision, ids=ids, answers=answers)
 
 
@@ -317,6 +337,7 @@ class StreamCheck:
                 decision.save(
                     update_fields=["total", "allowed_count", "denied_count", "id_set_digest"]
                 )
+                _decision_audit(self.actor, decision, self.rule.key)
                 self.decision = decision
         except BaseException:
             spool.close()
