@@ -41,6 +41,11 @@ ENV = {
     "ALLOWED_HOSTS": "127.0.0.1",
     "LOG_LEVEL": "WARNING",
     "DJANGO_SETTINGS_MODULE": "governance.settings",
+    # The production shape: Redis for cache, rate limits and the broker. Without it the
+    # after-commit dispatch would publish through the embedded SQLite broker, whose file
+    # lock serialises every writer.
+    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"),
+    "VAR_DIR": os.environ.get("BENCH_VAR_DIR", "/tmp/gov-bench-writes"),
 }
 
 
