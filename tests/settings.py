@@ -13,6 +13,16 @@ os.environ.setdefault("SUBJECT_ENCRYPTION_KEY", "dGVzdC1zdWJqZWN0LWVuY3J5cHRpb24
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/governance")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECURE_COOKIES", "0")
+# Retention's external-table tests: a second real PostgreSQL database beside the default one.
+os.environ.setdefault("RETENTION_EXTERNAL_DATABASES", "features")
+os.environ.setdefault(
+    "EXTERNAL_DATABASE_URL_FEATURES", os.environ["DATABASE_URL"].split("?")[0] + "_external"
+)
+os.environ.setdefault(
+    "RETENTION_EXTERNAL_TABLES",
+    '[{"alias": "features", "table": "ml_features", "timestamp_column": "created_at",'
+    ' "subject_key_column": "subject_key", "purpose": "ml_training", "keep_days": 180}]',
+)
 
 from governance.settings import *  # noqa: F403
 
