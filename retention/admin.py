@@ -235,7 +235,6 @@ class OverdueFilter(admin.SimpleListFilter):
 class RightsRequestAdmin(ReadOnlyAdmin):
     list_display = ["id", "status", "created_at", "due_at", "overdue", "completed_at", "attempts"]
     list_filter = [OverdueFilter, "status"]
-    exclude: tuple[str, ...] = ()
 
     @admin.display(boolean=True, description="overdue")
     def overdue(self, obj: Any) -> bool:
