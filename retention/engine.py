@@ -52,12 +52,21 @@ def held_q(target: Target, refs: Iterable[SubjectRef]) -> Q | None:
     return q
 
 
+def _dependents(model: type[models.Model]) -> list[Any]:
+    # Hidden relations (related_name="+") cascade too, so they count.
+    return [
+        f
+        for f in model._meta.get_fields(include_hidden=True)
+        if f.auto_created and not f.concrete and (f.one_to_one or f.one_to_many)
+    ]
+
+
 def _physical_order_possible(qs: QuerySet[Any]) -> bool:
     model = qs.model
     if connections[qs.db].vendor != "postgresql":
         return False
     # Raw DELETE would bypass Django's cascades: only for tables nothing points at.
-    if model._meta.related_objects:
+    if _dependents(model):
         return False
     compiler = qs.query.get_compiler(qs.db)
     compiler.compile(qs.query.where)

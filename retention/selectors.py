@@ -43,6 +43,15 @@ def policy_is_held(policy: RetentionPolicy) -> bool:
     return LegalHold.objects.filter(policy=policy, released_at__isnull=True).exists()
 
 
+def policy_purpose_key(policy: RetentionPolicy) -> str | None:
+    """The purpose whose withdrawal reaches this policy's target: the policy's own, or the
+    one an external table was configured with."""
+    if policy.purpose_id is not None:
+        return policy.purpose.key  # type: ignore[union-attr]
+    target = targets().get(policy.target)
+    return target.purpose if target else None
+
+
 def policy_list() -> QuerySet[RetentionPolicy]:
     return RetentionPolicy.objects.select_related("purpose").order_by("target", "name")
 
@@ -66,7 +75,7 @@ def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:
     rows = []
     for policy in RetentionPolicy.objects.filter(enabled=True).order_by("target", "name"):
         target = targets().get(policy.target)
-        tied = policy.purpose_id == purpose.pk
+        tied = policy_purpose_key(policy) == purpose.key
         if not tied and not (target and target.kind == Kind.SUBJECT_HISTORY):
             continue
         rows.append(

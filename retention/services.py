@@ -389,7 +389,7 @@ def _policy_enforce(
     try:
         target = target_get(policy.target)
         if target is None:
-            raise UnknownTarget(detail={"target": policy.target})
+            raise UnknownTarget(f"No registered retention target {policy.target!r}.")
         policy_held = selectors.policy_is_held(policy)
         held_refs = selectors.held_subjects()
         progress = _Progress(item=item, clock=clock, holder=holder)
@@ -628,20 +628,21 @@ def withdrawals_propagate(*, now: datetime | None = None, batch: int = 500) -> i
         )
     rows = list(
         events.order_by("recorded_at", "id").values(
-            "id", "recorded_at", "purpose_id", "subject_id", "subject__key", "subject__namespace"
+            "id", "recorded_at", "purpose__key", "subject_id", "subject__key", "subject__namespace"
         )[:batch]
     )
-    tied: dict[int, list[RetentionPolicy]] = {}
-    for policy in RetentionPolicy.objects.filter(enabled=True, purpose__isnull=False):
-        assert policy.purpose_id is not None
-        tied.setdefault(policy.purpose_id, []).append(policy)
+    tied: dict[str, list[RetentionPolicy]] = {}
+    for policy in RetentionPolicy.objects.filter(enabled=True).select_related("purpose"):
+        key = selectors.policy_purpose_key(policy)
+        if key:
+            tied.setdefault(key, []).append(policy)
     held_keys = {r.key for r in selectors.held_subjects()}
     for row in rows:
         ref = SubjectRef(
             key=row["subject__key"], namespace=row["subject__namespace"], pk=row["subject_id"]
         )
         report: dict[str, Any] = {}
-        for policy in tied.get(row["purpose_id"], []):
+        for policy in tied.get(row["purpose__key"], []):
             target = target_get(policy.target)
             if target is None:
                 continue

@@ -60,7 +60,7 @@ class PolicySerializer(serializers.Serializer):
         return float(obj.keep_for.total_seconds() / 86400)
 
     def get_purpose(self, obj: Any) -> str | None:
-        return obj.purpose.key if obj.purpose_id else None
+        return selectors.policy_purpose_key(obj)
 
     def get_held(self, obj: Any) -> bool:
         return selectors.policy_is_held(obj)
