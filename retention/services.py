@@ -937,10 +937,10 @@ def rights_requests_sweep(*, now: datetime | None = None) -> dict[str, list[str]
     ) & (Q(heartbeat_at__lte=stale) | Q(heartbeat_at__isnull=True))
     requeued: dict[str, list[str]] = {"erasure": [], "access": []}
     for pk in ErasureRequest.objects.filter(stuck).values_list("pk", flat=True):
-        erasure_execute_task.delay(request_id=str(pk))
+        erasure_execute_task.delay_on_commit(request_id=str(pk))
         requeued["erasure"].append(str(pk))
     for pk in AccessRequest.objects.filter(stuck).values_list("pk", flat=True):
-        access_execute_task.delay(request_id=str(pk))
+        access_execute_task.delay_on_commit(request_id=str(pk))
         requeued["access"].append(str(pk))
     return requeued
 
