@@ -72,6 +72,7 @@ def test_erasure_request_answers_202_the_same_for_known_and_unknown_subjects(api
     request = ErasureRequest.objects.get(pk=bodies[0]["id"])
     assert (request.due_at - request.created_at).days in (28, 29, 30, 31)
     # Nothing in plaintext at rest.
+    assert request.identifier_encrypted is not None
     assert b"alice" not in bytes(request.identifier_encrypted)
 
 
@@ -97,6 +98,7 @@ def test_erasure_removes_the_subject_everywhere_and_announces_the_decisions(api,
     announced = OutboxEvent.objects.get(event_type="subject.erased")
     assert announced.payload["decisions"] == [str(decision.pk)]
     assert announced.subject_key == key("alice")
+    assert announced.subject_identifier_encrypted is not None
     identifier = crypto.decrypt(
         bytes(announced.subject_identifier_encrypted), aad=key("alice").encode()
     )
@@ -238,6 +240,7 @@ def test_access_request_exports_everything_held_about_the_subject(api, known):
     assert targets["governance.AuditEvent"]
     # Stored encrypted: the identifier is not in the row in plaintext.
     stored = AccessRequest.objects.get(pk=request_id)
+    assert stored.export_encrypted is not None
     assert b"alice" not in bytes(stored.export_encrypted)
     assert json.dumps(export)  # plain JSON
 
