@@ -16,11 +16,14 @@ _SUBJECT_PATH = re.compile(
     r"(/subjects/)(?:[^\s\"'?#]+?)"
     r"(?=/(?:consents|history|withdrawals|checks|decisions)\b|[\s\"'?#]|$)"
 )
+# Staff look subjects up in the admin by typing the identifier: its search term is one too.
+_ADMIN_SUBJECT_SEARCH = re.compile(r"(/admin/consent/subject/\?(?:[^\s\"'#]*&)?q=)[^&\s\"'#]*")
 REDACTED = "<redacted>"
 
 
 def redact(text: str) -> str:
-    return _SUBJECT_PATH.sub(r"\1" + REDACTED, text)
+    text = _SUBJECT_PATH.sub(r"\1" + REDACTED, text)
+    return _ADMIN_SUBJECT_SEARCH.sub(r"\1" + REDACTED, text)
 
 
 class RedactSubjectIdentifiers(logging.Filter):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -74,6 +79,7 @@ def _without_subject(body: dict[str, Any]) -> dict[str, Any]:
 class PurposeListApi(APIView):
     required_scope = None
 
+    @extend_schema_serializer(component_name="Purpose")
     class OutputSerializer(serializers.Serializer):
         key = serializers.CharField()
         name = serializers.CharField()
@@ -117,6 +123,7 @@ class PurposeListApi(APIView):
 class ConsentRecordApi(APIView):
     required_scope = Scope.CONSENT_WRITE
 
+    @extend_schema_serializer(component_name="ConsentRecordInput")
     class InputSerializer(serializers.Serializer):
         subject_id = SubjectIdField()
         decisions = DecisionSerializer(many=True, allow_empty=False, max_length=100)  # type: ignore[call-arg]
@@ -179,6 +186,7 @@ class ConsentRecordApi(APIView):
 class SubjectConsentsApi(APIView):
     required_scope = Scope.CONSENT_READ
 
+    @extend_schema_serializer(component_name="SubjectConsent")
     class ConsentSerializer(serializers.Serializer):
         purpose = serializers.CharField()
         status = serializers.CharField()
@@ -257,6 +265,7 @@ class SubjectHistoryApi(APIView):
 class SubjectWithdrawApi(APIView):
     required_scope = Scope.CONSENT_WRITE
 
+    @extend_schema_serializer(component_name="WithdrawalInput")
     class InputSerializer(serializers.Serializer):
         purposes = serializers.ListField(
             child=serializers.CharField(max_length=64),
