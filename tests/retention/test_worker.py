@@ -32,9 +32,7 @@ from tests import factories
 from tests.retention.conftest import chain_verifies
 
 pytestmark = [
-    pytest.mark.django_db(
-        transaction=True, serialized_rollback=True, databases=["default", "features"]
-    ),
+    pytest.mark.django_db(transaction=True, databases=["default", "features"]),
     pytest.mark.slow,
 ]
 
@@ -51,6 +49,12 @@ def wait_for(condition: Any, *, timeout: float = 60.0, what: str = "") -> Any:
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+@pytest.fixture(autouse=True)
+def _default_policies() -> None:
+    # An earlier transactional test may have flushed the seeded rows: seed them again.
+    retention.policies_seed_defaults()
 
 
 def _db_url(alias: str) -> str:
