@@ -112,8 +112,10 @@ def _ctid_walk(
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(statement, [f"({start},0)", f"({end},0)", *params])
             count = cursor.rowcount
+            # Progress (and the lease) are written in the chunk's own transaction: one
+            # commit per chunk, and a lost lease rolls the chunk back.
+            on_chunk(count)
         removed += count
-        on_chunk(count)
         start = end
     return removed
 
@@ -180,8 +182,8 @@ def purge_rows(
             else:
                 _, per_model = qs.filter(pk__in=pks).delete()
                 count = per_model.get(label, 0)
+            on_chunk(count)
         removed += count
-        on_chunk(count)
         if len(pks) < batch_size:
             break
     return removed
@@ -208,8 +210,8 @@ def _ctid_walk_update(
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(statement, [*set_params, f"({start},0)", f"({end},0)", *params])
             count = cursor.rowcount
+            on_chunk(count)
         changed += count
-        on_chunk(count)
         start = end
     return changed
 

@@ -431,12 +431,15 @@ def _policy_enforce(
                 target, cutoff=cutoff, condition=policy.condition, action=policy.action
             )
             hq = engine.held_q(target, held_refs)
-            examined = qs.count()
-            held = examined if policy_held else (qs.filter(hq).count() if hq else 0)
-            item.examined, item.held = examined, held
-            if run.dry_run:
-                item.removed = examined - held
-            elif not policy_held:
+            if run.dry_run or policy_held:
+                examined = qs.count()
+                held = examined if policy_held else (qs.filter(hq).count() if hq else 0)
+                item.examined, item.held = examined, held
+                item.removed = examined - held if run.dry_run else 0
+            else:
+                # A real run does not count first (that would read the rows twice):
+                # what it examined is what it removed plus what it held back.
+                item.held = qs.filter(hq).count() if hq else 0
                 item.removed = engine.purge_rows(
                     qs.exclude(hq) if hq else qs,
                     action=policy.action,
@@ -444,6 +447,7 @@ def _policy_enforce(
                     batch_size=policy.batch_size,
                     on_chunk=progress.chunk,
                 )
+                item.examined = item.removed + item.held
         item.chunks = progress.chunks
         item.status = "complete"
     except LeaseLost:
