@@ -52,6 +52,18 @@ def held_q(target: Target, refs: Iterable[SubjectRef]) -> Q | None:
     return q
 
 
+def not_held_q(target: Target, refs: Iterable[SubjectRef]) -> Q | None:
+    """Rows no held subject owns. Written out rather than `exclude()`: a row naming no
+    subject (NULL) must count as not held, where NOT (NULL = key) would drop it."""
+    hq = held_q(target, refs)
+    if hq is None:
+        return None
+    q = ~hq
+    if target.subject_optional_field:
+        q |= Q(**{f"{target.subject_optional_field}__isnull": True})
+    return q
+
+
 def _dependents(model: type[models.Model]) -> list[Any]:
     # Hidden relations (related_name="+") cascade too, so they count.
     return [

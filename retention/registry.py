@@ -54,6 +54,9 @@ class Target:
     # Field values that anonymise a row (the `anonymize` action and erasure of such rows).
     anonymize: dict[str, Any] = field(default_factory=dict)
     erasure: str = ErasureMode.DELETE
+    # A field that may not name any subject at all (NULL or missing JSON key): such rows are
+    # never held by a subject's hold.
+    subject_optional_field: str | None = None
     default_keep: timedelta = timedelta(days=365)
     default_action: str = "delete"
     default_condition: dict[str, Any] = field(default_factory=dict)
@@ -145,6 +148,7 @@ def _builtin() -> list[Target]:
             timestamp_field="at",
             model_label="governance.AuditEvent",
             subject_q=_key("detail__subject_key"),
+            subject_optional_field="detail__subject_key",
             anonymize={"detail": {"anonymized": True}},
             erasure=ErasureMode.ANONYMIZE,
             default_keep=timedelta(days=2 * 365),

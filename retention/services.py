@@ -431,6 +431,7 @@ def _policy_enforce(
                 target, cutoff=cutoff, condition=policy.condition, action=policy.action
             )
             hq = engine.held_q(target, held_refs)
+            free = engine.not_held_q(target, held_refs)
             if run.dry_run or policy_held:
                 examined = qs.count()
                 held = examined if policy_held else (qs.filter(hq).count() if hq else 0)
@@ -441,7 +442,7 @@ def _policy_enforce(
                 # what it examined is what it removed plus what it held back.
                 item.held = qs.filter(hq).count() if hq else 0
                 item.removed = engine.purge_rows(
-                    qs.exclude(hq) if hq else qs,
+                    qs.filter(free) if free is not None else qs,
                     action=policy.action,
                     values=target.anonymize,
                     batch_size=policy.batch_size,

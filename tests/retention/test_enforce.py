@@ -204,10 +204,14 @@ def test_subject_hold_keeps_that_subjects_rows(now):
     retention.hold_place(reason="litigation", actor=STAFF, subject_id="held")
     kept = audit(now - timedelta(days=90), key("held"))
     gone = audit(now - timedelta(days=90), key("other"))
+    # A row naming no subject at all is not held by a subject's hold.
+    nobody = AuditEvent.objects.create(
+        at=now - timedelta(days=90), actor_type="system", action="test", detail={}
+    )
     _, item = enforce(p, now)
-    assert (item.examined, item.removed, item.held) == (2, 1, 1)
+    assert (item.examined, item.removed, item.held) == (3, 2, 1)
     assert AuditEvent.objects.filter(pk=kept.pk).exists()
-    assert not AuditEvent.objects.filter(pk=gone.pk).exists()
+    assert not AuditEvent.objects.filter(pk__in=[gone.pk, nobody.pk]).exists()
 
 
 def test_subject_hold_keeps_a_ledger_history(now, purposes):
