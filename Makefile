@@ -50,3 +50,17 @@ bench: install services
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache
+
+# Banner browser tests (issue 6): Debian's chromium and chromium-driver, installed with
+# apt-get when missing (never a browser downloaded by a tool), and the examples' npm packages.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver with apt-get"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; \
+	fi
+	@cd docs/examples && npm ci --no-audit --no-fund --silent
+
+test: browser

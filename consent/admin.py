@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from consent import identity, services
 from consent.crypto_display import identifier_or_erased
 from consent.models import (
+    BannerText,
     ConsentContext,
     ConsentEvent,
     ConsentState,
     NoticeText,
     NoticeVersion,
+    Property,
     Purpose,
     Subject,
+    SubjectLink,
 )
+from consent.verify import ledger_verify
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -156,6 +161,16 @@ class SubjectAdmin(ReadOnlyAdmin):
         "chain_head",
     )
     inlines = [ConsentStateInline]
+    actions = ["verify_chain"]
+
+    @admin.action(description="Verify the ledger chain of the selected subjects")
+    def verify_chain(self, request: HttpRequest, queryset: QuerySet[Subject]) -> None:
+        report = ledger_verify(subject_ids=queryset.values_list("pk", flat=True))
+        breaks = report.breaks
+        for b in breaks:
+            messages.error(request, f"Chain break: {b}")
+        summary = f"{report.subjects} subjects, {report.events} events, {len(breaks)} breaks."
+        messages.add_message(request, messages.ERROR if breaks else messages.SUCCESS, summary)
 
     @admin.display(description="key")
     def short_key(self, obj: Subject) -> str:
@@ -202,3 +217,71 @@ class ConsentStateAdmin(ReadOnlyAdmin):
 class ConsentContextAdmin(ReadOnlyAdmin):
     list_display = ["receipt_id", "locale", "jurisdiction", "created_at"]
     search_fields = ["=receipt_id"]
+
+
+# --- banner properties ----------------------------------------------------------------------
+
+
+class BannerTextInline(admin.StackedInline):
+    model = BannerText
+    extra = 0
+
+
+class PropertyForm(forms.ModelForm):
+    class Meta:
+        model = Property
+        fields = ["name", "allowed_origins", "default_language", "purposes", "active"]
+
+    def clean_allowed_origins(self) -> list[str]:
+        from consent.banner_services import origins_validate
+        from governance.errors import DomainError
+
+        raw = self.cleaned_data.get("allowed_origins") or []
+        if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+            raise forms.ValidationError('A JSON list of origins, e.g. ["https://shop.example"].')
+        try:
+            return origins_validate(raw)
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+
+@admin.register(Property)
+class PropertyAdmin(admin.ModelAdmin):
+    form = PropertyForm
+    list_display = ["name", "default_language", "key_prefixes", "active"]
+    filter_horizontal = ["purposes"]
+    readonly_fields = ["api_client", "key_prefixes", "created_at"]
+    inlines = [BannerTextInline]
+    actions = ["issue_publishable_key"]
+
+    @admin.display(description="publishable keys")
+    def key_prefixes(self, obj: Property) -> str:
+        if obj.api_client is None:
+            return "-"
+        keys = obj.api_client.keys.filter(revoked_at__isnull=True)
+        return ", ".join(f"{k.prefix}…" for k in keys) or "-"
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if not change and form.instance.api_client is None:
+            self._issue(request, form.instance)
+
+    def _issue(self, request: HttpRequest, prop: Property) -> None:
+        from consent.banner_services import property_key_issue
+
+        key = property_key_issue(prop=prop, actor=services.Actor.for_staff(request.user))
+        self.message_user(
+            request,
+            f"Publishable key for {prop.name} (shown only now, copy it): {key}",
+            level=messages.WARNING,
+        )
+
+    @admin.action(description="Issue a new publishable key (shown once)")
+    def issue_publishable_key(self, request: HttpRequest, queryset: QuerySet[Property]) -> None:
+        for prop in queryset:
+            self._issue(request, prop)
+
+
+@admin.register(SubjectLink)
+class SubjectLinkAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "device_subject", "account_subject", "property", "carried"]

@@ -1,6 +1,27 @@
+from typing import Any
+
 from django.apps import AppConfig
+
+
+def banner_cors_allowed(sender: Any, request: Any, **kwargs: Any) -> bool:
+    """CORS for the banner endpoints answers only origins some active property lists.
+
+    Preflights carry no key, so this cannot know the property; the views then refuse (403)
+    a request whose origin is not one of its own key's property.
+    """
+    from consent.banner_selectors import origin_allowed_anywhere
+
+    origin = request.headers.get("Origin")
+    return bool(
+        origin and request.path.startswith("/api/v1/banner/") and origin_allowed_anywhere(origin)
+    )
 
 
 class ConsentConfig(AppConfig):
     name = "consent"
     verbose_name = "Consent"
+
+    def ready(self) -> None:
+        from corsheaders.signals import check_request_enabled
+
+        check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")

@@ -37,3 +37,45 @@ class PurposeWithoutNotice(DomainError):
     code = "purpose_without_notice"
     status = 409
     message = "This purpose has no published notice to consent to."
+
+
+class UnknownProperty(DomainError):
+    code = "unknown_property"
+    status = 404
+    message = "This publishable key is not bound to an active property."
+
+
+class OriginNotAllowed(DomainError):
+    code = "origin_not_allowed"
+    status = 403
+    message = "This origin is not one of the property's allowed origins."
+
+
+class PurposeNotShown(DomainError):
+    code = "purpose_not_shown"
+    status = 400
+    message = "The property does not show this purpose."
+
+
+class UnknownLanguage(DomainError):
+    code = "unknown_language"
+    status = 400
+    message = "Unknown language code."
+
+
+class InvalidDeviceId(DomainError):
+    code = "invalid_device_id"
+    status = 400
+    message = "The device id was not issued by this service."
+
+
+class InvalidSubjectToken(DomainError):
+    code = "invalid_subject_token"
+    status = 400
+    message = "The subject token is malformed or was not minted by this service."
+
+
+class SubjectTokenExpired(DomainError):
+    code = "subject_token_expired"
+    status = 400
+    message = "The subject token has expired; mint a new one."

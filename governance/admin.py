@@ -9,7 +9,19 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from governance import services
-from governance.models import ApiClient, ApiKey, IdempotencyRecord, Scope
+from governance.actors import Actor
+from governance.models import (
+    ApiClient,
+    ApiKey,
+    AuditEvent,
+    IdempotencyRecord,
+    OutboxEvent,
+    Scope,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from governance.net import client_ip
+from governance.outbox import EVENT_TYPES
 
 
 class ApiClientForm(forms.ModelForm):
@@ -41,7 +53,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = ["last_used_at", "created_at"]
     inlines = [ApiKeyInline]
-    actions = ["issue_new_key"]
+    actions = ["issue_new_key", "revoke_old_keys"]
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
         if change:
@@ -61,8 +73,18 @@ class ApiClientAdmin(admin.ModelAdmin):
     @admin.action(description="Issue a new key (the old ones keep working until revoked)")
     def issue_new_key(self, request: HttpRequest, queryset: Any) -> None:
         for client in queryset:
-            key = services.api_key_issue(client=client)
+            key = services.api_key_issue(
+                client=client, actor=Actor.for_staff(request.user), ip=client_ip(request)
+            )
             messages.warning(request, f"New key for {client.name}: {key} (shown once).")
+
+    @admin.action(description="Finish rotation: revoke every key but the newest")
+    def revoke_old_keys(self, request: HttpRequest, queryset: Any) -> None:
+        for client in queryset:
+            revoked = services.api_keys_revoke_all_but_newest(
+                client=client, actor=Actor.for_staff(request.user), ip=client_ip(request)
+            )
+            messages.info(request, f"{client.name}: {revoked} old keys revoked.")
 
 
 @admin.register(IdempotencyRecord)
@@ -75,3 +97,111 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class WebhookSubscriptionForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        choices=[(t, t) for t in EVENT_TYPES],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="None ticked: every event type.",
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["name", "url", "event_types", "active"]
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    form = WebhookSubscriptionForm
+    list_display = ["name", "url", "event_types", "active", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "url"]
+
+    def save_model(
+        self, request: HttpRequest, obj: WebhookSubscription, form: Any, change: bool
+    ) -> None:
+        if change:
+            obj.event_types = services.webhook_event_types_validate(obj.event_types)
+            super().save_model(request, obj, form, change)
+            return
+        created, secret = services.webhook_subscription_create(
+            url=obj.url,
+            event_types=obj.event_types,
+            name=obj.name,
+            actor=Actor.for_staff(request.user),
+            ip=client_ip(request),
+        )
+        obj.pk = created.pk
+        obj.created_at = created.created_at
+        obj.secret_encrypted = created.secret_encrypted
+        messages.warning(
+            request, f"Signing secret for {created}: {secret} (shown once; store it now)."
+        )
+
+
+class HistoryAdmin(admin.ModelAdmin):
+    """Rows written only by services: visible, never edited here."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(HistoryAdmin):
+    list_display = [
+        "event",
+        "subscription",
+        "seq",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "subscription"]
+    search_fields = ["event__id", "subject_key"]
+    list_select_related = ["event", "subscription"]
+    actions = ["redeliver"]
+
+    @admin.action(description="Redeliver (back in line, attempts reset)")
+    def redeliver(self, request: HttpRequest, queryset: Any) -> None:
+        ids = services.webhook_delivery_redeliver(
+            deliveries=list(queryset), actor=Actor.for_staff(request.user), ip=client_ip(request)
+        )
+        messages.info(request, f"{len(ids)} deliveries queued again.")
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(HistoryAdmin):
+    list_display = ["id", "event_type", "seq", "created_at", "dispatched_at"]
+    list_filter = ["event_type"]
+    search_fields = ["id", "subject_key"]
+    exclude = ["subject_identifier_encrypted"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(HistoryAdmin):
+    list_display = ["at", "actor_type", "actor_label", "action", "target_type", "target_id"]
+    list_filter = ["action", "actor_type", "target_type", ("at", admin.DateFieldListFilter)]
+    search_fields = ["actor_label", "=actor_id", "=target_id", "action"]
+    date_hierarchy = "at"
+    readonly_fields = [
+        "at",
+        "actor_type",
+        "actor_id",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "ip_hash",
+        "detail",
+    ]

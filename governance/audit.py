@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from governance.actors import Actor
@@ -41,3 +44,19 @@ def audit_record(
         ip_hash=hash_ip(ip),
         detail=detail or {},
     )
+
+
+@contextmanager
+def audit_purge_allowed() -> Iterator[None]:
+    """Inside this block, in this transaction only, the trigger lets DELETE through (for the
+    retention of audit rows). On SQLite deletes are not guarded."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('governance.audit_purge', 'on', true)")
+        yield
+        # On an error the rollback (to this savepoint, or of the whole transaction) undoes
+        # the setting with everything else.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('governance.audit_purge', '', true)")

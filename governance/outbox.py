@@ -6,13 +6,18 @@ rows wait until a dispatcher picks them up.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from governance import crypto
 from governance.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
 
 EVENT_TYPES = (
     "consent.granted",
@@ -44,7 +49,7 @@ def outbox_enqueue(
         if subject_identifier is not None
         else None
     )
-    return OutboxEvent.objects.create(
+    event = OutboxEvent.objects.create(
         event_type=event_type,
         subject_key=subject_key,
         subject_identifier_encrypted=encrypted,
@@ -52,3 +57,27 @@ def outbox_enqueue(
         payload=payload,
         created_at=timezone.now(),
     )
+    if settings.WEBHOOK_DISPATCH_ON_COMMIT and not _dispatch_already_queued():
+        transaction.on_commit(outbox_dispatch_notify)
+    return event
+
+
+def _dispatch_already_queued() -> bool:
+    # One dispatch per transaction is enough: it fans out every undispatched row.
+    return any(entry[1] is outbox_dispatch_notify for entry in connection.run_on_commit)
+
+
+def outbox_dispatch_notify() -> None:
+    """Asks a worker to dispatch now. With the broker down this only logs: the rows stay in
+    the outbox and the beat-scheduled sweeper delivers them once the broker is back."""
+    from kombu.exceptions import OperationalError
+
+    from governance.tasks import outbox_dispatch_task
+
+    try:
+        outbox_dispatch_task.apply_async(retry=False)
+    except (OperationalError, OSError) as exc:
+        logger.warning(
+            "outbox dispatch not queued, broker unavailable (%s); the sweeper will deliver",
+            type(exc).__name__,
+        )

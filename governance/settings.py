@@ -172,6 +172,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["governance.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "governance.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["governance.api.throttling.ClientAndIpRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -229,6 +230,36 @@ LOGGING = {
     },
 }
 
+# Webhooks (see README, "Webhooks"). Backoff is exponential with jitter, capped.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "5") or 5)
+WEBHOOK_BACKOFF_BASE_SECONDS = float(env_str("WEBHOOK_BACKOFF_BASE_SECONDS", "10") or 10)
+WEBHOOK_BACKOFF_MAX_SECONDS = float(env_str("WEBHOOK_BACKOFF_MAX_SECONDS", "3600") or 3600)
+WEBHOOK_SWEEP_SECONDS = env_int("WEBHOOK_SWEEP_SECONDS", 30)
+# Queue a dispatch after each commit that writes to the outbox (the sweeper runs regardless).
+WEBHOOK_DISPATCH_ON_COMMIT = env_bool("WEBHOOK_DISPATCH_ON_COMMIT", True)
+CELERY_BEAT_SCHEDULE = {
+    "outbox-sweep": {
+        "task": "governance.outbox_dispatch",
+        "schedule": float(WEBHOOK_SWEEP_SECONDS),
+    },
+}
+# Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
+# of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.
+BANNER_RATE_LIMIT_PER_MINUTE = env_int("BANNER_RATE_LIMIT_PER_MINUTE", 120)
+SUBJECT_TOKEN_TTL_SECONDS = env_int("SUBJECT_TOKEN_TTL_SECONDS", 900)
+GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29") or "2026-11-29"
+# Banner requests carry these; the banner's origins are allowed per property (consent.apps).
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-device-id",
+    "x-subject-token",
+    "sec-gpc",
+)
+CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed"]
 # --- retention and rights (see README, "Retention and rights") --------------------------
 # Extra PostgreSQL databases holding external tables retention may purge (an ML feature
 # store, say): RETENTION_EXTERNAL_DATABASES=features and EXTERNAL_DATABASE_URL_FEATURES=....

@@ -1,11 +1,53 @@
-"""Operational tasks of the service itself."""
+"""Operational tasks of the service itself: ping, outbox dispatch, webhook delivery."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from django.utils import timezone
+
+from governance import services
+from governance.selectors import deliveries_due
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="governance.ping", soft_time_limit=10, time_limit=20)
 def ping_task(token: str) -> str:
     """Echoes its argument: proves a worker consumes from the broker and returns results."""
     return f"pong:{token}"
+
+
+def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
+    webhook_deliver_task.apply_async((delivery_id,), countdown=countdown)
+
+
+@shared_task(name="governance.outbox_dispatch", soft_time_limit=120, time_limit=150)
+def outbox_dispatch_task(limit: int = 1000) -> int:
+    """Fans undispatched outbox events out to subscriptions and queues what is due.
+
+    Queued after each commit that writes to the outbox, and by beat as a sweeper, so events
+    written while the broker was down are delivered once it is back. Safe to run twice.
+    """
+    fanned = 0
+    while True:
+        batch = services.outbox_fan_out(limit=500)
+        fanned += batch
+        if batch < 500:
+            break
+    due = list(deliveries_due(now=timezone.now()).order_by("seq").values_list("pk", flat=True))
+    for delivery_id in due[:limit]:
+        _enqueue(delivery_id)
+    return fanned
+
+
+@shared_task(name="governance.webhook_deliver", soft_time_limit=60, time_limit=90)
+def webhook_deliver_task(delivery_id: int) -> str:
+    """One attempt at one delivery; schedules its retry, or the next in its subject's line."""
+    outcome = services.webhook_delivery_attempt(delivery_id=delivery_id)
+    if outcome.retry_in is not None:
+        _enqueue(delivery_id, countdown=outcome.retry_in)
+    if outcome.next_in_line is not None:
+        _enqueue(outcome.next_in_line)
+    return outcome.status

@@ -5,7 +5,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from consent.api.banner_views import banner_js, gpc_json
 from governance.api.views import HealthzApi, ReadyzApi
+from governance.api.webhooks import WebhookCreateApi
 
 handler400 = "governance.errors.handler400"
 handler403 = "governance.errors.handler403"
@@ -20,5 +22,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("consent.api.urls")),
+    path("api/v1/webhooks", WebhookCreateApi.as_view(), name="webhooks"),
+    path("banner.js", banner_js, name="banner-js"),
+    path(".well-known/gpc.json", gpc_json, name="gpc-json"),
     path("api/v1/", include("retention.api.urls")),
 ]

@@ -9,6 +9,7 @@ a contiguous run of pages once, which keeps a chunked purge as fast as one DELET
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,11 @@ from django.db.models import Q, QuerySet
 from retention.registry import SubjectRef, Target
 
 OnChunk = Callable[[int], None]
+Guard = Callable[[], AbstractContextManager[None]] | None
+
+
+def _guarded(guard: Guard) -> AbstractContextManager[None]:
+    return guard() if guard is not None else nullcontext()
 
 
 def _nothing(_: int) -> None:
@@ -110,6 +116,7 @@ def _ctid_walk(
     params: list[Any],
     batch_size: int,
     on_chunk: OnChunk,
+    guard: Guard = None,
 ) -> int:
     """Runs `statement` (which has a ctid range placeholder pair first) over the whole table,
     one range of pages per transaction."""
@@ -121,7 +128,7 @@ def _ctid_walk(
     start = 0
     while start < pages:
         end = start + step
-        with transaction.atomic(using=using), connection.cursor() as cursor:
+        with transaction.atomic(using=using), _guarded(guard), connection.cursor() as cursor:
             cursor.execute(statement, [f"({start},0)", f"({end},0)", *params])
             count = cursor.rowcount
             # Progress (and the lease) are written in the chunk's own transaction: one
@@ -139,8 +146,11 @@ def purge_rows(
     values: dict[str, Any],
     batch_size: int,
     on_chunk: OnChunk = _nothing,
+    guard: Guard = None,
 ) -> int:
-    """Deletes (or anonymises) every row of `qs`, chunk by chunk. Returns rows changed."""
+    """Deletes (or anonymises) every row of `qs`, chunk by chunk. Returns rows changed.
+
+    `guard` is entered inside each deleting chunk's transaction (a guarded table's permit)."""
     model: type[models.Model] = qs.model
     using = qs.db
     if _physical_order_possible(qs):
@@ -181,6 +191,7 @@ def purge_rows(
             params=list(params),
             batch_size=batch_size,
             on_chunk=on_chunk,
+            guard=guard,
         )
     removed = 0
     label = model._meta.label
@@ -192,7 +203,8 @@ def purge_rows(
             if action == "anonymize":
                 count = qs.filter(pk__in=pks).update(**values)
             else:
-                _, per_model = qs.filter(pk__in=pks).delete()
+                with _guarded(guard):
+                    _, per_model = qs.filter(pk__in=pks).delete()
                 count = per_model.get(label, 0)
             on_chunk(count)
         removed += count

@@ -9,6 +9,7 @@ targets by `name`; an unknown name is refused when a policy is saved.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models import Q
+
+from governance.audit import audit_purge_allowed
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class Target:
     # A field that may not name any subject at all (NULL or missing JSON key): such rows are
     # never held by a subject's hold.
     subject_optional_field: str | None = None
+    # Rows of the subject that erasure keeps (the record of the erasure itself).
+    erasure_keep: dict[str, Any] = field(default_factory=dict)
+    # Entered around each deleting chunk: a table whose trigger guards DELETE (the audit).
+    delete_guard: Callable[[], AbstractContextManager[None]] | None = None
     default_keep: timedelta = timedelta(days=365)
     default_action: str = "delete"
     default_condition: dict[str, Any] = field(default_factory=dict)
@@ -149,8 +156,11 @@ def _builtin() -> list[Target]:
             model_label="governance.AuditEvent",
             subject_q=_key("detail__subject_key"),
             subject_optional_field="detail__subject_key",
-            anonymize={"detail": {"anonymized": True}},
-            erasure=ErasureMode.ANONYMIZE,
+            # Append-only (trust issue): never updated; deleted only inside its guard.
+            delete_guard=audit_purge_allowed,
+            # Accountability (Art. 5(2)): the record of the rights request itself stays; it
+            # holds only the keyed hash, as the tombstone does.
+            erasure_keep={"action__startswith": "rights."},
             default_keep=timedelta(days=2 * 365),
         ),
         Target(

@@ -447,6 +447,7 @@ def _policy_enforce(
                     values=target.anonymize,
                     batch_size=policy.batch_size,
                     on_chunk=progress.chunk,
+                    guard=target.delete_guard,
                 )
                 item.examined = item.removed + item.held
         item.chunks = progress.chunks
@@ -600,15 +601,28 @@ def run_queue(*, dry_run: bool, trigger: str, actor: Actor) -> PurgeRun:
 
 
 def subject_rows_remove(
-    *, target: Target, ref: SubjectRef, action: str, batch_size: int = 1000
+    *,
+    target: Target,
+    ref: SubjectRef,
+    action: str,
+    batch_size: int = 1000,
+    keep: dict[str, Any] | None = None,
 ) -> int:
     if target.external:
         return engine.external_subject_delete(target, subject_key=ref.key)
     assert target.subject_q is not None
     qs = target.model._default_manager.filter(target.subject_q(ref))
+    if keep:
+        qs = qs.exclude(**keep)
     if action == PolicyAction.ANONYMIZE:
         qs = qs.exclude(engine.anonymized_q(target.anonymize))
-    return engine.purge_rows(qs, action=action, values=target.anonymize, batch_size=batch_size)
+    return engine.purge_rows(
+        qs,
+        action=action,
+        values=target.anonymize,
+        batch_size=batch_size,
+        guard=target.delete_guard,
+    )
 
 
 def withdrawals_propagate(*, now: datetime | None = None, batch: int = 500) -> int:
@@ -810,7 +824,9 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
                 if target.erasure == ErasureMode.ANONYMIZE
                 else PolicyAction.DELETE
             )
-            removed = subject_rows_remove(target=target, ref=ref, action=action)
+            removed = subject_rows_remove(
+                target=target, ref=ref, action=action, keep=target.erasure_keep
+            )
             progress["targets"][target.name] = {"status": "done", "removed": removed}
         save()
 

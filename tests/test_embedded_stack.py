@@ -89,7 +89,7 @@ def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
         )
     try:
         wait_until(lambda: requests.get(f"{base}/healthz", timeout=2).ok, 60, "healthz")
-        ready = requests.get(f"{base}/readyz", timeout=10)
+        ready = requests.get(f"{base}/readyz", timeout=60)
         assert ready.status_code == 200, ready.text
 
         identifier = f"embedded-{uuid.uuid4().hex}"
@@ -102,7 +102,7 @@ def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
                 "indication_method": "button",
             },
             headers=auth,
-            timeout=10,
+            timeout=60,
         )
         assert recorded.status_code == 201, recorded.text
         consents = requests.get(
@@ -111,20 +111,20 @@ def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
         assert consents[0]["purpose"] == "analytics" and consents[0]["status"] == "granted"
 
         admin = requests.Session()
-        login_page = admin.get(f"{base}/admin/login/", timeout=10)
+        login_page = admin.get(f"{base}/admin/login/", timeout=60)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text).group(1)
         admin.post(
             f"{base}/admin/login/?next=/admin/",
             data={"username": "admin", "password": password, "csrfmiddlewaretoken": token},
             headers={"Referer": f"{base}/admin/login/"},
-            timeout=10,
+            timeout=60,
         )
-        events_page = admin.get(f"{base}/admin/consent/consentevent/", timeout=10)
+        events_page = admin.get(f"{base}/admin/consent/consentevent/", timeout=60)
         assert events_page.status_code == 200
         assert recorded.json()["events"][0]["event_id"] in events_page.text or (
             "analytics" in events_page.text and "Granted" in events_page.text
         )
-        lookup = admin.get(f"{base}/admin/consent/subject/", params={"q": identifier}, timeout=10)
+        lookup = admin.get(f"{base}/admin/consent/subject/", params={"q": identifier}, timeout=60)
         assert re.search(r"\b1 subject\b", lookup.text), "admin lookup by identifier failed"
 
         pong = manage(

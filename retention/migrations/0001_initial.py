@@ -191,7 +191,7 @@ class Migration(migrations.Migration):
                     models.JSONField(
                         blank=True,
                         default=dict,
-                        help_text='Extra filter on the target\'s own fields, e.g. {"dispatched_at__isnull": false}.',
+                        help_text='Extra filter on the target fields, e.g. {"dispatched_at__isnull": false}.',
                     ),
                 ),
                 ("batch_size", models.PositiveIntegerField(default=10000)),

@@ -10,7 +10,19 @@ from tests.conftest import Api, assert_error
 
 pytestmark = pytest.mark.django_db
 
-# (method, path, body, scope needed; None: any secret key)
+# Endpoints only publishable keys (pk_...) may call, from their property's origin.
+BANNER = "banner"
+ORIGIN = "https://shop.example"
+
+
+def _link_body() -> dict:
+    from consent.banner_services import device_id_new
+    from consent.subject_tokens import subject_token_mint
+
+    return {"device_id": device_id_new(), "subject_token": subject_token_mint(subject_id="u")[0]}
+
+
+# (method, path, body or a callable making it, scope needed; None: any secret key)
 ENDPOINTS = [
     ("get", "/api/v1/purposes", None, None),
     (
@@ -23,6 +35,16 @@ ENDPOINTS = [
     ("get", "/api/v1/subjects/u/history", None, "consent:read"),
     ("post", "/api/v1/subjects/u/withdrawals", {}, "consent:write"),
     ("get", "/api/v1/receipts/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "consent:read"),
+    ("post", "/api/v1/webhooks", {"url": "https://hooks.example.com/x"}, "admin"),
+    ("post", "/api/v1/subject-tokens", {"subject_id": "u"}, "consent:write"),
+    ("get", "/api/v1/banner/config", None, BANNER),
+    (
+        "post",
+        "/api/v1/banner/consents",
+        {"decisions": [{"purpose": "analytics", "granted": True}]},
+        BANNER,
+    ),
+    ("post", "/api/v1/banner/link", _link_body, BANNER),
     ("get", "/api/v1/retention/policies", None, "admin"),
     (
         "post",
@@ -40,8 +62,37 @@ ENDPOINTS = [
 ALL_SCOPES = ["consent:write", "consent:read", "checks", "rights", "admin"]
 
 
-def call(api: Api, method: str, path: str, body: dict | None):
-    return api.get(path) if method == "get" else api.post(path, body)
+def _secret_key(make_api, held: str) -> Api:
+    return make_api(held)
+
+
+def _publishable_key(make_api, held: str) -> Api:
+    from consent.banner_services import property_create
+    from consent.models import Purpose
+    from governance.actors import Actor
+
+    _, key = property_create(
+        name=f"property-{held}",
+        allowed_origins=[ORIGIN],
+        purposes=list(Purpose.objects.all()),
+        actor=Actor.system("test"),
+    )
+    return Api(key)
+
+
+# Each kind of key: how to make one holding a scope, the scopes to try, and whether it may
+# call an endpoint that needs `need`. A new kind of key joins the matrix with one line.
+KEY_KINDS = [
+    ("secret", _secret_key, ALL_SCOPES, lambda need, held: need is None or need == held),
+    ("publishable", _publishable_key, ["-"], lambda need, held: need == BANNER),
+]
+
+
+def call(api: Api, method: str, path: str, body):
+    headers = {"Origin": ORIGIN}
+    if callable(body):
+        body = body()
+    return api.get(path, headers=headers) if method == "get" else api.post(path, body, headers)
 
 
 @pytest.mark.parametrize(("method", "path", "body", "scope"), ENDPOINTS)
@@ -56,12 +107,18 @@ def test_unknown_key_is_401(purposes, method, path, body, scope):
     assert_error(call(Api("sk_unknown"), method, path, body), 401, "not_authenticated")
 
 
+@pytest.mark.parametrize(("kind", "make_key", "held_scopes", "may_call"), KEY_KINDS)
 @pytest.mark.parametrize(("method", "path", "body", "scope"), ENDPOINTS)
-def test_scope_matrix(purposes, make_api, method, path, body, scope):
-    for held in ALL_SCOPES:
-        response = call(make_api(held), method, path, body)
-        if scope is None or held == scope:
-            assert response.status_code < 400 or response.status_code == 404, (held, path)
+def test_scope_matrix(
+    purposes, make_api, method, path, body, scope, kind, make_key, held_scopes, may_call
+):
+    from django.core.cache import cache
+
+    cache.clear()  # the banner endpoints' per-IP limit must not interfere
+    for held in held_scopes:
+        response = call(make_key(make_api, held), method, path, body)
+        if may_call(scope, held):
+            assert response.status_code < 400 or response.status_code == 404, (kind, held, path)
         else:
             assert_error(response, 403, "permission_denied")
 

@@ -114,7 +114,7 @@ def test_erasure_removes_the_subject_everywhere_and_announces_the_decisions(api,
     # Only the record of the erasure itself keeps the keyed hash, as the tombstone does.
     assert set(
         AuditEvent.objects.filter(detail__subject_key=key("alice")).values_list("action", flat=True)
-    ) == {"rights.erasure_complete"}
+    ) == {"rights.erasure_request", "rights.erasure_complete"}
     assert AuditEvent.objects.filter(detail__subject_key=key("bob")).exists()
     assert set(
         OutboxEvent.objects.filter(subject_key=key("alice")).values_list("event_type", flat=True)

@@ -1,0 +1,380 @@
+"""The banner's API (publishable keys), subject tokens (secret keys), /banner.js and GPC.
+
+Every banner view is rate-limited per client IP before anything else, then checks that the
+key is bound to an active property and that the request comes from one of its origins.
+"""
+
+from __future__ import annotations
+
+import base64
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent import banner_selectors, banner_services, selectors, services
+from consent.api.serializers import ContextSerializer, DecisionSerializer
+from consent.api.views import api_client_of, client_context, validated
+from consent.models import IndicationMethod, Property, Subject
+from consent.subject_tokens import subject_token_mint, subject_token_verify
+from governance import crypto
+from governance.api.schema import IDEMPOTENCY_KEY, error_responses
+from governance.audit import hash_ip
+from governance.idempotency import Answer, fingerprint, run_idempotent
+from governance.models import Scope
+from governance.net import client_ip
+from governance.ratelimit import rate_limit_hit
+
+DEVICE_HEADER = OpenApiParameter(
+    name="X-Device-Id",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    type=str,
+    description="The device id the service issued earlier (kept in the site's storage).",
+)
+TOKEN_HEADER = OpenApiParameter(
+    name="X-Subject-Token",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    type=str,
+    description="A subject token minted by the site's back end for a logged-in person.",
+)
+GPC_HEADER = OpenApiParameter(
+    name="Sec-GPC",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    type=str,
+    description="Global Privacy Control; only the exact value 1 counts.",
+)
+_DEVICE_AAD = b"consent.idempotent-device-id"
+
+
+def gpc_signal(request: HttpRequest) -> bool:
+    """GPC counts only when the header's value is exactly "1"; anything else is absence."""
+    return request.headers.get("Sec-GPC") == "1"
+
+
+class BannerApi(APIView):
+    """Base of the banner endpoints: publishable keys only, from the property's origins."""
+
+    allow_publishable = True
+    publishable_only = True
+    property: Property
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Counted before authentication, so floods with bad keys are limited too.
+        # The bucket names a keyed hash of the address: no plain IP is kept, even briefly.
+        wait = rate_limit_hit(
+            bucket=f"banner:{hash_ip(client_ip(request))[:32]}",
+            limit=settings.BANNER_RATE_LIMIT_PER_MINUTE,
+            window_seconds=60,
+        )
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait)
+        super().initial(request, *args, **kwargs)
+        self.property = banner_selectors.property_for_client(api_client_of(request))
+        banner_selectors.origin_check(prop=self.property, origin=request.headers.get("Origin"))
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Answers are about one person's device: never kept by a shared cache.
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+def _subject_of(
+    request: Request, *, device_id: str | None, token: str | None
+) -> tuple[str | None, str | None]:
+    """(subject_id from the token, verified device id); either may be None."""
+    subject_id = subject_token_verify(token) if token else None
+    device = banner_services.device_id_verify(device_id) if device_id else None
+    return subject_id, device
+
+
+class BannerConfigApi(BannerApi):
+    """The property's purposes and texts in a language, and whether to ask this person."""
+
+    @extend_schema_serializer(component_name="BannerPurpose")
+    class PurposeSerializer(serializers.Serializer):
+        key = serializers.CharField()
+        name = serializers.CharField()
+        legal_basis = serializers.CharField()
+        gpc_opt_out = serializers.BooleanField()
+        notice_version = serializers.IntegerField()
+        title = serializers.CharField()
+        description = serializers.CharField()
+        language = serializers.CharField()
+        status = serializers.CharField(allow_null=True)
+        status_source = serializers.CharField(allow_null=True)
+
+    @extend_schema_serializer(component_name="BannerConfig")
+    class OutputSerializer(serializers.Serializer):
+        property = serializers.CharField()
+        language = serializers.CharField()
+        texts = serializers.DictField(child=serializers.CharField())
+        purposes = serializers.ListField(child=serializers.DictField())
+        ask = serializers.BooleanField()
+        reasons = serializers.ListField(child=serializers.DictField())
+        gpc = serializers.BooleanField()
+        gpc_pending = serializers.BooleanField()
+        device_id = serializers.CharField(allow_null=True)
+        subject = serializers.CharField()
+
+    @extend_schema(
+        operation_id="banner_config",
+        parameters=[
+            OpenApiParameter("lang", str, required=False, description="e.g. fr or fr-CA"),
+            DEVICE_HEADER,
+            TOKEN_HEADER,
+            GPC_HEADER,
+        ],
+        responses={200: OutputSerializer, **error_responses(400, 404)},
+    )
+    def get(self, request: Request) -> Response:
+        language = banner_selectors.language_resolve(
+            prop=self.property, requested=request.query_params.get("lang")
+        )
+        subject_id, device_id = _subject_of(
+            request,
+            device_id=request.headers.get("X-Device-Id"),
+            token=request.headers.get("X-Subject-Token"),
+        )
+        if subject_id is not None:
+            subject = selectors.subject_find(identifier=subject_id)
+            kind = Subject.Namespace.ACCOUNT
+        else:
+            if device_id is None:
+                device_id = banner_services.device_id_new()
+            subject = selectors.subject_find(
+                identifier=device_id, namespace=Subject.Namespace.DEVICE
+            )
+            kind = Subject.Namespace.DEVICE
+        config = banner_selectors.banner_config(
+            prop=self.property, language=language, subject=subject, gpc=gpc_signal(request)
+        )
+        return Response({**config, "device_id": device_id, "subject": kind})
+
+
+class BannerConsentApi(BannerApi):
+    """Records a banner choice for the device or the subject token's person; honours GPC."""
+
+    max_body_bytes = 64 * 1024
+
+    @extend_schema_serializer(component_name="BannerConsentsRequest")
+    class InputSerializer(serializers.Serializer):
+        device_id = serializers.CharField(max_length=128, required=False, allow_null=True)
+        subject_token = serializers.CharField(max_length=2048, required=False, allow_null=True)
+        decisions = DecisionSerializer(many=True, allow_empty=True, max_length=100)  # type: ignore[call-arg]
+        indication_method = serializers.ChoiceField(
+            choices=[IndicationMethod.BUTTON, IndicationMethod.CHECKBOX],
+            required=False,
+            default=IndicationMethod.BUTTON,
+        )
+        context = ContextSerializer(required=False)  # type: ignore[assignment]
+
+    @extend_schema_serializer(component_name="BannerEvent")
+    class EventSerializer(serializers.Serializer):
+        event_id = serializers.UUIDField(source="id")
+        purpose = serializers.CharField(source="purpose.key")
+        action = serializers.CharField()
+        source = serializers.CharField()  # type: ignore[assignment]
+        notice_version = serializers.IntegerField()
+        expires_at = serializers.DateTimeField(allow_null=True)
+        receipt_id = serializers.UUIDField()
+
+    @extend_schema_serializer(component_name="BannerConsents")
+    class OutputSerializer(serializers.Serializer):
+        device_id = serializers.CharField(allow_null=True)
+        subject = serializers.CharField(source="subject_namespace")
+        recorded_at = serializers.DateTimeField()
+        receipt_ids = serializers.ListField(child=serializers.UUIDField())
+        events = serializers.ListField(child=serializers.DictField())
+        carried = serializers.ListField(child=serializers.CharField())
+        gpc = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="banner_consents_record",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_KEY, GPC_HEADER],
+        responses={201: OutputSerializer, **error_responses(400, 404, 409, 413, 415, 422)},
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(self.InputSerializer, request.data)
+        subject_id, device_id = _subject_of(
+            request, device_id=data.get("device_id"), token=data.get("subject_token")
+        )
+        gpc = gpc_signal(request)
+        prop = self.property
+        context = client_context(request, data.get("context"))
+
+        def produce() -> Answer:
+            result = banner_services.banner_consent_record(
+                prop=prop,
+                decisions=[
+                    services.DecisionInput(
+                        purpose=d["purpose"],
+                        granted=d["granted"],
+                        notice_version=d.get("notice_version"),
+                    )
+                    for d in data["decisions"]
+                ],
+                actor=services.Actor.for_client(api_client_of(request)),
+                device_id=device_id,
+                subject_id=subject_id,
+                indication_method=data["indication_method"],
+                gpc=gpc,
+                context=context,
+            )
+            body = {
+                "device_id": result.device_id,
+                "subject": result.subject_namespace,
+                "recorded_at": result.recorded_at.isoformat().replace("+00:00", "Z"),
+                "receipt_ids": [str(r) for r in result.receipt_ids],
+                "events": self.EventSerializer(result.events, many=True).data,
+                "carried": result.carried,
+                "gpc": gpc,
+            }
+            return Answer(status.HTTP_201_CREATED, body)
+
+        def redact(body: dict[str, Any]) -> dict[str, Any]:
+            # The device id is an identifier: kept encrypted in the stored answer.
+            device = body.pop("device_id", None)
+            if device:
+                blob = crypto.encrypt(device.encode(), aad=_DEVICE_AAD)
+                body["device_id_encrypted"] = base64.b64encode(blob).decode()
+            return body
+
+        def restore(body: dict[str, Any]) -> dict[str, Any]:
+            blob = body.pop("device_id_encrypted", None)
+            body["device_id"] = (
+                crypto.decrypt(base64.b64decode(blob), aad=_DEVICE_AAD).decode() if blob else None
+            )
+            return body
+
+        answer = run_idempotent(
+            client=api_client_of(request),
+            key=request.headers.get("Idempotency-Key"),
+            request_hash=fingerprint(request.path, {"body": request.data, "gpc": gpc}),
+            produce=produce,
+            redact=redact,
+            restore=restore,
+        )
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        return Response(answer.body, status=answer.status, headers=headers)
+
+
+class BannerLinkApi(BannerApi):
+    """Carries the device's earlier choices over to the subject of a token."""
+
+    @extend_schema_serializer(component_name="BannerLinkRequest")
+    class InputSerializer(serializers.Serializer):
+        device_id = serializers.CharField(max_length=128)
+        subject_token = serializers.CharField(max_length=2048)
+
+    @extend_schema(
+        operation_id="banner_link",
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                "BannerLink",
+                {
+                    "linked": serializers.BooleanField(),
+                    "carried": serializers.ListField(child=serializers.CharField()),
+                    "receipt_id": serializers.UUIDField(allow_null=True),
+                },
+            ),
+            **error_responses(400, 404),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(self.InputSerializer, request.data)
+        subject_id, device_id = _subject_of(
+            request, device_id=data["device_id"], token=data["subject_token"]
+        )
+        assert subject_id is not None and device_id is not None
+        link = banner_services.subject_link(
+            device_id=device_id,
+            subject_id=subject_id,
+            actor=services.Actor.for_client(api_client_of(request)),
+            prop=self.property,
+            context=client_context(request, None),
+        )
+        return Response(
+            {
+                "linked": link is not None,
+                "carried": link.carried if link else [],
+                "receipt_id": str(link.receipt_id) if link and link.receipt_id else None,
+            }
+        )
+
+
+class SubjectTokenApi(APIView):
+    """Mints a short-lived subject token for a logged-in person (secret key)."""
+
+    required_scope = Scope.CONSENT_WRITE
+
+    @extend_schema_serializer(component_name="SubjectTokenRequest")
+    class InputSerializer(serializers.Serializer):
+        subject_id = serializers.CharField(max_length=255, trim_whitespace=False)
+
+    @extend_schema_serializer(component_name="SubjectToken")
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+        expires_at = serializers.DateTimeField()
+
+    @extend_schema(
+        operation_id="subject_tokens_mint",
+        request=InputSerializer,
+        responses={201: OutputSerializer, **error_responses(400, 413, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(self.InputSerializer, request.data)
+        token, expires_at = subject_token_mint(subject_id=data["subject_id"])
+        return Response(
+            self.OutputSerializer({"token": token, "expires_at": expires_at}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+# --- plain Django views: the script and the GPC well-known file ----------------------------
+
+_BANNER_JS = Path(__file__).resolve().parent.parent / "static" / "consent" / "banner.js"
+
+
+@lru_cache(maxsize=1)
+def _banner_source(mtime: float) -> bytes:
+    return _BANNER_JS.read_bytes()
+
+
+@require_GET
+def banner_js(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(
+        _banner_source(_BANNER_JS.stat().st_mtime),
+        content_type="application/javascript; charset=utf-8",
+    )
+    response["Cache-Control"] = "public, max-age=300"
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
+
+
+@require_GET
+def gpc_json(request: HttpRequest) -> JsonResponse:
+    response = JsonResponse({"gpc": True, "lastUpdate": settings.GPC_LAST_UPDATE})
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

@@ -1,0 +1,72 @@
+"""Webhook subscriptions over the API (scope `admin`): the secret is in the answer once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from governance import services
+from governance.actors import Actor
+from governance.api.schema import error_responses
+from governance.errors import InvalidRequest
+from governance.models import ApiClient, Scope
+from governance.net import client_ip
+from governance.outbox import EVENT_TYPES
+
+
+class WebhookCreateApi(APIView):
+    required_scope = Scope.ADMIN
+
+    class InputSerializer(serializers.Serializer):
+        url = serializers.CharField(max_length=2000)
+        event_types = serializers.ListField(
+            child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, max_length=20
+        )
+        name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        name = serializers.CharField()
+        url = serializers.CharField()
+        event_types = serializers.ListField(child=serializers.CharField())
+        active = serializers.BooleanField()
+        created_at = serializers.DateTimeField()
+        secret = serializers.CharField(help_text="Signing secret; shown in this answer only.")
+
+    @extend_schema(
+        operation_id="webhooks_create",
+        request=InputSerializer,
+        responses={201: OutputSerializer, **error_responses(400, 413, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data: dict[str, Any] = dict(serializer.validated_data)
+        client = request.auth
+        assert isinstance(client, ApiClient)  # guaranteed by HasScope
+        subscription, secret = services.webhook_subscription_create(
+            url=data["url"],
+            event_types=data.get("event_types", []),
+            name=data.get("name", ""),
+            actor=Actor.for_client(client),
+            ip=client_ip(request),
+        )
+        body = self.OutputSerializer(
+            {
+                "id": subscription.id,
+                "name": subscription.name,
+                "url": subscription.url,
+                "event_types": subscription.event_types,
+                "active": subscription.active,
+                "created_at": subscription.created_at,
+                "secret": secret,
+            }
+        ).data
+        return Response(body, status=status.HTTP_201_CREATED)
