@@ -15,6 +15,8 @@ help:
 	@echo "make test   - install, ensure PostgreSQL and Redis, run ruff, mypy and pytest"
 	@echo "make lint   - ruff and mypy";  echo "make fmt    - ruff format and fix"
 	@echo "make bench  - benchmarks in bench/ (needs PostgreSQL)"
+	@echo "make services - start PostgreSQL and Redis if they are not answering"
+	@echo "make browser  - install Chromium, chromedriver and the examples' npm packages"
 
 $(UV):
 	@echo "uv not found: installing it with pip (python3 -m pip install --user uv)"

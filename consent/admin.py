@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 from consent import identity, services
@@ -83,8 +84,19 @@ class PurposeAdmin(admin.ModelAdmin):
         obj.created_at = created.created_at
 
 
+class AtLeastOneTextFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        filled = [
+            f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE", False)
+        ]
+        if not filled:
+            raise forms.ValidationError("A notice version needs its text in at least one language.")
+
+
 class NoticeTextInline(admin.StackedInline):
     model = NoticeText
+    formset = AtLeastOneTextFormSet
     extra = 1
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -130,6 +142,9 @@ class NoticeVersionAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
         obj.version = created.version
+        # The texts were saved by the service, not by the formsets: nothing left to report.
+        for formset in formsets:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
 
 class ConsentStateInline(admin.TabularInline):

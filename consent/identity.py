@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import unicodedata
 
 from django.conf import settings
 
@@ -24,7 +25,7 @@ def validate_identifier(identifier: object, *, field: str = "subject_id") -> str
         raise InvalidRequest(
             f"{field} must be at most {MAX_IDENTIFIER_LENGTH} characters.", detail={"field": field}
         )
-    if any(ord(ch) < 32 for ch in identifier) or "\x7f" in identifier:
+    if any(unicodedata.category(ch) == "Cc" for ch in identifier):
         raise InvalidRequest(
             f"{field} must not contain control characters.", detail={"field": field}
         )

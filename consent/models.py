@@ -199,7 +199,7 @@ class ConsentEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.action} {self.purpose_id} @ {self.effective_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.action} {self.purpose.key} @ {self.effective_at:%Y-%m-%d %H:%M:%S}"
 
 
 class ConsentContext(models.Model):

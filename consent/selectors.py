@@ -52,6 +52,17 @@ def consent_states_for(
     return [(s, effective_status(s, moment)) for s in states.order_by("purpose__key")]
 
 
+def notice_summary(*, purpose_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per purpose: (current notice version, latest material version or 0), as of now."""
+    summary: dict[int, tuple[int, int]] = {}
+    for nv in NoticeVersion.objects.filter(
+        purpose_id__in=purpose_ids, published_at__lte=timezone.now()
+    ).order_by("purpose_id", "version"):
+        _, material = summary.get(nv.purpose_id, (0, 0))
+        summary[nv.purpose_id] = (nv.version, nv.version if nv.material else material)
+    return summary
+
+
 def _encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
 

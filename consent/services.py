@@ -507,6 +507,13 @@ def consent_withdraw(
     """
     identity.validate_identifier(subject_id)
     moment = now or timezone.now()
+    if (
+        purposes is None
+        and not Subject.objects.filter(
+            namespace=namespace, key=identity.subject_key(subject_id)
+        ).exists()
+    ):
+        return RecordResult(receipt_id=None, subject=None, recorded_at=moment)
     named: dict[str, Purpose] = {}
     if purposes is not None:
         if not purposes:

@@ -50,7 +50,7 @@ class Conflict(DomainError):
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     status = 409
-    message = "This Idempotency-Key was already used with a different request body."
+    message = "This Idempotency-Key was already used with a different request (path or body)."
 
 
 class PayloadTooLarge(drf.APIException):

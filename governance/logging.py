@@ -17,7 +17,10 @@ _SUBJECT_PATH = re.compile(
     r"(?=/(?:consents|history|withdrawals|checks|decisions)\b|[\s\"'?#]|$)"
 )
 # Staff look subjects up in the admin by typing the identifier: its search term is one too.
-_ADMIN_SUBJECT_SEARCH = re.compile(r"(/admin/consent/subject/\?(?:[^\s\"'#]*&)?q=)[^&\s\"'#]*")
+_ADMIN_SUBJECT_SEARCH = re.compile(
+    r"(/admin/consent/subject/[^\s\"'#?]*\?(?:[^\s\"'#]*&)?(?:q|_changelist_filters)=)"
+    r"[^&\s\"'#]*"
+)
 REDACTED = "<redacted>"
 
 

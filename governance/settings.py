@@ -147,6 +147,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # The JSON consent endpoints refuse bodies above this (413), before parsing them.
 CONSENT_MAX_BODY_BYTES = env_int("CONSENT_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONSENT_MAX_BODY_BYTES
+# Chunked request bodies (no Content-Length) are buffered up to this before parsing.
+CHUNKED_BODY_LIMIT_BYTES = env_int("CHUNKED_BODY_LIMIT_BYTES", 16 * 1024 * 1024)
 # Below this age a grant must be given by a parent or guardian (GDPR Art. 8).
 CHILD_CONSENT_AGE = env_int("CHILD_CONSENT_AGE", 16)
 # Reverse proxies in front of the service whose X-Forwarded-For entries are trusted.
@@ -226,6 +228,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Replaces Django's default handlers for these loggers (its DEBUG console handler
+        # would print request paths unredacted).
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

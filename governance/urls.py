@@ -1,13 +1,14 @@
 """The one composition root: every app's URLs are mounted here."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from consent.api.banner_views import banner_js, gpc_json
 from governance.api.views import HealthzApi, ReadyzApi
 from governance.api.webhooks import WebhookCreateApi
+from governance.http import api_not_found
 
 handler400 = "governance.errors.handler400"
 handler403 = "governance.errors.handler403"
@@ -27,3 +28,6 @@ urlpatterns = [
     path(".well-known/gpc.json", gpc_json, name="gpc-json"),
     path("api/v1/", include("retention.api.urls")),
 ]
+
+# Keep last: anything else under /api/ answers in the error shape, DEBUG or not.
+urlpatterns += [re_path(r"^api/", api_not_found)]

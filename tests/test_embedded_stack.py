@@ -110,6 +110,20 @@ def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
         ).json()["consents"]
         assert consents[0]["purpose"] == "analytics" and consents[0]["status"] == "granted"
 
+        # A chunked body (no Content-Length), as streaming HTTP clients send, is read whole.
+        chunked = requests.post(
+            f"{base}/api/v1/consents",
+            data=iter(
+                [
+                    b'{"subject_id": "chunked-1", "indication_method": "button", ',
+                    b'"decisions": [{"purpose": "analytics", "granted": false}]}',
+                ]
+            ),
+            headers={**auth, "Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert chunked.status_code == 201, chunked.text
+
         admin = requests.Session()
         login_page = admin.get(f"{base}/admin/login/", timeout=60)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text).group(1)

@@ -85,3 +85,8 @@ def test_redaction_covers_every_subject_path_shape():
         assert "<redacted>" in cleaned
         for name in ("alice", "a/b/c", "bob", "carol", "dave", "erin"):
             assert name not in cleaned
+
+
+def test_redaction_covers_admin_changelist_filters():
+    line = '"GET /admin/consent/subject/1/change/?_changelist_filters=q%3Derin%40x HTTP/1.1"'
+    assert "erin" not in redact(line)

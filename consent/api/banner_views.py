@@ -13,7 +13,6 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -33,6 +32,7 @@ from consent.subject_tokens import subject_token_mint, subject_token_verify
 from governance import crypto
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.audit import hash_ip
+from governance.http import safe_methods_only
 from governance.idempotency import Answer, fingerprint, run_idempotent
 from governance.models import Scope
 from governance.net import client_ip
@@ -361,7 +361,7 @@ def _banner_source(mtime: float) -> bytes:
     return _BANNER_JS.read_bytes()
 
 
-@require_GET
+@safe_methods_only
 def banner_js(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(
         _banner_source(_BANNER_JS.stat().st_mtime),
@@ -372,7 +372,7 @@ def banner_js(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_GET
+@safe_methods_only
 def gpc_json(request: HttpRequest) -> JsonResponse:
     response = JsonResponse({"gpc": True, "lastUpdate": settings.GPC_LAST_UPDATE})
     response["Access-Control-Allow-Origin"] = "*"

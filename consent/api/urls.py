@@ -3,7 +3,7 @@ from django.urls import path, re_path
 from consent.api import banner_views, views
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
-SUBJECT = r"subjects/(?P<subject_id>.+)"
+SUBJECT = r"subjects/(?P<subject_id>(?s:.+))"
 
 urlpatterns = [
     path("purposes", views.PurposeListApi.as_view(), name="purposes"),

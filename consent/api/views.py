@@ -193,6 +193,11 @@ class SubjectConsentsApi(APIView):
         notice_version = serializers.IntegerField()
         since = serializers.DateTimeField()
         expires_at = serializers.DateTimeField(allow_null=True)
+        current_notice_version = serializers.IntegerField()
+        reconsent_required = serializers.BooleanField(
+            help_text="A material notice version was published after this grant: checks deny "
+            "it (reason notice_superseded) until the person grants again."
+        )
 
     @extend_schema(
         operation_id="subject_consents",
@@ -206,16 +211,23 @@ class SubjectConsentsApi(APIView):
     )
     def get(self, request: Request, subject_id: str) -> Response:
         subject = selectors.subject_find(identifier=subject_id)
-        rows = [
-            {
-                "purpose": state.purpose.key,
-                "status": status_now,
-                "notice_version": state.notice_version,
-                "since": state.since,
-                "expires_at": state.expires_at,
-            }
-            for state, status_now in selectors.consent_states_for(subject=subject)
-        ]
+        states = selectors.consent_states_for(subject=subject)
+        notices = selectors.notice_summary(purpose_ids=[s.purpose_id for s, _ in states])
+        rows = []
+        for state, status_now in states:
+            current, material = notices.get(state.purpose_id, (state.notice_version, 0))
+            rows.append(
+                {
+                    "purpose": state.purpose.key,
+                    "status": status_now,
+                    "notice_version": state.notice_version,
+                    "since": state.since,
+                    "expires_at": state.expires_at,
+                    "current_notice_version": current,
+                    "reconsent_required": status_now == "granted"
+                    and material > state.notice_version,
+                }
+            )
         return Response(
             {
                 "subject_id": subject_id,

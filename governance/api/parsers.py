@@ -41,3 +41,5 @@ class LimitedJSONParser(JSONParser):
             return json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"Malformed JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ParseError("Malformed JSON: nested too deeply.") from exc

@@ -351,3 +351,39 @@ def test_actor_and_context_are_recorded(api):
 def test_factories_record_helper(purposes):
     result = factories.record("s", analytics=True)
     assert result.events[0].action == "granted"
+
+
+def test_material_notice_change_flags_the_grant_for_reconsent(api, purposes):
+    api.post(CONSENTS, body(analytics=True, ml_training=True))
+    services.notice_version_publish(
+        purpose=purposes["analytics"], texts={"en": ("A", "v2")}, material=True
+    )
+    services.notice_version_publish(purpose=purposes["ml_training"], texts={"en": ("M", "v2")})
+    consents = {
+        c["purpose"]: c for c in api.get("/api/v1/subjects/user-1/consents").json()["consents"]
+    }
+    assert consents["analytics"]["reconsent_required"] is True
+    assert consents["analytics"]["current_notice_version"] == 2
+    assert consents["ml_training"]["reconsent_required"] is False
+
+
+def test_withdrawing_everything_for_an_unknown_subject_stores_nothing(api):
+    response = api.post("/api/v1/subjects/stranger/withdrawals", {})
+    assert response.status_code == 200
+    assert not Subject.objects.exists()
+
+
+def test_deeply_nested_json_is_400_not_500(api):
+    raw = '{"decisions":' + "[" * 5000 + "]" * 5000 + "}"
+    assert_error(api.post(CONSENTS, raw=raw), 400, "invalid_request")
+
+
+def test_unicode_control_characters_are_refused_in_identifiers(api):
+    for bad in ("a\u0085b", "a\x00b"):
+        payload = body(bad, analytics=True)
+        assert_error(api.post(CONSENTS, payload), 400, "invalid_request")
+    assert_error(api.get("/api/v1/subjects/a%0Ab/consents"), 400, "invalid_request")
+
+
+def test_unknown_api_paths_answer_in_the_error_shape(api):
+    assert_error(api.get("/api/v1/nope"), 404, "not_found")

@@ -120,7 +120,7 @@ class Command(BaseCommand):
         if not key and not password:
             self.stdout.write(
                 "Demo credentials were printed on the first run; make another key with "
-                "`python manage.py create_api_key --name NAME --scopes ...`."
+                "`DEBUG=1 uv run python manage.py create_api_key --name NAME --scopes ...`."
             )
 
     def _purposes(self) -> int:

@@ -7,6 +7,7 @@ the others are stopped too, so a half-running stack never passes for a working o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,6 +43,7 @@ class Command(BaseCommand):
                 "-",
                 "--logger-class",
                 "governance.logging.RedactingGunicornLogger",
+                "--no-control-socket",
             ],
             "worker": [
                 py,
@@ -70,7 +72,11 @@ class Command(BaseCommand):
                 os.path.join(os.environ.get("VAR_DIR", "var"), "celerybeat"),
             ],
         }
-        procs = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        # Each in its own process group, so stopping one stops its children too (gunicorn's
+        # and Celery's workers) and nothing is left holding the port.
+        procs = {
+            name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()
+        }
         self.stdout.write(
             f"Serving on http://{options['host']}:{options['port']} "
             "(API docs at /api/docs/, admin at /admin/); worker and beat running. Ctrl-C stops."
@@ -93,13 +99,17 @@ class Command(BaseCommand):
                     break
             time.sleep(0.5)
         for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for proc in procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            # Whatever is left of the group (a worker stuck in a request) is killed.
+            _signal_group(proc, signal.SIGKILL)
         if exit_code:
             sys.exit(exit_code)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
