@@ -236,6 +236,17 @@ class RightsRequestAdmin(ReadOnlyAdmin):
     list_display = ["id", "status", "created_at", "due_at", "overdue", "completed_at", "attempts"]
     list_filter = [OverdueFilter, "status"]
 
+    actions = ["requeue"]
+
+    @admin.action(description="Queue again (held since released, or failed)")
+    def requeue(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for found in queryset.filter(status__in=[RequestStatus.HELD, RequestStatus.FAILED]):
+            services.rights_request_requeue(request=found, actor=Actor.for_staff(request.user))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The change list's actions need it; every field stays read-only.
+        return obj is None and bool(request.user.is_staff)
+
     @admin.display(boolean=True, description="overdue")
     def overdue(self, obj: Any) -> bool:
         return bool(obj.status != RequestStatus.COMPLETE and obj.due_at < timezone.now())

@@ -966,6 +966,39 @@ def rights_requests_sweep(*, now: datetime | None = None) -> dict[str, list[str]
     return requeued
 
 
+def rights_request_requeue(
+    *, request: ErasureRequest | AccessRequest, actor: Actor
+) -> ErasureRequest | AccessRequest:
+    """Queues a held (hold since released) or failed request again; done steps are kept."""
+    from retention.tasks import access_execute_task, erasure_execute_task
+
+    with transaction.atomic():
+        type(request).objects.filter(
+            pk=request.pk, status__in=[RequestStatus.HELD, RequestStatus.FAILED]
+        ).update(status=RequestStatus.PENDING, heartbeat_at=None)
+        if isinstance(request, ErasureRequest):
+            # Targets reported held are tried again; the rest stay done.
+            progress = dict(request.progress or {})
+            progress["targets"] = {
+                name: state
+                for name, state in progress.get("targets", {}).items()
+                if state.get("status") != "held"
+            }
+            ErasureRequest.objects.filter(pk=request.pk).update(progress=progress)
+            erasure_execute_task.delay_on_commit(request_id=str(request.pk))
+        else:
+            access_execute_task.delay_on_commit(request_id=str(request.pk))
+        audit_record(
+            actor=actor,
+            action="rights.requeue",
+            target_type=type(request).__name__,
+            target_id=str(request.pk),
+            detail={"subject_key": request.subject_key},
+        )
+    request.refresh_from_db()
+    return request
+
+
 def erasures_replay(*, now: datetime | None = None) -> list[str]:
     """Applies every erasure tombstone again (after restoring a backup): a subject found
     again with an identifier or a history older than its tombstone is erased once more."""

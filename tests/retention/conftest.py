@@ -38,16 +38,17 @@ CREATE TABLE IF NOT EXISTS ml_features (
 """
 
 
-@pytest.fixture(autouse=True)
-def _ml_features_for_db_tests(request: Any) -> None:
-    if request.node.get_closest_marker("django_db"):
-        request.getfixturevalue("_ml_features_table")
-
-
-@pytest.fixture(scope="session")
-def _ml_features_table(django_db_setup: Any, django_db_blocker: Any) -> None:
-    """The external table exists for the whole session, as it would in the feature store."""
-    with django_db_blocker.unblock(), connections["features"].cursor() as cursor:
+@pytest.fixture(scope="session", autouse=True)
+def _ml_features_table(request: Any) -> None:
+    """The external table exists for the whole session, as it would in the feature store
+    (created before any test's transaction begins, so no rollback removes it)."""
+    if not any(item.get_closest_marker("django_db") for item in request.session.items):
+        return
+    request.getfixturevalue("django_db_setup")
+    with (
+        request.getfixturevalue("django_db_blocker").unblock(),
+        connections["features"].cursor() as cursor,
+    ):
         cursor.execute(ML_FEATURES_DDL)
         cursor.execute("TRUNCATE ml_features")
 

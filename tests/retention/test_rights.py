@@ -263,3 +263,16 @@ def test_overdue_rights_requests_are_flagged_in_the_admin(api, purposes):
     assert page.status_code == 200
     assert request_id in page.content.decode()
     assert 'alt="True"' in page.content.decode()
+
+
+def test_a_request_held_back_is_erased_when_queued_again_after_the_release(api, known):
+    hold = retention.hold_place(reason="litigation", actor=STAFF, subject_id="alice")
+    request_id = api.post(ERASURE, {"subject_id": "alice"}).json()["id"]
+    held = retention.erasure_execute(request_id=request_id)
+    assert held.status == RequestStatus.HELD
+    retention.hold_release(hold=hold, actor=STAFF)
+    retention.rights_request_requeue(request=held, actor=STAFF)
+    done = retention.erasure_execute(request_id=request_id)
+    assert done.status == RequestStatus.COMPLETE
+    assert ml_rows(key("alice")) == 0
+    assert not ConsentEvent.objects.filter(subject=known["alice"]).exists()
