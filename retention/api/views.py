@@ -70,6 +70,9 @@ class PolicyListApi(APIView):
     required_scope = Scope.ADMIN
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RetentionPolicyCreate"
+
         name = serializers.CharField(max_length=120)
         target = serializers.CharField(max_length=200)
         keep_for = serializers.CharField(max_length=64, help_text="ISO 8601, e.g. P30D")
@@ -132,6 +135,9 @@ class RunCreateApi(APIView):
     required_scope = Scope.ADMIN
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RetentionRunCreate"
+
         dry_run = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
