@@ -147,13 +147,14 @@ def purge_rows(
     batch_size: int,
     on_chunk: OnChunk = _nothing,
     guard: Guard = None,
+    physical_order: bool = True,
 ) -> int:
     """Deletes (or anonymises) every row of `qs`, chunk by chunk. Returns rows changed.
 
     `guard` is entered inside each deleting chunk's transaction (a guarded table's permit)."""
     model: type[models.Model] = qs.model
     using = qs.db
-    if _physical_order_possible(qs):
+    if physical_order and _physical_order_possible(qs):
         connection = connections[using]
         table = connection.ops.quote_name(model._meta.db_table)
         compiler = qs.query.get_compiler(using)
