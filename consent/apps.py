@@ -24,4 +24,9 @@ class ConsentConfig(AppConfig):
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
 
+        from consent.models import Subject
+        from governance.reencrypt import register_encrypted_field
+
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
+        # The identifier's associated data is its subject key (see consent.identity).
+        register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())

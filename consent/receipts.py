@@ -8,8 +8,17 @@ from typing import Any
 from django.conf import settings
 
 from consent.models import ConsentContext, ConsentEvent, IndicationMethod, LegalBasis
+from governance.signing import jws_sign
 
 KANTARA_VERSION = "KI-CR-v1.1.0"
+ISO_27560_SCHEMA = "ISO/IEC TS 27560:2023"
+
+_DPV_STATE = {
+    "granted": "dpv:ConsentGiven",
+    "refused": "dpv:ConsentRefused",
+    "withdrawn": "dpv:ConsentWithdrawn",
+    "expired": "dpv:ConsentExpired",
+}
 
 _COLLECTION = {
     IndicationMethod.BUTTON: "web form: clicked a button",
@@ -20,6 +29,64 @@ _COLLECTION = {
     IndicationMethod.IMPORT: "imported record",
     IndicationMethod.SYSTEM: "recorded by the consent service",
 }
+
+
+def receipt_signed(
+    *, events: list[ConsentEvent], context: ConsentContext | None, subject_id: str | None
+) -> dict[str, Any]:
+    """The receipt and, in `jws`, a compact JWS (ES256, with kid) over every other field."""
+    body = receipt_build(events=events, context=context, subject_id=subject_id)
+    return {**body, "jws": jws_sign(body)}
+
+
+def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> dict[str, Any]:
+    """The ISO/IEC TS 27560 consent record fields, as far as they apply (W3C DPV terms)."""
+    first = events[0]
+    controller = settings.CONTROLLER
+    return {
+        "schema_version": ISO_27560_SCHEMA,
+        "record_id": str(first.receipt_id),
+        # Pseudonymous: the keyed hash, never an e-mail or account name.
+        "pii_principal_pseudonym": subject_key,
+        "controller": {"name": controller["name"], "contact": controller["email"]},
+        "jurisdiction": jurisdiction,
+        "notice": [
+            {"purpose": e.purpose.key, "version": e.notice_version, "language": e.language}
+            for e in events
+        ],
+        "processing": [
+            {
+                "purpose": e.purpose.key,
+                "dpv_purpose": e.purpose.dpv_concept,
+                "legal_basis": e.purpose.legal_basis,
+                "personal_data_categories": list(e.purpose.data_categories),
+                "recipients": [],
+                "storage_duration": (
+                    str(e.purpose.consent_ttl) if e.purpose.consent_ttl else "until withdrawn"
+                ),
+                "processing_location": jurisdiction,
+                "transfers": [],
+            }
+            for e in events
+        ],
+        "events": [
+            {
+                "purpose": e.purpose.key,
+                "state": _DPV_STATE.get(e.action, e.action),
+                "timestamp": e.effective_at.isoformat(),
+                "valid_until": e.expires_at.isoformat() if e.expires_at else None,
+                "expressed_by": e.given_by,
+                "consent_type": "dpv:ExpressedConsent",
+                "indication_method": e.indication_method,
+                "hash": e.hash,
+            }
+            for e in events
+        ],
+        "withdrawal": {
+            "method": "API: POST /api/v1/subjects/{subject_id}/withdrawals, or the banner",
+            "policy_url": settings.PRIVACY_POLICY_URL,
+        },
+    }
 
 
 def receipt_build(
@@ -67,6 +134,7 @@ def receipt_build(
             }
             for e in events
         ],
+        "record": _record(events, jurisdiction or "", first.subject.key),
         "kantara": {
             "version": KANTARA_VERSION,
             "jurisdiction": jurisdiction,

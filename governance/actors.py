@@ -11,10 +11,12 @@ class Actor:
     type: str
     id: str = ""
     label: str = ""
+    # The prefix of the API key that authenticated the request, for the audit trail.
+    key: str = ""
 
     @classmethod
     def for_client(cls, client: Any) -> Actor:
-        return cls("api_client", str(client.pk), client.name)
+        return cls("api_client", str(client.pk), client.name, getattr(client, "auth_key", ""))
 
     @classmethod
     def for_staff(cls, user: Any) -> Actor:

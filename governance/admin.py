@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from governance import services
+from governance import services, webhooks
 from governance.actors import Actor
 from governance.models import (
     ApiClient,
@@ -17,6 +17,7 @@ from governance.models import (
     IdempotencyRecord,
     OutboxEvent,
     Scope,
+    SigningKey,
     WebhookDelivery,
     WebhookSubscription,
 )
@@ -112,6 +113,13 @@ class WebhookSubscriptionForm(forms.ModelForm):
         model = WebhookSubscription
         fields = ["name", "url", "event_types", "active"]
 
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            return webhooks.url_check(url)
+        except webhooks.WebhookUrlRefused as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
 
 @admin.register(WebhookSubscription)
 class WebhookSubscriptionAdmin(admin.ModelAdmin):
@@ -190,18 +198,34 @@ class OutboxEventAdmin(HistoryAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(HistoryAdmin):
-    list_display = ["at", "actor_type", "actor_label", "action", "target_type", "target_id"]
+    list_display = [
+        "at",
+        "actor_type",
+        "actor_label",
+        "actor_key",
+        "action",
+        "target_type",
+        "target_id",
+    ]
     list_filter = ["action", "actor_type", "target_type", ("at", admin.DateFieldListFilter)]
-    search_fields = ["actor_label", "=actor_id", "=target_id", "action"]
+    search_fields = ["actor_label", "=actor_id", "=actor_key", "=target_id", "action"]
     date_hierarchy = "at"
     readonly_fields = [
         "at",
         "actor_type",
         "actor_id",
         "actor_label",
+        "actor_key",
         "action",
         "target_type",
         "target_id",
         "ip_hash",
         "detail",
     ]
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(HistoryAdmin):
+    list_display = ["kid", "algorithm", "created_at", "retired_at"]
+    exclude = ["private_key_encrypted"]
+    readonly_fields = ["kid", "algorithm", "public_jwk", "created_at", "retired_at"]

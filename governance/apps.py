@@ -6,11 +6,22 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self) -> None:
-        # Registers the OpenAPI description of the Bearer key authentication.
         from django.contrib import admin
 
+        from governance import signing, webhooks
         from governance.admin_audit import audit_every_admin
-        from governance.api import schema_auth  # noqa: F401
+        from governance.api import schema_auth  # noqa: F401  (OpenAPI for Bearer keys)
+        from governance.models import OutboxEvent, SigningKey, WebhookSubscription
+        from governance.reencrypt import register_encrypted_field
 
         # Every app's admin module is imported by now (django.contrib.admin comes first).
         audit_every_admin(admin.site)
+        register_encrypted_field(
+            OutboxEvent, "subject_identifier_encrypted", lambda e: e.subject_key.encode()
+        )
+        register_encrypted_field(
+            WebhookSubscription, "secret_encrypted", lambda s: webhooks.secret_aad(s.pk)
+        )
+        register_encrypted_field(
+            SigningKey, "private_key_encrypted", lambda k: signing.private_key_aad(k.kid)
+        )

@@ -38,6 +38,7 @@ def audit_record(
         actor_type=actor.type,
         actor_id=actor.id,
         actor_label=actor.label[:200],
+        actor_key=actor.key[:16],
         action=action,
         target_type=target_type,
         target_id=str(target_id)[:128],

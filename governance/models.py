@@ -90,6 +90,9 @@ class AuditEvent(models.Model):
     actor_type = models.CharField(max_length=16)
     actor_id = models.CharField(max_length=64, blank=True)
     actor_label = models.CharField(max_length=200, blank=True)
+    actor_key = models.CharField(
+        max_length=16, blank=True, help_text="Prefix of the API key used, for API actors."
+    )
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=128, blank=True)
@@ -190,3 +193,23 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} -> {self.subscription_id} ({self.status})"
+
+
+class SigningKey(models.Model):
+    """An ES256 key that signs receipts. The private half is stored encrypted; the newest
+    key signs, older ones stay published in the JWKS so what they signed keeps verifying."""
+
+    kid = models.CharField(max_length=64, unique=True, editable=False)
+    algorithm = models.CharField(max_length=16, default="ES256", editable=False)
+    private_key_encrypted = models.BinaryField(editable=False)
+    public_jwk = models.JSONField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(
+        null=True, blank=True, help_text="No longer signs; still published for verification."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} {self.kid}"

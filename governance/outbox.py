@@ -75,7 +75,7 @@ def outbox_dispatch_notify() -> None:
     from governance.tasks import outbox_dispatch_task
 
     try:
-        outbox_dispatch_task.apply_async(retry=False)
+        outbox_dispatch_task.apply_async(kwargs={"sweep": False}, retry=False)
     except (OperationalError, OSError) as exc:
         logger.warning(
             "outbox dispatch not queued, broker unavailable (%s); the sweeper will deliver",

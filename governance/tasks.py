@@ -24,22 +24,26 @@ def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
 
 
 @shared_task(name="governance.outbox_dispatch", soft_time_limit=120, time_limit=150)
-def outbox_dispatch_task(limit: int = 1000) -> int:
-    """Fans undispatched outbox events out to subscriptions and queues what is due.
+def outbox_dispatch_task(sweep: bool = True, limit: int = 1000) -> int:
+    """Fans undispatched outbox events out to subscriptions and queues their deliveries.
 
-    Queued after each commit that writes to the outbox, and by beat as a sweeper, so events
-    written while the broker was down are delivered once it is back. Safe to run twice.
+    Queued after each commit that writes to the outbox (sweep=False: only the deliveries of
+    the events it fans out are queued, so a backlog is not queued again on every commit),
+    and by beat as a sweeper (sweep=True: every due delivery, so events written while the
+    broker was down, and retries whose message was lost, go out). Safe to run twice.
     """
-    fanned = 0
+    dispatched: list[object] = []
     while True:
         batch = services.outbox_fan_out(limit=500)
-        fanned += batch
-        if batch < 500:
+        dispatched += batch
+        if len(batch) < 500:
             break
-    due = list(deliveries_due(now=timezone.now()).order_by("seq").values_list("pk", flat=True))
-    for delivery_id in due[:limit]:
+    due = deliveries_due(now=timezone.now())
+    if not sweep:
+        due = due.filter(event_id__in=dispatched)
+    for delivery_id in due.order_by("seq").values_list("pk", flat=True)[:limit]:
         _enqueue(delivery_id)
-    return fanned
+    return len(dispatched)
 
 
 @shared_task(name="governance.webhook_deliver", soft_time_limit=60, time_limit=90)

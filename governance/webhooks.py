@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import random
 import secrets
@@ -45,7 +46,11 @@ def _address_refused(address: str) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_link_local or ip in _METADATA_ADDRESSES or ip.is_multicast or ip.is_unspecified
+    if ip.is_link_local or ip in _METADATA_ADDRESSES or ip.is_multicast or ip.is_unspecified:
+        return True
+    # Loopback and private ranges reach the service's own neighbours (Redis, PostgreSQL):
+    # refused unless the deployment says its receivers live there.
+    return not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS and (ip.is_loopback or ip.is_private)
 
 
 def url_check(url: str, *, resolve: bool = False) -> str:
@@ -63,7 +68,12 @@ def url_check(url: str, *, resolve: bool = False) -> str:
     if parts.username or parts.password:
         raise WebhookUrlRefused("Webhook URLs must not carry credentials.")
     if host in _METADATA_HOSTS or _address_refused(host):
-        raise WebhookUrlRefused("Webhook URLs must not point at link-local or metadata addresses.")
+        raise WebhookUrlRefused(
+            "Webhook URLs must not point at link-local, metadata or (unless allowed) private "
+            "addresses."
+        )
+    if host == "localhost" and not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
+        raise WebhookUrlRefused("Webhook URLs must not point at this host.")
     if resolve:
         try:
             infos = socket.getaddrinfo(host, parts.port or None, proto=socket.IPPROTO_TCP)
@@ -148,7 +158,7 @@ def send(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> S
             status = int(response.status)
     except urllib.error.HTTPError as exc:
         return SendResult(False, exc.code, f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return SendResult(False, None, f"{type(exc).__name__}: {reason}"[:500])
     return SendResult(200 <= status < 300, status, "" if 200 <= status < 300 else f"HTTP {status}")

@@ -27,7 +27,7 @@ from consent.api.serializers import (
     SubjectIdField,
 )
 from consent.models import GivenBy
-from consent.receipts import receipt_build
+from consent.receipts import receipt_signed
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
@@ -336,6 +336,11 @@ class ReceiptDetailApi(APIView):
                     "recorded_at": serializers.DateTimeField(),
                     "events": serializers.ListField(child=serializers.DictField()),
                     "kantara": serializers.DictField(),
+                    "record": serializers.DictField(help_text="ISO/IEC TS 27560 record fields."),
+                    "jws": serializers.CharField(
+                        help_text="Compact JWS (ES256, kid) over every other field; keys at "
+                        "/.well-known/jwks.json."
+                    ),
                 },
             ),
             **error_responses(404),
@@ -350,4 +355,4 @@ class ReceiptDetailApi(APIView):
         if not events:
             raise NotFound("No receipt with that id.")
         subject_id = selectors.subject_identifier(events[0].subject)
-        return Response(receipt_build(events=events, context=context, subject_id=subject_id))
+        return Response(receipt_signed(events=events, context=context, subject_id=subject_id))

@@ -42,6 +42,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         if api_key is None:
             raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.")
         self._touch(api_key, now)
+        # Which of the client's keys made this request: audit rows name it (by prefix).
+        api_key.client.auth_key = api_key.prefix  # type: ignore[attr-defined]
         return api_key.client, api_key.client
 
     def _touch(self, api_key: ApiKey, now: Any) -> None:

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from governance import signing
 from governance.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -88,3 +89,18 @@ class ReadyzApi(APIView):
         if down:
             return Response({"status": "unavailable", "down": down, "checks": checks}, status=503)
         return Response({"status": "ok", "checks": checks})
+
+
+class JwksApi(APIView):
+    """The public keys that verify signed receipts (RFC 7517), retired ones included."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(
+        operation_id="jwks",
+        responses={200: inline_serializer("Jwks", {"keys": serializers.ListField()})},
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(signing.jwks(), headers={"Cache-Control": "public, max-age=300"})

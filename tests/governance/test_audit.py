@@ -9,6 +9,7 @@ from django.test import Client
 
 from governance.audit import audit_purge_allowed, hash_ip
 from governance.models import ApiClient, AuditEvent
+from tests.governance.test_auth import ENDPOINTS
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +78,7 @@ def test_api_writes_are_audited(api):
     assert response.status_code == 201
     row = AuditEvent.objects.get(action="consent.record")
     assert row.actor_type == "api_client" and row.target_id == response.json()["receipt_id"]
+    assert row.actor_key and api.key.startswith(row.actor_key)
     assert "alice" not in str(row.detail)
 
 
@@ -121,3 +123,39 @@ def test_audit_admin_is_read_only_and_filterable(staff):
         == 403
     )
     assert AuditEvent.objects.get().action == "x"
+
+
+WRITES = [e for e in ENDPOINTS if e[0] == "post"]
+
+
+def _row_counts() -> dict[str, int]:
+    from django.apps import apps
+
+    return {
+        m._meta.label: m._default_manager.count()
+        for m in apps.get_models()
+        if m is not AuditEvent and m._meta.managed and not m._meta.proxy
+    }
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope"), WRITES)
+def test_every_api_write_in_the_matrix_leaves_an_audit_row_naming_the_key(
+    purposes, make_api, method, path, body, scope
+):
+    """Any POST of the scope matrix that adds rows also adds an audit row, naming the key."""
+    from tests import factories
+    from tests.governance import test_auth
+
+    factories.record("u", analytics=True)  # so that a withdrawal has something to withdraw
+    kind = next(k for k in test_auth.KEY_KINDS if any(k[3](scope, h) for h in k[2]))
+    _, make_key, held_scopes, may_call = kind
+    api = make_key(make_api, next(h for h in held_scopes if may_call(scope, h)))
+    before_counts = _row_counts()
+    before = set(AuditEvent.objects.values_list("pk", flat=True))
+    response = test_auth.call(api, method, path, body)
+    assert response.status_code < 300, response.content
+    grown = [k for k, v in _row_counts().items() if v > before_counts[k]]
+    rows = AuditEvent.objects.exclude(pk__in=before).filter(actor_type="api_client")
+    if grown:
+        assert rows.exists(), (path, grown)
+    assert all(r.actor_key and api.key.startswith(r.actor_key) for r in rows), path

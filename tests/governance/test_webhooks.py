@@ -104,13 +104,26 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped(settings):
         assert len(samples) > 1
 
 
+def test_sweeper_is_scheduled_by_beat(settings):
+    from governance.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["outbox-sweep"]
+    assert entry["task"] == "governance.outbox_dispatch" == outbox_dispatch_task.name
+    assert entry["task"] in app.tasks
+
+
+def test_delivery_to_a_refused_address_fails_without_sending():
+    result = webhooks.send(url="http://169.254.169.254/latest", body=b"{}", headers={}, timeout=1)
+    assert not result.ok and "link-local" in result.error
+
+
 def test_fan_out_creates_one_delivery_per_interested_subscription(purposes):
     everything, _ = _subscribe("https://a.example.com/")
     withdrawals, _ = _subscribe("https://b.example.com/", "consent.withdrawn")
     _record("alice", analytics=True)
     _record("alice", analytics=False)
-    assert services.outbox_fan_out() == 2
-    assert services.outbox_fan_out() == 0  # twice is harmless
+    assert len(services.outbox_fan_out()) == 2
+    assert services.outbox_fan_out() == []  # twice is harmless
     assert WebhookDelivery.objects.filter(subscription=everything).count() == 2
     only = WebhookDelivery.objects.get(subscription=withdrawals)
     assert only.event.event_type == "consent.withdrawn"
@@ -301,3 +314,50 @@ def test_parked_event_does_not_hold_back_later_ones_and_redelivery_is_recognisab
     live.wait_for(lambda: len(receiver.accepted()) >= 3, what="redelivery")
     stale = receiver.accepted()[-1]["body"]
     assert stale["seq"] == 1 and stale["id"] == str(parked.event_id)
+
+
+def test_admin_creates_a_subscription_showing_its_secret_once_and_refuses_bad_urls(client):
+    client.force_login(User.objects.create_superuser("dpo", "dpo@example.com", "pw"))
+    add = "/admin/governance/webhooksubscription/add/"
+    refused = client.post(add, {"url": "http://169.254.169.254/latest", "active": "on"})
+    assert refused.status_code == 200 and b"link-local" in refused.content
+    assert not WebhookSubscription.objects.exists()
+    response = client.post(
+        add,
+        {
+            "name": "crm",
+            "url": "https://crm.example.com/hook",
+            "event_types": ["consent.withdrawn"],
+            "active": "on",
+        },
+        follow=True,
+    )
+    sub = WebhookSubscription.objects.get()
+    secret = webhooks.secret_decrypt(sub.secret_encrypted, subscription_id=sub.pk)
+    assert secret.encode() in response.content  # shown once, in the admin's message
+    assert sub.event_types == ["consent.withdrawn"]
+    assert (
+        secret.encode()
+        not in client.get(f"/admin/governance/webhooksubscription/{sub.pk}/change/").content
+    )
+    assert AuditEvent.objects.filter(action="webhook.create", actor_label="dpo").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/",
+        "http://localhost/hook",
+        "http://10.0.0.5/x",
+        "http://[::1]/x",
+        "https://192.168.1.1/y",
+    ],
+)
+def test_private_and_loopback_receivers_are_refused_unless_allowed(url, settings):
+    from governance.webhooks import WebhookUrlRefused, url_check
+
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    with pytest.raises(WebhookUrlRefused):
+        url_check(url)
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    assert url_check(url) == url

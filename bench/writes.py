@@ -1,0 +1,281 @@
+"""Durable consent writes through gunicorn against a raw SQL upsert, same run, same machine.
+
+    uv run python bench/writes.py [--seconds 10] [--clients 8] [--workers 4]
+
+Uses its own PostgreSQL database (BENCH_WRITES_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/gov_bench_writes; dropped and re-created each run).
+  1. baseline: the same number of client processes each run a single-row
+     `INSERT ... ON CONFLICT DO UPDATE` in autocommit (one fsync'd commit per row);
+  2. ours: gunicorn serves the real app; client processes POST /api/v1/consents (one
+     decision each: ledger event, state, proof context, outbox event and audit row in one
+     transaction, plus the after-commit dispatch to the Redis broker);
+  3. diagnostic: the same clients call consent_record in-process, without HTTP.
+Prints writes/s for both and the ratio, then counts ledger and outbox rows against the 201
+answers: none may be lost. Budget: at least 500 writes/s sustained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/gov_bench_writes"
+ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": "bench-secret-key",
+    "SUBJECT_HASH_KEY": "bench-subject-hash-key",
+    "SUBJECT_ENCRYPTION_KEY": "YmVuY2gtc3ViamVjdC1lbmNyeXB0aW9uLWtleS0zMmI",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "LOG_LEVEL": "WARNING",
+    "DJANGO_SETTINGS_MODULE": "governance.settings",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _recreate_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _setup(url: str) -> str:
+    """Migrates, seeds one purpose and returns a consent:write key."""
+    os.environ.update(ENV)
+    os.environ["DATABASE_URL"] = url
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    from governance import services as governance_services
+    from tests import factories
+
+    call_command("migrate", verbosity=0)
+    factories.purpose("analytics")
+    _, key = governance_services.api_client_create(name="bench", scopes=["consent:write"])
+    connections.close_all()
+    return key
+
+
+# --- the baseline: raw single-row upserts ----------------------------------------------
+
+
+def _upsert_client(url: str, n: int, seconds: float, start: float, out: Any) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.time() < start:
+            time.sleep(0.001)
+        done, deadline = 0, start + seconds
+        while time.time() < deadline:
+            conn.execute(
+                "INSERT INTO bench_upsert (k, v, at) VALUES (%s, %s, now()) "
+                "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, at = EXCLUDED.at",
+                [f"c{n}-{done}", done],
+            )
+            done += 1
+    out.put(done)
+
+
+def baseline(url: str, clients: int, seconds: float) -> float:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_upsert")
+        conn.execute("CREATE TABLE bench_upsert (k text PRIMARY KEY, v int, at timestamptz)")
+    return _run_clients(_upsert_client, url, clients, seconds)
+
+
+# --- ours: consent writes over HTTP ----------------------------------------------------
+
+
+def _consent_client(target: str, n: int, seconds: float, start: float, out: Any) -> None:
+    port, key, phase = target.split("|")
+    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=30)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    while time.time() < start:
+        time.sleep(0.001)
+    ok = failed = 0
+    deadline = start + seconds
+    while time.time() < deadline:
+        body = json.dumps(
+            {
+                "subject_id": f"bench-{phase}-{n}-{ok + failed}",
+                "decisions": [{"purpose": "analytics", "granted": (ok + failed) % 3 != 0}],
+            }
+        )
+        conn.request("POST", "/api/v1/consents", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status == 201:
+            ok += 1
+        else:
+            failed += 1
+    out.put(ok if not failed else -failed - 1_000_000 * ok)
+
+
+def _service_client(url: str, n: int, seconds: float, start: float, out: Any) -> None:
+    """The same write without HTTP: consent_record called in-process (diagnostic)."""
+    import django
+
+    django.setup()
+    from consent import services
+    from governance.actors import Actor
+
+    # One untimed write first: connections to PostgreSQL and the broker are made here.
+    services.consent_record(
+        subject_id=f"bench-svc-warm-{n}",
+        decisions=[services.DecisionInput(purpose="analytics", granted=True)],
+        actor=Actor.system("bench"),
+    )
+    while time.time() < start:
+        time.sleep(0.001)
+    done, deadline = 0, start + seconds
+    while time.time() < deadline:
+        services.consent_record(
+            subject_id=f"bench-svc-{n}-{done}",
+            decisions=[services.DecisionInput(purpose="analytics", granted=done % 3 != 0)],
+            actor=Actor.system("bench"),
+        )
+        done += 1
+    out.put(done)
+
+
+def _run_clients(
+    fn: Any, target: str, clients: int, seconds: float, lead_seconds: float = 1.0
+) -> float:
+    out: Any = mp.Queue()
+    # Everyone starts the clock together, after `lead_seconds` to get ready.
+    start = time.time() + lead_seconds
+    procs = [mp.Process(target=fn, args=(target, n, seconds, start, out)) for n in range(clients)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    if any(r < 0 for r in results):
+        raise SystemExit(f"some writes failed: {results}")
+    _run_clients.total = sum(results)  # type: ignore[attr-defined]
+    return sum(results) / seconds
+
+
+def _gunicorn(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **ENV, "DATABASE_URL": url}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "governance.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--preload",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SystemExit("gunicorn did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    url = os.environ.get("BENCH_WRITES_DATABASE_URL", DEFAULT_URL)
+    _recreate_database(url)
+    key = _setup(url)
+
+    base = baseline(url, args.clients, args.seconds)
+    base_total = _run_clients.total  # type: ignore[attr-defined]
+
+    port = _free_port()
+    server = _gunicorn(url, port, args.workers)
+    try:
+        # Warm-up (not timed): every worker connects to PostgreSQL and the broker once.
+        _run_clients(_consent_client, f"{port}|{key}|warm", args.clients, 2)
+        warm_total = _run_clients.total  # type: ignore[attr-defined]
+        ours = _run_clients(_consent_client, f"{port}|{key}|run", args.clients, args.seconds)
+        ours_total = _run_clients.total  # type: ignore[attr-defined]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    from django.db import connections
+
+    connections.close_all()
+    service = _run_clients(_service_client, url, args.clients, args.seconds, lead_seconds=15)
+    service_total = _run_clients.total + args.clients  # type: ignore[attr-defined]
+    from governance.celery import app as celery_app
+
+    # No worker ran: drop the queued dispatch messages so they do not wait in the broker.
+    celery_app.control.purge()
+
+    from consent.models import ConsentEvent, ConsentState
+    from governance.models import AuditEvent, OutboxEvent
+
+    events = ConsentEvent.objects.count()
+    outbox = OutboxEvent.objects.count()
+    states = ConsentState.objects.count()
+    audits = AuditEvent.objects.filter(action="consent.record").count()
+    lost = warm_total + ours_total + service_total - events
+    print(f"clients: {args.clients} processes, {args.seconds:.0f} s each phase")
+    print(f"baseline raw upsert : {base:9.0f} writes/s ({base_total} rows)")
+    print(
+        f"consent writes      : {ours:9.0f} writes/s ({ours_total} x 201) "
+        f"via gunicorn, {args.workers} workers"
+    )
+    print(f"ratio (ours/raw)    : {ours / base:9.2f}  (budget: >= 500 writes/s)")
+    print(
+        f"diagnostic: the same writes in-process, no HTTP: {service:.0f} writes/s "
+        f"({service / base:.2f} of raw)"
+    )
+    print(
+        f"ledger rows: {events}, outbox rows: {outbox}, states: {states}, "
+        f"audit rows: {audits} (incl. {warm_total} warm-up and {service_total} in-process "
+        f"writes); lost: {lost}"
+    )
+    if lost or outbox != events or states != events or audits != events:
+        raise SystemExit("rows lost or inconsistent")
+
+
+if __name__ == "__main__":
+    main()
