@@ -59,10 +59,11 @@ def _setup() -> None:
 
 SEED = """
 INSERT INTO governance_auditevent
-    (at, actor_type, actor_id, actor_label, action, target_type, target_id, ip_hash, detail)
+    (at, actor_type, actor_id, actor_label, actor_key, action, target_type, target_id, ip_hash,
+     detail)
 SELECT CASE WHEN g <= %(expired)s THEN now() - interval '1000 days' ELSE now() END
            + g * interval '1 millisecond',
-       'system', '', 'bench', 'consent.record', 'receipt', md5(g::text), '',
+       'system', '', 'bench', '', 'consent.record', 'receipt', md5(g::text), '',
        jsonb_build_object('subject_key', md5(g::text), 'events', 1)
 FROM generate_series(1, %(rows)s) g
 """

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from consent import ledger
 from consent.models import ConsentEvent, Subject, SubjectTombstone
+from consent.verify import ledger_verify
 from retention.models import RetentionPolicy
 
 
@@ -120,4 +121,5 @@ def chain_verifies(subject: Subject) -> bool:
             return False
         prev = e.hash
     head = events[-1].hash if events else (tomb.final_chain_hash if tomb else "")
-    return head == subject.chain_head
+    # And the service's own check (trust issue) agrees.
+    return head == subject.chain_head and ledger_verify(subject_ids=[subject.pk]).ok

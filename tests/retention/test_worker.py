@@ -114,9 +114,9 @@ def _seed_audit(rows: int, *, days_ago: int, subject_key: str = "") -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO governance_auditevent "
-            "(at, actor_type, actor_id, actor_label, action, target_type, target_id, ip_hash, "
-            "detail) SELECT now() - make_interval(days => %s) - g * interval '1 second', "
-            "'system', '', 'seed', 'seed', '', '', '', "
+            "(at, actor_type, actor_id, actor_label, actor_key, action, target_type, target_id, "
+            "ip_hash, detail) SELECT now() - make_interval(days => %s) - g * interval '1 second', "
+            "'system', '', 'seed', '', 'seed', '', '', '', "
             "jsonb_build_object('subject_key', %s::text) FROM generate_series(1, %s) g",
             [days_ago, subject_key, rows],
         )
