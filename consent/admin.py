@@ -234,6 +234,50 @@ class ConsentContextAdmin(ReadOnlyAdmin):
     search_fields = ["=receipt_id"]
 
 
+# --- data uses (editable records of processing) and decisions (read-only history) ---------
+
+from consent.models import DataUse, Decision  # noqa: E402
+
+
+@admin.register(DataUse)
+class DataUseAdmin(admin.ModelAdmin):
+    list_display = ("key", "name", "purpose", "owner", "active", "created_at")
+    list_filter = ("purpose", "active")
+    search_fields = ("key", "name", "owner")
+    readonly_fields = ("created_at",)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        from governance.actors import Actor
+        from governance.audit import audit_record
+
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=Actor.for_staff(request.user),
+            action="data_use.change" if change else "data_use.create",
+            target_type="data_use",
+            target_id=obj.key,
+            detail={"purpose": obj.purpose.key, "owner": obj.owner},
+        )
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "purpose",
+        "data_use",
+        "mode",
+        "status",
+        "total",
+        "allowed_count",
+        "lineage",
+        "erased_since",
+    )
+    list_filter = ("purpose", "mode", "status", "lineage")
+    list_select_related = ("purpose", "data_use")
+
+
 # --- banner properties ----------------------------------------------------------------------
 
 

@@ -39,6 +39,24 @@ class PurposeWithoutNotice(DomainError):
     message = "This purpose has no published notice to consent to."
 
 
+class UnknownDataUse(DomainError):
+    code = "unknown_data_use"
+    status = 400
+    message = "Unknown or inactive data use."
+
+
+class DataUsePurposeMismatch(DomainError):
+    code = "data_use_purpose_mismatch"
+    status = 400
+    message = "The data use is registered for another purpose than the one checked."
+
+
+class DuplicateDataUse(DomainError):
+    code = "duplicate_data_use"
+    status = 409
+    message = "A data use with this key already exists."
+
+
 class UnknownProperty(DomainError):
     code = "unknown_property"
     status = 404

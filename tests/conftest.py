@@ -67,3 +67,15 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert set(body["error"]) == {"code", "message", "detail"}
     assert body["error"]["code"] == code, body
     return body
+
+
+# The check stream takes NDJSON (issue 3): teach schemathesis to send a string body as is.
+def _register_ndjson_serializer() -> None:
+    import schemathesis
+
+    @schemathesis.serializer("application/x-ndjson")
+    def ndjson(ctx: Any, value: Any) -> bytes:
+        return value.encode() if isinstance(value, str) else (json.dumps(value) + "\n").encode()
+
+
+_register_ndjson_serializer()

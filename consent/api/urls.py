@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from consent.api import banner_views, views
+from consent.api import banner_views, check_views, views
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
 SUBJECT = r"subjects/(?P<subject_id>(?s:.+))"
@@ -14,6 +14,31 @@ urlpatterns = [
         rf"^{SUBJECT}/withdrawals$", views.SubjectWithdrawApi.as_view(), name="subject-withdrawals"
     ),
     path("receipts/<str:receipt_id>", views.ReceiptDetailApi.as_view(), name="receipt-detail"),
+    # Checks, data uses and decisions (scope `checks`).
+    path("checks", check_views.ChecksApi.as_view(), name="checks"),
+    path("checks/stream", check_views.ChecksStreamApi.as_view(), name="checks-stream"),
+    re_path(
+        rf"^{SUBJECT}/checks/(?P<purpose>[^/]+)$",
+        check_views.SubjectCheckApi.as_view(),
+        name="subject-check",
+    ),
+    re_path(
+        rf"^{SUBJECT}/decisions$",
+        check_views.SubjectDecisionsApi.as_view(),
+        name="subject-decisions",
+    ),
+    path("data-uses", check_views.DataUseListApi.as_view(), name="data-uses"),
+    path("data-uses/export", check_views.DataUseExportApi.as_view(), name="data-uses-export"),
+    path(
+        "decisions/<str:decision_id>",
+        check_views.DecisionDetailApi.as_view(),
+        name="decision-detail",
+    ),
+    path(
+        "decisions/<str:decision_id>/drift",
+        check_views.DecisionDriftApi.as_view(),
+        name="decision-drift",
+    ),
     path("banner/config", banner_views.BannerConfigApi.as_view(), name="banner-config"),
     path("banner/consents", banner_views.BannerConsentApi.as_view(), name="banner-consents"),
     path("banner/link", banner_views.BannerLinkApi.as_view(), name="banner-link"),

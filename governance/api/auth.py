@@ -33,8 +33,21 @@ class ApiKeyAuthentication(BaseAuthentication):
         if len(parts) != 2 or parts[0].lower() != "bearer":
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
         now = timezone.now()
+        # Only the columns a request needs: this runs on every call, the hot single check
+        # included, and each timestamp column costs a parse.
         api_key = (
             ApiKey.objects.select_related("client")
+            .only(
+                "id",
+                "prefix",
+                "last_used_at",
+                "client__id",
+                "client__name",
+                "client__kind",
+                "client__scopes",
+                "client__rate_limit_per_minute",
+                "client__active",
+            )
             .filter(key_hash=hash_key(parts[1]), revoked_at__isnull=True, client__active=True)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
             .first()

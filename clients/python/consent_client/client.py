@@ -1,0 +1,280 @@
+"""The client: bulk checks, chunked filtering, the NDJSON stream and a pandas helper."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from consent_client.errors import ConsentApiError, TransientError, error_for
+
+MAX_BULK_IDS = 100_000
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+
+@dataclass
+class CheckResult:
+    decision_id: str
+    purpose: str
+    as_of: str
+    allowed: list[str]
+    denied: list[str]
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SubjectCheck:
+    subject_id: str
+    purpose: str
+    allowed: bool
+    reason: str
+    event_id: str | None
+    as_of: str | None
+
+
+def _instant(value: datetime | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware (or an ISO-8601 string)")
+        return value.isoformat()
+    return value
+
+
+class ConsentClient:
+    """Talks to one service with one secret key (scope `checks`).
+
+    Transient failures are retried `retries` times with exponential backoff from
+    `backoff` seconds (Retry-After wins when the server sends it); 4xx raise typed errors.
+    A retried bulk check may leave two Decision rows on the server if the first answer was
+    lost: they describe the same question.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self._sleep = sleep
+        self.last_summary: dict[str, Any] | None = None
+
+    # --- transport ------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = f"{self.base_url}{path}"
+        attempt = 0
+        while True:
+            seek = getattr(kwargs.get("data"), "seek", None)
+            if callable(seek):
+                seek(0)  # a spooled body is re-sent from its start
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt >= self.retries:
+                    raise TransientError(f"{method} {path} failed: {exc}") from exc
+                self._sleep(self.backoff * 2**attempt)
+                attempt += 1
+                continue
+            if response.status_code < 400:
+                return response
+            if response.status_code in TRANSIENT_STATUSES and attempt < self.retries:
+                retry_after = response.headers.get("Retry-After", "")
+                wait = float(retry_after) if retry_after.isdigit() else self.backoff * 2**attempt
+                response.close()
+                self._sleep(wait)
+                attempt += 1
+                continue
+            try:
+                payload: Any = response.json()
+            except ValueError:
+                payload = response.text
+            raise error_for(response.status_code, payload)
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def check(
+        self,
+        ids: Iterable[str],
+        purpose: str,
+        as_of: datetime | str | None = None,
+        *,
+        data_use: str | None = None,
+        explain: bool = False,
+        lineage: bool = False,
+    ) -> CheckResult:
+        """One bulk check (up to 100,000 ids): allowed and denied ids, and the decision id."""
+        subject_ids = list(ids)
+        if len(subject_ids) > MAX_BULK_IDS:
+            raise ValueError(
+                f"at most {MAX_BULK_IDS} ids per check; use filter_allowed() or stream()"
+            )
+        body: dict[str, Any] = {"purpose": purpose, "subject_ids": subject_ids}
+        if as_of is not None:
+            body["as_of"] = _instant(as_of)
+        if data_use:
+            body["data_use"] = data_use
+        if explain:
+            body["explain"] = True
+        if lineage:
+            body["lineage"] = True
+        data = self._request("POST", "/api/v1/checks", json=body).json()
+        return CheckResult(
+            decision_id=data["decision_id"],
+            purpose=data["purpose"],
+            as_of=data["as_of"],
+            allowed=data["allowed"],
+            denied=data["denied"],
+            results=data.get("results", []),
+        )
+
+    def check_one(
+        self, subject_id: str, purpose: str, as_of: datetime | str | None = None
+    ) -> SubjectCheck:
+        from urllib.parse import quote
+
+        params = {"as_of": _instant(as_of)} if as_of is not None else None
+        path = f"/api/v1/subjects/{quote(subject_id, safe='')}/checks/{quote(purpose, safe='')}"
+        data = self._request("GET", path, params=params).json()
+        return SubjectCheck(
+            subject_id=data["subject_id"],
+            purpose=data["purpose"],
+            allowed=data["allowed"],
+            reason=data["reason"],
+            event_id=data["event_id"],
+            as_of=data["as_of"],
+        )
+
+    def filter_allowed(
+        self,
+        iterable: Iterable[str],
+        purpose: str,
+        *,
+        as_of: datetime | str | None = None,
+        data_use: str | None = None,
+        lineage: bool = False,
+        chunk_size: int = 20_000,
+    ) -> Iterator[str]:
+        """Yields the allowed ids of `iterable`, in order, checking a chunk at a time.
+
+        Memory stays at one chunk; each chunk is one bulk check (one Decision on the server).
+        """
+        if not 1 <= chunk_size <= MAX_BULK_IDS:
+            raise ValueError(f"chunk_size must be from 1 to {MAX_BULK_IDS}")
+        iterator = iter(iterable)
+        while chunk := list(itertools.islice(iterator, chunk_size)):
+            result = self.check(chunk, purpose, as_of, data_use=data_use, lineage=lineage)
+            yield from result.allowed
+
+    def stream(
+        self,
+        ids: Iterable[str],
+        purpose: str,
+        *,
+        as_of: datetime | str | None = None,
+        data_use: str | None = None,
+        lineage: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """One streamed check (/checks/stream) over any number of ids: one Decision.
+
+        The NDJSON body is spooled to a temporary file first (sent with a Content-Length, so
+        it works through any proxy and can be retried); answers are read line by line.
+        The summary line is kept in `last_summary`.
+        """
+        params: dict[str, str] = {"purpose": purpose}
+        if as_of is not None:
+            params["as_of"] = _instant(as_of) or ""
+        if data_use:
+            params["data_use"] = data_use
+        if lineage:
+            params["lineage"] = "true"
+        self.last_summary = None
+        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as body:
+            for subject_id in ids:
+                body.write(json.dumps({"subject_id": subject_id}).encode() + b"\n")
+            response = self._request(
+                "POST",
+                "/api/v1/checks/stream",
+                params=params,
+                data=body,
+                headers={"Content-Type": "application/x-ndjson"},
+                stream=True,
+            )
+            with response:
+                for line in response.iter_lines(chunk_size=64 * 1024):
+                    if not line:
+                        continue
+                    item = json.loads(line)
+                    if "summary" in item:
+                        self.last_summary = item["summary"]
+                    else:
+                        yield item
+        if self.last_summary is None:
+            raise TransientError("the stream ended before its summary line")
+
+    def keep_allowed(
+        self,
+        df: Any,
+        purpose: str,
+        *,
+        column: str = "subject_id",
+        as_of: datetime | str | None = None,
+        data_use: str | None = None,
+        lineage: bool = False,
+        chunk_size: int = 20_000,
+    ) -> Any:
+        """The rows of a pandas DataFrame whose `column` holds an allowed subject id."""
+        ids = df[column].astype(str)
+        allowed = set(
+            self.filter_allowed(
+                dict.fromkeys(ids.tolist()),
+                purpose,
+                as_of=as_of,
+                data_use=data_use,
+                lineage=lineage,
+                chunk_size=chunk_size,
+            )
+        )
+        return df[ids.isin(allowed)]
+
+    # --- decisions and data uses -------------------------------------------------------------
+
+    def decision(self, decision_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._request("GET", f"/api/v1/decisions/{decision_id}").json()
+        return data
+
+    def drift(self, decision_id: str) -> Iterator[dict[str, Any]]:
+        """Every subject the decision allowed that is denied now, page after page."""
+        cursor: int | None = 0
+        while cursor is not None:
+            page = self._request(
+                "GET", f"/api/v1/decisions/{decision_id}/drift", params={"cursor": cursor}
+            ).json()
+            yield from page["drifted"]
+            cursor = page["next_cursor"]
+
+    def data_uses(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._request("GET", "/api/v1/data-uses").json()["data_uses"]
+        return data
+
+
+__all__ = ["CheckResult", "ConsentApiError", "ConsentClient", "SubjectCheck"]
