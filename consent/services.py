@@ -570,4 +570,66 @@ def consent_withdraw(
     )
 
 
+def consent_expire_due(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Appends an `expired` event for each grant past its expires_at (effective then,
+    recorded now), with its state, outbox event and audit row, one subject per transaction
+    under the subject's lock. Returns how many consents it expired; safe to run again."""
+    moment = now or timezone.now()
+    due = list(
+        ConsentState.objects.filter(status=Action.GRANTED, expires_at__lte=moment)
+        .order_by("expires_at", "pk")
+        .values_list("subject_id", "purpose_id")[:batch]
+    )
+    actor = Actor.system("consent expiry")
+    expired = 0
+    for subject_id, purpose_id in due:
+        with transaction.atomic():
+            subject = Subject.objects.select_for_update().get(pk=subject_id)
+            state = (
+                ConsentState.objects.select_related("purpose")
+                .filter(subject=subject, purpose_id=purpose_id)
+                .first()
+            )
+            # Checked again under the lock: a new grant or a withdrawal may have come first.
+            if (
+                state is None
+                or state.status != Action.GRANTED
+                or state.expires_at is None
+                or state.expires_at > moment
+            ):
+                continue
+            receipt_id = uuid.uuid4()
+            event = event_append(
+                subject=subject,
+                entry=_Entry(state.purpose, Action.EXPIRED, state.notice_version, None),
+                effective_at=state.expires_at,
+                recorded_at=moment,
+                source=Source.SYSTEM,
+                indication_method=IndicationMethod.SYSTEM,
+                given_by=GivenBy.SUBJECT,
+                actor=actor,
+                receipt_id=receipt_id,
+                context_digest="",
+                language="",
+            )
+            subject.save(update_fields=["last_seq", "chain_head"])
+            outbox_enqueue(
+                event_type="consent.expired",
+                payload=event_payload(event),
+                subject_key=subject.key,
+                subject_identifier=identity.decrypt_identifier(
+                    subject.identifier_encrypted, key=subject.key
+                ),
+            )
+            audit_record(
+                actor=actor,
+                action="consent.expire",
+                target_type="receipt",
+                target_id=str(receipt_id),
+                detail={"subject_key": subject.key, "events": [[state.purpose.key, "expired"]]},
+            )
+            expired += 1
+    return expired
+
+
 __all__ = ["Actor", "ContextInput", "DecisionInput", "RecordResult"]

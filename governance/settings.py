@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dj_database_url
@@ -266,3 +267,28 @@ CORS_ALLOW_HEADERS = (
     "sec-gpc",
 )
 CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed"]
+# --- retention and rights (see README, "Retention and rights") --------------------------
+# Extra PostgreSQL databases holding external tables retention may purge (an ML feature
+# store, say): RETENTION_EXTERNAL_DATABASES=features and EXTERNAL_DATABASE_URL_FEATURES=....
+RETENTION_EXTERNAL_DATABASES = env_list("RETENTION_EXTERNAL_DATABASES", [])
+for _alias in RETENTION_EXTERNAL_DATABASES:
+    _url = env_str(f"EXTERNAL_DATABASE_URL_{_alias.upper()}")
+    if not _url:
+        raise ImproperlyConfigured(
+            f"RETENTION_EXTERNAL_DATABASES names {_alias!r}: "
+            f"set EXTERNAL_DATABASE_URL_{_alias.upper()}."
+        )
+    DATABASES[_alias] = dj_database_url.parse(_url, conn_max_age=60)
+    # The tests create it (empty) like the default one; the service never migrates it.
+    DATABASES[_alias]["TEST"] = {"MIGRATE": False}
+DATABASE_ROUTERS = ["retention.routers.ExternalDatabaseRouter"]
+# External tables, as JSON: [{"alias": "features", "table": "ml_features",
+# "timestamp_column": "created_at", "subject_key_column": "subject_key",
+# "purpose": "ml_training", "keep_days": 365}]
+RETENTION_EXTERNAL_TABLES = json.loads(env_str("RETENTION_EXTERNAL_TABLES", "[]") or "[]")
+# How long an enforcement run's lease lasts without renewal (renewed after every chunk).
+RETENTION_LEASE_SECONDS = env_int("RETENTION_LEASE_SECONDS", 300)
+# A rights request whose worker has not reported for this long is re-queued by the sweeper.
+RETENTION_RIGHTS_STALE_SECONDS = env_int("RETENTION_RIGHTS_STALE_SECONDS", 300)
+# Withdrawals younger than this are left for the next propagation pass (late commits).
+RETENTION_PROPAGATION_LAG_SECONDS = env_int("RETENTION_PROPAGATION_LAG_SECONDS", 60)

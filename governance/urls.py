@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/v1/webhooks", WebhookCreateApi.as_view(), name="webhooks"),
     path("banner.js", banner_js, name="banner-js"),
     path(".well-known/gpc.json", gpc_json, name="gpc-json"),
+    path("api/v1/", include("retention.api.urls")),
 ]
 
 # Keep last: anything else under /api/ answers in the error shape, DEBUG or not.

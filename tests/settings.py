@@ -15,6 +15,16 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECURE_COOKIES", "0")
 # The tests' webhook receivers listen on loopback.
 os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "1")
+# Retention's external-table tests: a second real PostgreSQL database beside the default one.
+os.environ.setdefault("RETENTION_EXTERNAL_DATABASES", "features")
+os.environ.setdefault(
+    "EXTERNAL_DATABASE_URL_FEATURES", os.environ["DATABASE_URL"].split("?")[0] + "_external"
+)
+os.environ.setdefault(
+    "RETENTION_EXTERNAL_TABLES",
+    '[{"alias": "features", "table": "ml_features", "timestamp_column": "created_at",'
+    ' "subject_key_column": "subject_key", "purpose": "ml_training", "keep_days": 180}]',
+)
 
 from governance.settings import *  # noqa: F403
 

@@ -60,6 +60,19 @@ ENDPOINTS = [
         BANNER,
     ),
     ("post", "/api/v1/banner/link", _link_body, BANNER),
+    ("get", "/api/v1/retention/policies", None, "admin"),
+    (
+        "post",
+        "/api/v1/retention/policies",
+        {"name": "x", "target": "governance.AuditEvent", "keep_for": "P30D"},
+        "admin",
+    ),
+    ("post", "/api/v1/retention/runs", {"dry_run": False}, "admin"),
+    ("get", "/api/v1/retention/runs/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "admin"),
+    ("post", "/api/v1/erasure-requests", {"subject_id": "u"}, "rights"),
+    ("get", "/api/v1/erasure-requests/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "rights"),
+    ("post", "/api/v1/access-requests", {"subject_id": "u"}, "rights"),
+    ("get", "/api/v1/access-requests/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "rights"),
 ]
 ALL_SCOPES = ["consent:write", "consent:read", "checks", "rights", "admin"]
 

@@ -1,0 +1,262 @@
+"""Admin for policies (editable, validated like the API) and holds; runs and rights
+requests read-only, overdue requests flagged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from consent import identity
+from governance.actors import Actor
+from governance.errors import DomainError
+from retention import services
+from retention.models import (
+    AccessRequest,
+    ErasureRequest,
+    Lease,
+    LegalHold,
+    PurgeRun,
+    PurgeRunItem,
+    RequestStatus,
+    RetentionPolicy,
+)
+from retention.registry import targets
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RetentionPolicyForm(forms.ModelForm):
+    target = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = RetentionPolicy
+        fields = [
+            "name",
+            "target",
+            "keep_for",
+            "action",
+            "condition",
+            "batch_size",
+            "enabled",
+            "purpose",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = [(n, f"{n} — {t.label}") for n, t in targets().items()]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            services.policy_validate(
+                services.PolicyInput(
+                    name=data.get("name", ""),
+                    target=data.get("target", ""),
+                    keep_for=data.get("keep_for"),
+                    action=data.get("action", ""),
+                    condition=data.get("condition") or {},
+                    batch_size=data.get("batch_size") or 0,
+                    enabled=bool(data.get("enabled")),
+                    purpose=data["purpose"].key if data.get("purpose") else None,
+                )
+            )
+        except DomainError as exc:
+            raise forms.ValidationError(f"{exc.message} {exc.detail or ''}") from exc
+        return data
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    form = RetentionPolicyForm
+    list_display = ["name", "target", "keep_for", "action", "purpose", "batch_size", "enabled"]
+    list_filter = ["enabled", "action"]
+    search_fields = ["name", "target"]
+    actions = ["dry_run", "run_now"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Disable a policy instead: runs keep naming it.
+        return False
+
+    @admin.action(description="Dry run the selected policies (report what would go)")
+    def dry_run(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
+        run = services.retention_enforce(
+            dry_run=True, trigger="admin", policy_ids=list(queryset.values_list("pk", flat=True))
+        )
+        for item in run.items.all():
+            self.message_user(
+                request,
+                f"{item.policy_name}: {item.removed} would go, {item.held} held "
+                f"(of {item.examined} past {item.cutoff:%Y-%m-%d %H:%M}).",
+                messages.INFO,
+            )
+
+    @admin.action(description="Enforce now (queue a run of every enabled policy)")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
+        run = services.run_queue(
+            dry_run=False, trigger="admin", actor=Actor.for_staff(request.user)
+        )
+        self.message_user(request, f"Run {run.pk} queued.", messages.INFO)
+
+
+class LegalHoldForm(forms.ModelForm):
+    subject_id = forms.CharField(
+        required=False,
+        max_length=identity.MAX_IDENTIFIER_LENGTH,
+        help_text="The subject's identifier; only its keyed hash is stored.",
+    )
+
+    class Meta:
+        model = LegalHold
+        fields = ["subject_id", "namespace", "policy", "reason"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if bool(data.get("subject_id")) == bool(data.get("policy")):
+            raise forms.ValidationError("A legal hold names either a subject or a policy.")
+        return data
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):
+    form = LegalHoldForm
+    list_display = ["__str__", "reason", "created_by", "created_at", "released_at"]
+    list_filter = ["released_at"]
+    actions = ["release"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return (
+            ["subject_key", "namespace", "policy", "reason", "created_by", "created_at"]
+            if obj
+            else []
+        )
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj:
+            return [
+                "subject_key",
+                "namespace",
+                "policy",
+                "reason",
+                "created_by",
+                "created_at",
+                "released_at",
+            ]
+        return ["subject_id", "namespace", "policy", "reason"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: LegalHold, form: Any, change: bool) -> None:
+        if change:
+            return
+        subject_id = form.cleaned_data.get("subject_id") or None
+        try:
+            hold = services.hold_place(
+                reason=form.cleaned_data["reason"],
+                actor=Actor.for_staff(request.user),
+                subject_id=subject_id,
+                namespace=form.cleaned_data["namespace"],
+                policy=form.cleaned_data.get("policy"),
+            )
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        obj.pk = hold.pk
+
+    @admin.action(description="Release the selected holds")
+    def release(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
+        for hold in queryset.filter(released_at__isnull=True):
+            services.hold_release(hold=hold, actor=Actor.for_staff(request.user))
+
+
+class PurgeRunItemInline(admin.TabularInline):
+    model = PurgeRunItem
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "policy_name",
+        "target",
+        "action",
+        "cutoff",
+        "status",
+        "examined",
+        "removed",
+        "held",
+        "chunks",
+        "duration_ms",
+        "error",
+    )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PurgeRun)
+class PurgeRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "dry_run", "trigger", "status", "started_at", "removed", "held"]
+    list_filter = ["status", "dry_run", "trigger"]
+    inlines = [PurgeRunItemInline]
+
+
+@admin.register(Lease)
+class LeaseAdmin(ReadOnlyAdmin):
+    list_display = ["name", "holder", "expires_at"]
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Overdue")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.exclude(status=RequestStatus.COMPLETE).filter(due_at__lt=timezone.now())
+        return queryset
+
+
+class RightsRequestAdmin(ReadOnlyAdmin):
+    list_display = ["id", "status", "created_at", "due_at", "overdue", "completed_at", "attempts"]
+    list_filter = [OverdueFilter, "status"]
+
+    actions = ["requeue"]
+
+    @admin.action(description="Queue again (held since released, or failed)")
+    def requeue(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for found in queryset.filter(status__in=[RequestStatus.HELD, RequestStatus.FAILED]):
+            services.rights_request_requeue(request=found, actor=Actor.for_staff(request.user))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The change list's actions need it; every field stays read-only.
+        return obj is None and bool(request.user.is_staff)
+
+    @admin.display(boolean=True, description="overdue")
+    def overdue(self, obj: Any) -> bool:
+        return bool(obj.status != RequestStatus.COMPLETE and obj.due_at < timezone.now())
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(RightsRequestAdmin):
+    exclude = ("identifier_encrypted",)
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(RightsRequestAdmin):
+    exclude = ("export_encrypted",)

@@ -1,0 +1,297 @@
+"""Retention and rights API views: thin, each parses, calls one service or selector."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent import identity
+from governance import crypto
+from governance.actors import Actor
+from governance.api.schema import error_responses
+from governance.errors import InvalidRequest, NotFound
+from governance.models import ApiClient, Scope
+from retention import selectors, services
+from retention.models import AccessRequest, ErasureRequest, RequestStatus
+
+
+def _actor(request: Request) -> Actor:
+    client = request.auth
+    assert isinstance(client, ApiClient)  # guaranteed by HasScope
+    return Actor.for_client(client)
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound() from exc
+
+
+class PolicySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    target = serializers.CharField()
+    keep_for = serializers.DurationField()
+    keep_for_days = serializers.SerializerMethodField()
+    action = serializers.CharField()
+    condition = serializers.JSONField()
+    batch_size = serializers.IntegerField()
+    enabled = serializers.BooleanField()
+    purpose = serializers.SerializerMethodField()
+    held = serializers.SerializerMethodField()
+
+    def get_keep_for_days(self, obj: Any) -> float:
+        return float(obj.keep_for.total_seconds() / 86400)
+
+    def get_purpose(self, obj: Any) -> str | None:
+        return selectors.policy_purpose_key(obj)
+
+    def get_held(self, obj: Any) -> bool:
+        return selectors.policy_is_held(obj)
+
+
+class PolicyListApi(APIView):
+    required_scope = Scope.ADMIN
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RetentionPolicyCreate"
+
+        name = serializers.CharField(max_length=120)
+        target = serializers.CharField(max_length=200)
+        keep_for = serializers.CharField(max_length=64, help_text="ISO 8601, e.g. P30D")
+        action = serializers.CharField(max_length=16, required=False, default="delete")
+        condition = serializers.DictField(required=False, default=dict)
+        batch_size = serializers.IntegerField(required=False, default=10_000)
+        enabled = serializers.BooleanField(required=False, default=True)
+        purpose = serializers.CharField(max_length=64, required=False, allow_null=True)
+
+    @extend_schema(
+        operation_id="retention_policies_list",
+        responses={
+            200: inline_serializer("PolicyList", {"policies": PolicySerializer(many=True)}),
+            **error_responses(),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"policies": PolicySerializer(selectors.policy_list(), many=True).data})
+
+    @extend_schema(
+        operation_id="retention_policies_create",
+        request=InputSerializer,
+        responses={201: PolicySerializer, **error_responses(400, 409)},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        policy = services.policy_create(data=services.PolicyInput(**data), actor=_actor(request))
+        return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
+
+
+class RunItemSerializer(serializers.Serializer):
+    policy = serializers.CharField(source="policy_name")
+    target = serializers.CharField()
+    action = serializers.CharField()
+    cutoff = serializers.DateTimeField()
+    status = serializers.CharField()
+    examined = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    held = serializers.IntegerField()
+    chunks = serializers.IntegerField()
+    duration_ms = serializers.IntegerField()
+    error = serializers.CharField()
+
+
+class RunSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    dry_run = serializers.BooleanField()
+    trigger = serializers.CharField()
+    status = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    examined = serializers.IntegerField()
+    removed = serializers.IntegerField(help_text="For a dry run: the rows that would go.")
+    held = serializers.IntegerField()
+    error = serializers.CharField()
+    policies = RunItemSerializer(many=True, source="items.all")
+
+
+class RunCreateApi(APIView):
+    required_scope = Scope.ADMIN
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RetentionRunCreate"
+
+        dry_run = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(
+        operation_id="retention_runs_create",
+        request=InputSerializer,
+        responses={
+            201: RunSerializer,
+            202: RunSerializer,
+            **error_responses(400),
+        },
+        description="A dry run is carried out at once and answered 201 with what would go; "
+        "a real run is queued for the worker (202) and read back with GET.",
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        if data["dry_run"]:
+            run = services.retention_enforce(dry_run=True, trigger="api")
+            return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+        run = services.run_queue(dry_run=False, trigger="api", actor=_actor(request))
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunDetailApi(APIView):
+    required_scope = Scope.ADMIN
+
+    @extend_schema(
+        operation_id="retention_runs_get",
+        responses={200: RunSerializer, **error_responses(404)},
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        run = selectors.run_get(run_id=_uuid(run_id))
+        if run is None:
+            raise NotFound()
+        return Response(RunSerializer(run).data)
+
+
+class SubjectInputSerializer(serializers.Serializer):
+    subject_id = serializers.CharField(
+        max_length=identity.MAX_IDENTIFIER_LENGTH, trim_whitespace=False
+    )
+    namespace = serializers.ChoiceField(
+        choices=["account", "device"], required=False, default="account"
+    )
+
+
+class RequestAcceptedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField()
+
+
+class ErasureRequestApi(APIView):
+    required_scope = Scope.RIGHTS
+
+    @extend_schema(
+        operation_id="erasure_requests_create",
+        request=SubjectInputSerializer,
+        responses={202: RequestAcceptedSerializer, **error_responses(400)},
+        description="The same answer whether or not the subject is known.",
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(SubjectInputSerializer, request.data)
+        created = services.erasure_request_create(
+            subject_id=data["subject_id"], namespace=data["namespace"], actor=_actor(request)
+        )
+        return Response(RequestAcceptedSerializer(created).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ErasureDetailSerializer(RequestAcceptedSerializer):
+    completed_at = serializers.DateTimeField(allow_null=True)
+    overdue = serializers.SerializerMethodField()
+    announced = serializers.SerializerMethodField()
+    decisions = serializers.ListField(source="decision_ids", child=serializers.CharField())
+    targets = serializers.SerializerMethodField()
+
+    def get_overdue(self, obj: Any) -> bool:
+        from django.utils import timezone
+
+        return bool(obj.status != RequestStatus.COMPLETE and obj.due_at < timezone.now())
+
+    def get_announced(self, obj: Any) -> bool:
+        return bool((obj.progress or {}).get("announced"))
+
+    def get_targets(self, obj: Any) -> dict[str, Any]:
+        return dict((obj.progress or {}).get("targets", {}))
+
+
+class ErasureDetailApi(APIView):
+    required_scope = Scope.RIGHTS
+
+    @extend_schema(
+        operation_id="erasure_requests_get",
+        responses={200: ErasureDetailSerializer, **error_responses(404)},
+    )
+    def get(self, request: Request, request_id: str) -> Response:
+        found = ErasureRequest.objects.filter(pk=_uuid(request_id)).first()
+        if found is None:
+            raise NotFound()
+        return Response(ErasureDetailSerializer(found).data)
+
+
+class AccessRequestApi(APIView):
+    required_scope = Scope.RIGHTS
+
+    @extend_schema(
+        operation_id="access_requests_create",
+        request=SubjectInputSerializer,
+        responses={202: RequestAcceptedSerializer, **error_responses(400)},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(SubjectInputSerializer, request.data)
+        created = services.access_request_create(
+            subject_id=data["subject_id"], namespace=data["namespace"], actor=_actor(request)
+        )
+        return Response(RequestAcceptedSerializer(created).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AccessDetailApi(APIView):
+    required_scope = Scope.RIGHTS
+
+    @extend_schema(
+        operation_id="access_requests_get",
+        responses={
+            200: inline_serializer(
+                "AccessRequestDetail",
+                {
+                    "id": serializers.UUIDField(),
+                    "status": serializers.CharField(),
+                    "created_at": serializers.DateTimeField(),
+                    "due_at": serializers.DateTimeField(),
+                    "completed_at": serializers.DateTimeField(allow_null=True),
+                    "export": serializers.JSONField(allow_null=True),
+                },
+            ),
+            **error_responses(404),
+        },
+    )
+    def get(self, request: Request, request_id: str) -> Response:
+        found = AccessRequest.objects.filter(pk=_uuid(request_id)).first()
+        if found is None:
+            raise NotFound()
+        export = None
+        if found.status == RequestStatus.COMPLETE and found.export_encrypted is not None:
+            export = json.loads(
+                crypto.decrypt(bytes(found.export_encrypted), aad=str(found.pk).encode())
+            )
+        return Response(
+            {
+                "id": str(found.pk),
+                "status": found.status,
+                "created_at": found.created_at,
+                "due_at": found.due_at,
+                "completed_at": found.completed_at,
+                "export": export,
+            }
+        )

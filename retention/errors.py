@@ -1,0 +1,37 @@
+"""Errors of the retention domain, each with a stable code and an HTTP status."""
+
+from governance.errors import DomainError
+
+
+class UnknownTarget(DomainError):
+    code = "unknown_target"
+    status = 400
+    message = "No registered retention target has this name."
+
+
+class InvalidDuration(DomainError):
+    code = "invalid_duration"
+    status = 400
+    message = "keep_for must be a positive duration (ISO 8601, e.g. P30D)."
+
+
+class InvalidCondition(DomainError):
+    code = "invalid_condition"
+    status = 400
+    message = "The condition names a field the target does not have, or cannot be applied."
+
+
+class InvalidPolicy(DomainError):
+    code = "invalid_policy"
+    status = 400
+    message = "The policy is invalid."
+
+
+class DuplicatePolicy(DomainError):
+    code = "duplicate_policy"
+    status = 409
+    message = "A policy with this name exists."
+
+
+class LeaseLost(Exception):
+    """Another enforcement took the lease (ours expired): stop at once, commit nothing more."""

@@ -1,0 +1,166 @@
+"""Reads of retention: holds, policies, runs, exports and what the Art. 30 record shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import BinaryField, QuerySet
+from django.utils import timezone
+
+from consent import identity
+from consent.models import ConsentEvent, ConsentState, Purpose, Subject
+from retention import engine
+from retention.models import (
+    AccessRequest,
+    ErasureRequest,
+    LegalHold,
+    PurgeRun,
+    RequestStatus,
+    RetentionPolicy,
+)
+from retention.registry import ErasureMode, Kind, SubjectRef, Target, targets
+
+
+def held_subjects() -> list[SubjectRef]:
+    """Subjects under an active hold, with their row ids where the service knows them."""
+    keys = list(
+        LegalHold.objects.filter(released_at__isnull=True)
+        .exclude(subject_key="")
+        .values_list("subject_key", "namespace")
+        .distinct()
+    )
+    if not keys:
+        return []
+    pks = {
+        (s.key, s.namespace): s.pk
+        for s in Subject.objects.filter(key__in=[k for k, _ in keys]).only("pk", "key", "namespace")
+    }
+    return [SubjectRef(key=k, namespace=ns, pk=pks.get((k, ns))) for k, ns in keys]
+
+
+def policy_is_held(policy: RetentionPolicy) -> bool:
+    return LegalHold.objects.filter(policy=policy, released_at__isnull=True).exists()
+
+
+def policy_purpose_key(policy: RetentionPolicy) -> str | None:
+    """The purpose whose withdrawal reaches this policy's target: the policy's own, or the
+    one an external table was configured with."""
+    if policy.purpose_id is not None:
+        return policy.purpose.key  # type: ignore[union-attr]
+    target = targets().get(policy.target)
+    return target.purpose if target else None
+
+
+def policy_list() -> QuerySet[RetentionPolicy]:
+    return RetentionPolicy.objects.select_related("purpose").order_by("target", "name")
+
+
+def run_get(*, run_id: Any) -> PurgeRun | None:
+    return PurgeRun.objects.prefetch_related("items").filter(pk=run_id).first()
+
+
+def requests_overdue(*, now: datetime | None = None) -> dict[str, int]:
+    moment = now or timezone.now()
+    open_ = [RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.FAILED]
+    return {
+        "erasure": ErasureRequest.objects.filter(status__in=open_, due_at__lt=moment).count(),
+        "access": AccessRequest.objects.filter(status__in=open_, due_at__lt=moment).count(),
+    }
+
+
+def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:
+    """The retention that applies to a purpose's data, for the Art. 30 record: the policies
+    tied to it (withdrawal removes rows there) and the ledger's proof-keeping period."""
+    rows = []
+    for policy in RetentionPolicy.objects.filter(enabled=True).order_by("target", "name"):
+        target = targets().get(policy.target)
+        tied = policy_purpose_key(policy) == purpose.key
+        if not tied and not (target and target.kind == Kind.SUBJECT_HISTORY):
+            continue
+        rows.append(
+            {
+                "target": policy.target,
+                "policy": policy.name,
+                "keep_for_days": policy.keep_for.total_seconds() / 86400,
+                "action": policy.action,
+                "on_withdrawal": "removed" if tied else "kept as proof until the period ends",
+            }
+        )
+    return rows
+
+
+def _rows(qs: QuerySet[Any]) -> list[dict[str, Any]]:
+    fields = [f.attname for f in qs.model._meta.concrete_fields if not isinstance(f, BinaryField)]
+    return list(qs.values(*fields))
+
+
+def _export_target(target: Target, ref: SubjectRef) -> list[dict[str, Any]]:
+    if target.external:
+        return engine.external_subject_rows(target, subject_key=ref.key)
+    assert target.subject_q is not None
+    return _rows(target.model._default_manager.filter(target.subject_q(ref)))
+
+
+def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
+    """Everything held about a subject across registered targets, consent history included."""
+    subject = Subject.objects.filter(namespace=ref.namespace, key=ref.key).first()
+    full = SubjectRef(key=ref.key, namespace=ref.namespace, pk=subject.pk if subject else None)
+    export: dict[str, Any] = {
+        "format": "consent-governance-access-export/1",
+        "generated_at": timezone.now(),
+        "subject": None,
+        "consent_states": [],
+        "consent_history": [],
+        "targets": {},
+    }
+    if subject is not None:
+        export["subject"] = {
+            "identifier": identity.decrypt_identifier(
+                subject.identifier_encrypted, key=subject.key
+            ),
+            "namespace": subject.namespace,
+            "subject_key": subject.key,
+            "created_at": subject.created_at,
+            "erased_at": subject.erased_at,
+        }
+        export["consent_states"] = [
+            {
+                "purpose": s.purpose.key,
+                "status": s.status,
+                "notice_version": s.notice_version,
+                "since": s.since,
+                "expires_at": s.expires_at,
+            }
+            for s in ConsentState.objects.filter(subject=subject).select_related("purpose")
+        ]
+        export["consent_history"] = [
+            {
+                "seq": e.seq,
+                "purpose": e.purpose.key,
+                "action": e.action,
+                "notice_version": e.notice_version,
+                "language": e.language,
+                "effective_at": e.effective_at,
+                "recorded_at": e.recorded_at,
+                "expires_at": e.expires_at,
+                "source": e.source,
+                "indication_method": e.indication_method,
+                "given_by": e.given_by,
+                "receipt_id": e.receipt_id,
+                "hash": e.hash,
+            }
+            for e in ConsentEvent.objects.filter(subject=subject)
+            .select_related("purpose")
+            .order_by("seq")
+        ]
+    for target in targets().values():
+        if not target.holds_personal_data or target.name == "consent.ConsentEvent":
+            continue
+        if target.erasure == ErasureMode.LINEAGE:
+            export["targets"][target.name] = [
+                {"decision_id": r["decision_id"]} for r in _export_target(target, full)
+            ]
+            continue
+        export["targets"][target.name] = _export_target(target, full)
+    return export
