@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -203,9 +204,19 @@ def data_use_list() -> QuerySet[DataUse]:
     return DataUse.objects.select_related("purpose").order_by("key")
 
 
+# Apps further out (retention) add columns to the records of processing without consent
+# importing them: each callable returns extra fields for one data use.
+RECORD_OF_PROCESSING_COLUMNS: list[Callable[[DataUse], dict[str, Any]]] = []
+
+
+def records_of_processing_register(columns: Callable[[DataUse], dict[str, Any]]) -> None:
+    if columns not in RECORD_OF_PROCESSING_COLUMNS:
+        RECORD_OF_PROCESSING_COLUMNS.append(columns)
+
+
 def data_use_export_rows() -> list[dict[str, Any]]:
     """The records of processing (GDPR Art. 30): one row per data use."""
-    return [
+    rows = [
         {
             "key": du.key,
             "name": du.name,
@@ -219,6 +230,8 @@ def data_use_export_rows() -> list[dict[str, Any]]:
             "datasets": list(du.datasets),
             "active": du.active,
             "created_at": du.created_at.isoformat(),
+            **{k: v for columns in RECORD_OF_PROCESSING_COLUMNS for k, v in columns(du).items()},
         }
         for du in data_use_list()
     ]
+    return rows

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from consent import identity, ledger
@@ -345,7 +345,17 @@ def event_payload(event: ConsentEvent) -> dict[str, Any]:
 
 
 def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
-    found = {p.key: p for p in Purpose.objects.filter(key__in=keys, active=True)}
+    """The active purposes named, each annotated with its current notice version
+    (`current_notice`, None when it has none) in the same query: this is the write path."""
+    found: dict[str, Purpose] = {
+        p.key: p
+        for p in Purpose.objects.filter(key__in=keys, active=True).annotate(
+            current_notice=Max(
+                "notice_versions__version",
+                filter=Q(notice_versions__published_at__lte=timezone.now()),
+            )
+        )
+    }
     unknown = sorted(set(keys) - set(found))
     if unknown:
         raise UnknownPurpose(
@@ -446,7 +456,11 @@ def consent_record(
     if duplicated:
         raise DuplicatePurpose(detail={"duplicated": duplicated})
     purposes = _purposes_by_key(keys)
-    current = current_notice_versions([p.pk for p in purposes.values()])
+    current = {
+        p.pk: p.current_notice  # type: ignore[attr-defined]
+        for p in purposes.values()
+        if p.current_notice is not None  # type: ignore[attr-defined]
+    }
     for d in decisions:
         purpose = purposes[d.purpose]
         if purpose.pk not in current:

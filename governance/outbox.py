@@ -7,6 +7,7 @@ rows wait until a dispatcher picks them up.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
@@ -67,15 +68,31 @@ def _dispatch_already_queued() -> bool:
     return any(entry[1] is outbox_dispatch_notify for entry in connection.run_on_commit)
 
 
+_coalesce_until = 0.0
+
+
 def outbox_dispatch_notify() -> None:
-    """Asks a worker to dispatch now. With the broker down this only logs: the rows stay in
-    the outbox and the beat-scheduled sweeper delivers them once the broker is back."""
+    """Asks a worker to dispatch. With the broker down this only logs: the rows stay in
+    the outbox and the beat-scheduled sweeper delivers them once the broker is back.
+
+    Under load, one dispatch per short window (WEBHOOK_DISPATCH_COALESCE_SECONDS) serves
+    every commit of that window: the task runs at the window's end and fans out every
+    undispatched row, so a commit whose notice was coalesced is still picked up.
+    """
+    global _coalesce_until
     from kombu.exceptions import OperationalError
 
     from governance.tasks import outbox_dispatch_task
 
+    window = float(settings.WEBHOOK_DISPATCH_COALESCE_SECONDS)
+    now = time.monotonic()
+    if window > 0 and now < _coalesce_until:
+        return
+    _coalesce_until = now + window
     try:
-        outbox_dispatch_task.apply_async(kwargs={"sweep": False}, retry=False)
+        outbox_dispatch_task.apply_async(
+            kwargs={"sweep": False}, countdown=window or None, retry=False
+        )
     except (OperationalError, OSError) as exc:
         logger.warning(
             "outbox dispatch not queued, broker unavailable (%s); the sweeper will deliver",

@@ -245,6 +245,11 @@ WEBHOOK_BACKOFF_MAX_SECONDS = float(env_str("WEBHOOK_BACKOFF_MAX_SECONDS", "3600
 WEBHOOK_SWEEP_SECONDS = env_int("WEBHOOK_SWEEP_SECONDS", 30)
 # Queue a dispatch after each commit that writes to the outbox (the sweeper runs regardless).
 WEBHOOK_DISPATCH_ON_COMMIT = env_bool("WEBHOOK_DISPATCH_ON_COMMIT", True)
+# One dispatch message per process per window serves every commit in it (seconds; 0: one
+# message per commit).
+WEBHOOK_DISPATCH_COALESCE_SECONDS = float(
+    env_str("WEBHOOK_DISPATCH_COALESCE_SECONDS", "0.2") or 0.2
+)
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {
         "task": "governance.outbox_dispatch",

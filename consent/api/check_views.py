@@ -371,6 +371,15 @@ EXPORT_COLUMNS = [
 ]
 
 
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return "; ".join(
+            ", ".join(f"{k}={v}" for k, v in item.items()) if isinstance(item, dict) else str(item)
+            for item in value
+        )
+    return value
+
+
 class DataUseExportApi(JSONErrorsOnly, APIView):
     required_scope = Scope.CHECKS
 
@@ -394,10 +403,11 @@ class DataUseExportApi(JSONErrorsOnly, APIView):
         if fmt == "json":
             return _json({"records_of_processing": rows})
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
+        extra = [k for k in (rows[0] if rows else {}) if k not in EXPORT_COLUMNS]
+        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS + extra)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()})
+            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="records-of-processing.csv"'
         return response
