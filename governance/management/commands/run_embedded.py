@@ -72,6 +72,7 @@ class Command(BaseCommand):
                 os.path.join(os.environ.get("VAR_DIR", "var"), "celerybeat"),
             ],
         }
+        _declare_queues()
         # Each in its own process group, so stopping one stops its children too (gunicorn's
         # and Celery's workers) and nothing is left holding the port.
         procs = {
@@ -113,3 +114,17 @@ class Command(BaseCommand):
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def _declare_queues() -> None:
+    """Creates the broker's queues once, before web, worker and beat start.
+
+    On kombu's SQLAlchemy transport each process creates a queue row on first use; started
+    together they race for it and the loser (the worker, fatally) hits a UNIQUE violation.
+    """
+    from governance.celery import app
+
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for queue in app.amqp.queues.values():
+            queue(channel).declare()
