@@ -283,7 +283,6 @@ def test_logging_in_carries_the_device_choice_to_the_account(page):
 def test_a_missing_browser_fails_loudly_instead_of_skipping(monkeypatch):
     from tests.consent import browser
 
-    monkeypatch.delenv("SKIP_BROWSER_TESTS", raising=False)
     monkeypatch.setattr(browser, "CHROMIUM", "/nonexistent/chromium")
     with pytest.raises(pytest.fail.Exception, match="make browser"):
         browser.require_chromium()
