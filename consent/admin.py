@@ -25,19 +25,7 @@ from consent.models import (
     SubjectLink,
 )
 from consent.verify import ledger_verify
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History tables: visible to staff, changed only by services."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from governance.admin import HistoryAdmin as ReadOnlyAdmin
 
 
 class NoticeVersionInline(admin.TabularInline):

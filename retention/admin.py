@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from consent import identity
 from governance.actors import Actor
+from governance.admin import HistoryAdmin as ReadOnlyAdmin
 from governance.errors import DomainError
 from retention import services
 from retention.models import (
@@ -26,17 +27,6 @@ from retention.models import (
     RetentionPolicy,
 )
 from retention.registry import targets
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RetentionPolicyForm(forms.ModelForm):

@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from consent import banner_selectors, banner_services, selectors, services
 from consent.api.serializers import ContextSerializer, DecisionSerializer
-from consent.api.views import api_client_of, client_context, validated
+from consent.api.views import api_client_of, client_context, decision_inputs, validated
 from consent.models import IndicationMethod, Property, Subject
 from consent.subject_tokens import subject_token_mint, subject_token_verify
 from governance import crypto
@@ -225,14 +225,7 @@ class BannerConsentApi(BannerApi):
         def produce() -> Answer:
             result = banner_services.banner_consent_record(
                 prop=prop,
-                decisions=[
-                    services.DecisionInput(
-                        purpose=d["purpose"],
-                        granted=d["granted"],
-                        notice_version=d.get("notice_version"),
-                    )
-                    for d in data["decisions"]
-                ],
+                decisions=decision_inputs(data["decisions"]),
                 actor=services.Actor.for_client(api_client_of(request)),
                 device_id=device_id,
                 subject_id=subject_id,

@@ -52,6 +52,15 @@ def api_client_of(request: Request) -> ApiClient:
     return client
 
 
+def decision_inputs(decisions: list[dict[str, Any]]) -> list[services.DecisionInput]:
+    return [
+        services.DecisionInput(
+            purpose=d["purpose"], granted=d["granted"], notice_version=d.get("notice_version")
+        )
+        for d in decisions
+    ]
+
+
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
@@ -154,14 +163,7 @@ class ConsentRecordApi(APIView):
         def produce() -> Answer:
             result = services.consent_record(
                 subject_id=subject_id,
-                decisions=[
-                    services.DecisionInput(
-                        purpose=d["purpose"],
-                        granted=d["granted"],
-                        notice_version=d.get("notice_version"),
-                    )
-                    for d in data["decisions"]
-                ],
+                decisions=decision_inputs(data["decisions"]),
                 actor=services.Actor.for_client(api_client_of(request)),
                 source=data["source"],
                 indication_method=data["indication_method"],
