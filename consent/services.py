@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Max, Q
+from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from consent import identity, ledger
@@ -38,10 +38,18 @@ from consent.models import (
     Source,
     Subject,
 )
+from governance import sqlwrite
 from governance.actors import Actor
-from governance.audit import audit_record
+from governance.audit import audit_build, audit_record
 from governance.errors import InvalidRequest
-from governance.outbox import outbox_enqueue
+from governance.models import AuditEvent, OutboxEvent
+from governance.outbox import (
+    OUTBOX_NEXT_SEQ_SQL,
+    outbox_build,
+    outbox_dispatch_on_commit,
+    outbox_enqueue,
+    outbox_next_seq,
+)
 
 
 @dataclass(frozen=True)
@@ -207,28 +215,38 @@ def effective_status(state: ConsentState, now: datetime) -> str:
     return state.status
 
 
-def _context_create(*, receipt_id: uuid.UUID, context: ContextInput, now: datetime) -> str:
-    ip_hash = identity.keyed_hash(context.ip, purpose="ip") if context.ip else ""
-    ua_hash = (
-        identity.keyed_hash(context.user_agent, purpose="user-agent") if context.user_agent else ""
-    )
-    ConsentContext.objects.create(
+def _context_build(
+    *, receipt_id: uuid.UUID, context: ContextInput, now: datetime
+) -> tuple[ConsentContext, str]:
+    """The unsaved proof context and its digest (which the events carry)."""
+    row = ConsentContext(
         receipt_id=receipt_id,
-        ip_hash=ip_hash,
-        user_agent_hash=ua_hash,
+        ip_hash=identity.keyed_hash(context.ip, purpose="ip") if context.ip else "",
+        user_agent_hash=(
+            identity.keyed_hash(context.user_agent, purpose="user-agent")
+            if context.user_agent
+            else ""
+        ),
         page=context.page[:2000],
         locale=context.locale[:16],
         jurisdiction=context.jurisdiction[:32],
         created_at=now,
     )
-    return ledger.context_digest(
+    digest = ledger.context_digest(
         receipt_id=str(receipt_id),
-        ip_hash=ip_hash,
-        user_agent_hash=ua_hash,
-        page=context.page[:2000],
-        locale=context.locale[:16],
-        jurisdiction=context.jurisdiction[:32],
+        ip_hash=row.ip_hash,
+        user_agent_hash=row.user_agent_hash,
+        page=row.page,
+        locale=row.locale,
+        jurisdiction=row.jurisdiction,
     )
+    return row, digest
+
+
+def _context_create(*, receipt_id: uuid.UUID, context: ContextInput, now: datetime) -> str:
+    row, digest = _context_build(receipt_id=receipt_id, context=context, now=now)
+    row.save(force_insert=True)
+    return digest
 
 
 @dataclass(frozen=True)
@@ -239,7 +257,7 @@ class _Entry:
     expires_at: datetime | None
 
 
-def event_append(
+def event_build(
     *,
     subject: Subject,
     entry: _Entry,
@@ -253,7 +271,8 @@ def event_append(
     context_digest: str,
     language: str,
 ) -> ConsentEvent:
-    """Appends one event to a locked subject's chain and moves its state. Caller saves subject."""
+    """The unsaved next event of a locked subject's chain; moves the subject's chain head
+    in memory (the caller saves both)."""
     seq = subject.last_seq + 1
     event = ConsentEvent(
         id=uuid.uuid4(),
@@ -296,36 +315,69 @@ def event_append(
         context_digest=context_digest,
         prev_hash=subject.chain_head,
     )
-    event.save(force_insert=True)
     subject.last_seq = seq
     subject.chain_head = event.hash
+    return event
+
+
+def _state_of(event: ConsentEvent) -> ConsentState:
+    """The current state an event leaves its purpose in."""
+    return ConsentState(
+        subject_id=event.subject_id,
+        purpose_id=event.purpose_id,
+        status=event.action,
+        notice_version=event.notice_version,
+        since=event.effective_at,
+        expires_at=event.expires_at,
+        event_id=event.id,
+        gpc=event.source == Source.GPC,
+    )
+
+
+_STATE_UPDATE_FIELDS = ["status", "notice_version", "since", "expires_at", "event_id", "gpc"]
+
+
+def _states_save(states: Sequence[ConsentState]) -> None:
     # One INSERT ... ON CONFLICT DO UPDATE instead of update_or_create's select, savepoints
     # and insert: the subject's row lock already orders writers, this only saves round trips.
     ConsentState.objects.bulk_create(
-        [
-            ConsentState(
-                subject=subject,
-                purpose=entry.purpose,
-                status=entry.action,
-                notice_version=entry.notice_version,
-                since=effective_at,
-                expires_at=entry.expires_at,
-                event_id=event.id,
-                gpc=source == Source.GPC,
-            )
-        ],
+        states,
         update_conflicts=True,
         unique_fields=["purpose", "subject"],
-        update_fields=[
-            "status",
-            "notice_version",
-            "since",
-            "expires_at",
-            "event_id",
-            "gpc",
-            "updated_at",
-        ],
+        update_fields=[*_STATE_UPDATE_FIELDS, "updated_at"],
     )
+
+
+def event_append(
+    *,
+    subject: Subject,
+    entry: _Entry,
+    effective_at: datetime,
+    recorded_at: datetime,
+    source: str,
+    indication_method: str,
+    given_by: str,
+    actor: Actor,
+    receipt_id: uuid.UUID,
+    context_digest: str,
+    language: str,
+) -> ConsentEvent:
+    """Appends one event to a locked subject's chain and moves its state. Caller saves subject."""
+    event = event_build(
+        subject=subject,
+        entry=entry,
+        effective_at=effective_at,
+        recorded_at=recorded_at,
+        source=source,
+        indication_method=indication_method,
+        given_by=given_by,
+        actor=actor,
+        receipt_id=receipt_id,
+        context_digest=context_digest,
+        language=language,
+    )
+    event.save(force_insert=True)
+    _states_save([_state_of(event)])
     return event
 
 
@@ -344,18 +396,39 @@ def event_payload(event: ConsentEvent) -> dict[str, Any]:
     }
 
 
+_PURPOSE_COLUMNS = ["id", "key", "consent_ttl", "gpc_opt_out"]
+
+
 def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
     """The active purposes named, each annotated with its current notice version
     (`current_notice`, None when it has none) in the same query: this is the write path."""
-    found: dict[str, Purpose] = {
-        p.key: p
-        for p in Purpose.objects.filter(key__in=keys, active=True).annotate(
-            current_notice=Max(
-                "notice_versions__version",
-                filter=Q(notice_versions__published_at__lte=timezone.now()),
+    # Plain SQL: this runs on every consent write, and the ORM's query compilation would
+    # cost more than the query. Columns the write path does not use stay deferred.
+    columns = "p.id, p.key, p.consent_ttl, p.gpc_opt_out"
+    current = (
+        "(SELECT MAX(n.version) FROM consent_noticeversion n"
+        " WHERE n.purpose_id = p.id AND n.published_at <= %s) AS current_notice"
+    )
+    found: dict[str, Purpose] = {}
+    if connection.vendor == "postgresql":
+        with sqlwrite.prepared_cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns}, {current} FROM consent_purpose p"  # noqa: S608
+                " WHERE p.active AND p.key = ANY(%s)",
+                [timezone.now(), list(keys)],
+                prepare=True,
             )
+            for *values, notice in cursor.fetchall():
+                purpose = Purpose.from_db("default", _PURPOSE_COLUMNS, values)
+                purpose.current_notice = notice  # type: ignore[attr-defined]
+                found[purpose.key] = purpose
+    else:
+        placeholders = ", ".join(["%s"] * len(keys))
+        sql = (  # only placeholders are formatted in, the keys are parameters
+            f"SELECT {columns}, {current} FROM consent_purpose p"  # noqa: S608
+            f" WHERE p.active AND p.key IN ({placeholders})"
         )
-    }
+        found = {p.key: p for p in Purpose.objects.raw(sql, [timezone.now(), *keys])}
     unknown = sorted(set(keys) - set(found))
     if unknown:
         raise UnknownPurpose(
@@ -381,18 +454,20 @@ def _write(
     context: ContextInput | None,
     now: datetime,
 ) -> RecordResult:
-    """Locks the subject, lets `plan` choose the entries from the current states, appends."""
+    """Locks the subject, lets `plan` choose the entries from the current states, appends
+    the events with their states, proof context, outbox and audit rows in one transaction."""
     with transaction.atomic():
-        subject = subject_lock(identifier=identifier, namespace=namespace)
-        states = {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)}
+        subject, states = _subject_lock_with_states(identifier=identifier, namespace=namespace)
         entries: list[_Entry] = plan(states)
         if not entries:
             return RecordResult(receipt_id=None, subject=subject, recorded_at=now)
         receipt_id = uuid.uuid4()
-        digest = _context_create(receipt_id=receipt_id, context=context or ContextInput(), now=now)
+        context_row, digest = _context_build(
+            receipt_id=receipt_id, context=context or ContextInput(), now=now
+        )
         language = _language(context)
         events = [
-            event_append(
+            event_build(
                 subject=subject,
                 entry=entry,
                 effective_at=now,
@@ -407,15 +482,16 @@ def _write(
             )
             for entry in entries
         ]
-        subject.save(update_fields=["last_seq", "chain_head"])
-        for event in events:
-            outbox_enqueue(
+        announcements = [
+            outbox_build(
                 event_type=f"consent.{event.action}",
                 payload=event_payload(event),
                 subject_key=subject.key,
                 subject_identifier=identifier,
             )
-        audit_record(
+            for event in events
+        ]
+        audit = audit_build(
             actor=actor,
             action="consent.record",
             target_type="receipt",
@@ -427,7 +503,130 @@ def _write(
                 "events": [[e.purpose.key, e.action] for e in events],
             },
         )
+        _write_rows(
+            subject=subject,
+            context_row=context_row,
+            events=events,
+            announcements=announcements,
+            audit=audit,
+        )
+        outbox_dispatch_on_commit()
         return RecordResult(receipt_id=receipt_id, subject=subject, recorded_at=now, events=events)
+
+
+# --- the write path's statements ----------------------------------------------------------
+# On PostgreSQL a consent write is four statements inside its transaction: lock (or
+# create) the subject, read its states, write every row in one statement, commit. The ORM
+# path below does the same on SQLite, the embedded default, one row at a time.
+
+_SUBJECT_LOCK_SQL = """
+INSERT INTO consent_subject AS s
+    (namespace, key, key_version, identifier_encrypted, created_at, last_seq, chain_head)
+VALUES (%s, %s, %s, %s, %s, 0, '')
+ON CONFLICT (namespace, key) DO UPDATE
+    SET identifier_encrypted = COALESCE(s.identifier_encrypted, EXCLUDED.identifier_encrypted)
+RETURNING id, key_version, identifier_encrypted, created_at, erased_at, last_seq, chain_head
+"""
+
+_STATES_SQL = """
+SELECT id, purpose_id, status, notice_version, since, expires_at, event_id, gpc, updated_at
+FROM consent_consentstate WHERE subject_id = %s
+"""
+
+
+def _subject_lock_with_states(
+    *, identifier: str, namespace: str
+) -> tuple[Subject, dict[int, ConsentState]]:
+    """subject_lock, then the subject's current states by purpose id."""
+    if connection.vendor != "postgresql":
+        subject = subject_lock(identifier=identifier, namespace=namespace)
+        return subject, {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)}
+    key = identity.subject_key(identifier)
+    with sqlwrite.prepared_cursor() as cursor:
+        # ON CONFLICT DO UPDATE takes the row lock whether it inserts or finds the row, and
+        # gives a subject erased earlier a fresh ciphertext (a new grant starts a new history).
+        cursor.execute(
+            _SUBJECT_LOCK_SQL,
+            [
+                namespace,
+                key,
+                settings.SUBJECT_HASH_KEY_VERSION,
+                identity.encrypt_identifier(identifier, key=key),
+                timezone.now(),
+            ],
+            prepare=True,
+        )
+        found = dict(zip(_SUBJECT_COLUMNS, cursor.fetchone(), strict=True))
+        subject = Subject(namespace=namespace, key=key, **found)
+        # A fresh statement, so a fresh snapshot: it sees what earlier lock holders committed.
+        cursor.execute(_STATES_SQL, [subject.pk], prepare=True)
+        states = [
+            ConsentState(subject_id=subject.pk, **dict(zip(_STATE_COLUMNS, r, strict=True)))
+            for r in cursor.fetchall()
+        ]
+    return subject, {s.purpose_id: s for s in states}
+
+
+_SUBJECT_COLUMNS = (
+    "id",
+    "key_version",
+    "identifier_encrypted",
+    "created_at",
+    "erased_at",
+    "last_seq",
+    "chain_head",
+)
+_STATE_COLUMNS = (
+    "id",
+    "purpose_id",
+    "status",
+    "notice_version",
+    "since",
+    "expires_at",
+    "event_id",
+    "gpc",
+    "updated_at",
+)
+
+
+def _write_rows(
+    *,
+    subject: Subject,
+    context_row: ConsentContext,
+    events: Sequence[ConsentEvent],
+    announcements: Sequence[OutboxEvent],
+    audit: AuditEvent,
+) -> None:
+    states = [_state_of(event) for event in events]
+    if connection.vendor != "postgresql":
+        context_row.save(force_insert=True)
+        ConsentEvent.objects.bulk_create(events)
+        _states_save(states)
+        subject.save(update_fields=["last_seq", "chain_head"])
+        first = outbox_next_seq(subject.key)
+        for offset, row in enumerate(announcements):
+            row.seq = first + offset
+        OutboxEvent.objects.bulk_create(announcements)
+        audit.save(force_insert=True)
+        return
+    statement = sqlwrite.Statement()
+    statement.insert([context_row])
+    statement.insert(events)
+    statement.insert(
+        states,
+        on_conflict="ON CONFLICT (purpose_id, subject_id) DO UPDATE SET "
+        + ", ".join(f"{c} = EXCLUDED.{c}" for c in [*_STATE_UPDATE_FIELDS, "updated_at"]),
+    )
+    statement.raw(
+        "UPDATE consent_subject SET last_seq = %s, chain_head = %s WHERE id = %s",
+        [subject.last_seq, subject.chain_head, subject.pk],
+    )
+    statement.insert(
+        announcements,
+        expressions={"seq": OUTBOX_NEXT_SEQ_SQL},
+    )
+    statement.insert([audit])
+    statement.execute()
 
 
 def consent_record(

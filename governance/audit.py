@@ -23,7 +23,7 @@ def hash_ip(ip: str) -> str:
     return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()
 
 
-def audit_record(
+def audit_build(
     *,
     actor: Actor,
     action: str,
@@ -32,8 +32,8 @@ def audit_record(
     ip: str = "",
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Appends one audit row. Never put a plaintext subject identifier in `detail`."""
-    return AuditEvent.objects.create(
+    """The unsaved row. Never put a plaintext subject identifier in `detail`."""
+    return AuditEvent(
         at=timezone.now(),
         actor_type=actor.type,
         actor_id=actor.id,
@@ -45,6 +45,28 @@ def audit_record(
         ip_hash=hash_ip(ip),
         detail=detail or {},
     )
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str = "",
+    target_id: str = "",
+    ip: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Appends one audit row. Never put a plaintext subject identifier in `detail`."""
+    event = audit_build(
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        ip=ip,
+        detail=detail,
+    )
+    event.save(force_insert=True)
+    return event
 
 
 @contextmanager

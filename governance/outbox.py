@@ -30,6 +30,32 @@ EVENT_TYPES = (
 )
 
 
+def outbox_build(
+    *,
+    event_type: str,
+    payload: dict[str, Any],
+    subject_key: str = "",
+    subject_identifier: str | None = None,
+    seq: int = 0,
+) -> OutboxEvent:
+    """The unsaved row: checks the type and encrypts the identifier. See outbox_enqueue."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown outbox event type {event_type!r}")
+    encrypted = (
+        crypto.encrypt(subject_identifier.encode(), aad=subject_key.encode())
+        if subject_identifier is not None
+        else None
+    )
+    return OutboxEvent(
+        event_type=event_type,
+        subject_key=subject_key,
+        subject_identifier_encrypted=encrypted,
+        seq=seq,
+        payload=payload,
+        created_at=timezone.now(),
+    )
+
+
 def outbox_enqueue(
     *,
     event_type: str,
@@ -39,28 +65,36 @@ def outbox_enqueue(
 ) -> OutboxEvent:
     """Call inside the transaction of the change, with the subject's row already locked
     (so the per-subject sequence cannot race)."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"unknown outbox event type {event_type!r}")
-    seq = 0
-    if subject_key:
-        last = OutboxEvent.objects.filter(subject_key=subject_key).aggregate(m=Max("seq"))["m"]
-        seq = (last or 0) + 1
-    encrypted = (
-        crypto.encrypt(subject_identifier.encode(), aad=subject_key.encode())
-        if subject_identifier is not None
-        else None
-    )
-    event = OutboxEvent.objects.create(
+    event = outbox_build(
         event_type=event_type,
-        subject_key=subject_key,
-        subject_identifier_encrypted=encrypted,
-        seq=seq,
         payload=payload,
-        created_at=timezone.now(),
+        subject_key=subject_key,
+        subject_identifier=subject_identifier,
+        seq=outbox_next_seq(subject_key) if subject_key else 0,
     )
+    event.save(force_insert=True)
+    outbox_dispatch_on_commit()
+    return event
+
+
+def outbox_next_seq(subject_key: str) -> int:
+    """The subject's next outbox sequence number; its row lock must be held."""
+    last = OutboxEvent.objects.filter(subject_key=subject_key).aggregate(m=Max("seq"))["m"]
+    return (last or 0) + 1
+
+
+# outbox_next_seq as SQL, for writes that insert in one statement (governance.sqlwrite):
+# the rows of one insert belong to one subject, numbered from 1 by r.ordinality.
+OUTBOX_NEXT_SEQ_SQL = (
+    "(SELECT COALESCE(MAX(o.seq), 0) FROM governance_outboxevent o"
+    " WHERE o.subject_key = r.subject_key) + r.ordinality"
+)
+
+
+def outbox_dispatch_on_commit() -> None:
+    """Asks for a dispatch once the current transaction commits (once per transaction)."""
     if settings.WEBHOOK_DISPATCH_ON_COMMIT and not _dispatch_already_queued():
         transaction.on_commit(outbox_dispatch_notify)
-    return event
 
 
 def _dispatch_already_queued() -> bool:

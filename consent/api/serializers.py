@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from rest_framework import serializers
@@ -55,6 +57,118 @@ class RecordOutputSerializer(serializers.Serializer):
     subject_id = serializers.CharField()
     recorded_at = serializers.DateTimeField()
     events = RecordedEventSerializer(many=True)
+
+
+def _iso(value: datetime | None) -> str | None:
+    """What DRF's DateTimeField renders: ISO 8601 in UTC, with Z for +00:00."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def record_output(
+    *, receipt_id: uuid.UUID | None, subject_id: str, recorded_at: datetime, events: Any
+) -> dict[str, Any]:
+    """RecordOutputSerializer's output, built directly: every consent write answers with it,
+    and the serializer's per-request field copies cost more than the write's own Python.
+    tests/consent/test_record_fast_path.py holds the two equal."""
+    return {
+        "receipt_id": str(receipt_id) if receipt_id is not None else None,
+        "subject_id": subject_id,
+        "recorded_at": _iso(recorded_at),
+        "events": [
+            {
+                "event_id": str(e.id),
+                "purpose": e.purpose.key,
+                "action": e.action,
+                "notice_version": e.notice_version,
+                "expires_at": _iso(e.expires_at),
+            }
+            for e in events
+        ],
+    }
+
+
+def _plain_text(value: Any, max_length: int, *, blank: bool = False) -> bool:
+    """A string a CharField keeps exactly as it is: ASCII (no surrogates), no NUL, no edge
+    whitespace to trim, within its length."""
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and "\x00" not in value
+        and len(value) <= max_length
+        and (blank or value != "")
+        and value == value.strip()
+    )
+
+
+def _plain_int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+_DECISION_KEYS = frozenset({"purpose", "granted", "notice_version"})
+_CONTEXT_FIELDS = {"locale": 16, "jurisdiction": 32, "page": 2000}
+
+
+def record_input_fast(data: Any) -> dict[str, Any] | None:
+    """The validated data of ConsentRecordApi.InputSerializer for a plainly valid body, or
+    None when the body needs the serializer's full rules (the view then runs it, for its
+    answer or its error). Accepts only what the serializer accepts unchanged; the property
+    test in tests/consent/test_record_fast_path.py holds the two equal."""
+    if not isinstance(data, dict):
+        return None
+    subject_id = data.get("subject_id")
+    if not (
+        isinstance(subject_id, str)
+        and subject_id
+        and subject_id.isascii()
+        and "\x00" not in subject_id
+        and len(subject_id) <= MAX_IDENTIFIER_LENGTH
+    ):
+        return None
+    raw = data.get("decisions")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 100:
+        return None
+    decisions = []
+    for item in raw:
+        if not (
+            isinstance(item, dict)
+            and item.keys() <= _DECISION_KEYS
+            and _plain_text(item.get("purpose"), 64)
+            and isinstance(item.get("granted"), bool)
+        ):
+            return None
+        decision = {"purpose": item["purpose"], "granted": item["granted"]}
+        if "notice_version" in item:
+            version = item["notice_version"]
+            if version is not None and not _plain_int(version, 1, 2**31 - 1):
+                return None
+            decision["notice_version"] = version
+        decisions.append(decision)
+    out: dict[str, Any] = {"subject_id": subject_id, "decisions": decisions}
+    for name, choices, default in (
+        ("source", API_SOURCES, Source.API),
+        ("indication_method", INDICATION_METHODS, IndicationMethod.API),
+        ("given_by", GivenBy.values, GivenBy.SUBJECT),
+    ):
+        value = data.get(name, default)
+        if not isinstance(value, str) or value not in choices:
+            return None
+        out[name] = value
+    if "subject_age" in data:
+        age = data["subject_age"]
+        if age is not None and not _plain_int(age, 0, 150):
+            return None
+        out["subject_age"] = age
+    if "context" in data:
+        context = data["context"]
+        if not isinstance(context, dict) or not context.keys() <= _CONTEXT_FIELDS.keys():
+            return None
+        if not all(_plain_text(context[k], _CONTEXT_FIELDS[k], blank=True) for k in context):
+            return None
+        out["context"] = {k: context.get(k, "") for k in _CONTEXT_FIELDS}
+    return out
 
 
 class HistoryEventSerializer(serializers.ModelSerializer):

@@ -25,6 +25,8 @@ from consent.api.serializers import (
     HistoryEventSerializer,
     RecordOutputSerializer,
     SubjectIdField,
+    record_input_fast,
+    record_output,
 )
 from consent.models import GivenBy
 from consent.receipts import receipt_signed
@@ -70,15 +72,13 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
 
 
 def record_answer(result: services.RecordResult, subject_id: str, status_code: int) -> Answer:
-    body = RecordOutputSerializer(
-        {
-            "receipt_id": result.receipt_id,
-            "subject_id": subject_id,
-            "recorded_at": result.recorded_at,
-            "events": result.events,
-        }
-    ).data
-    return Answer(status_code, dict(body))
+    body = record_output(
+        receipt_id=result.receipt_id,
+        subject_id=subject_id,
+        recorded_at=result.recorded_at,
+        events=result.events,
+    )
+    return Answer(status_code, body)
 
 
 def _without_subject(body: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +157,7 @@ class ConsentRecordApi(APIView):
         responses={201: RecordOutputSerializer, **error_responses(400, 409, 413, 415, 422)},
     )
     def post(self, request: Request) -> Response:
-        data = validated(self.InputSerializer, request.data)
+        data = record_input_fast(request.data) or validated(self.InputSerializer, request.data)
         subject_id = data["subject_id"]
 
         def produce() -> Answer:

@@ -1,0 +1,122 @@
+"""One PostgreSQL statement for a whole write: unsaved model instances become the
+data-modifying CTEs of a single `WITH ... SELECT 1`.
+
+The hot write path (a consent decision: proof context, ledger event, state, subject chain
+head, outbox and audit rows) costs one round trip this way instead of one ORM call per row.
+Column lists and value conversion come from the models' own fields, so a migration that
+adds a column is picked up here without an edit. PostgreSQL only: SQLite has no
+data-modifying CTEs, and the embedded default keeps the ORM path.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from django.db import connection
+from django.db.models import Field, Model
+
+
+def _json_value(value: Any) -> Any:
+    """A Python value as JSON that PostgreSQL's input function for the column reads back
+    exactly (timestamps keep their microseconds: the ledger's hashes cover them)."""
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    return value
+
+
+def _row(obj: Model, fields: Sequence[Field[Any, Any]]) -> dict[str, Any]:
+    return {f.column: _json_value(f.pre_save(obj, add=True)) for f in fields}
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(
+    model: type[Model],
+    with_pk: bool,
+    expressions: tuple[tuple[str, str], ...],
+    on_conflict: str,
+) -> tuple[str, list[Field[Any, Any]]]:
+    """The INSERT's text and its fields, built once per shape (this is the hot path)."""
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if with_pk or not f.primary_key]
+    quote = connection.ops.quote_name
+    override = dict(expressions)
+    columns = ", ".join(quote(f.column) for f in fields)
+    values = ", ".join(override.get(f.column, f"r.{quote(f.column)}") for f in fields)
+    table = quote(meta.db_table)
+    # Identifiers come from the model's meta, values are one parameter: nothing from input.
+    sql = (
+        f"INSERT INTO {table} AS t ({columns}) SELECT {values}"  # noqa: S608
+        f" FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) WITH ORDINALITY AS r"
+    )
+    return (f"{sql} {on_conflict}" if on_conflict else sql), fields
+
+
+@dataclass
+class Statement:
+    """Collects CTEs; `execute` runs them all as one statement."""
+
+    ctes: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def insert(
+        self,
+        objs: Sequence[Model],
+        *,
+        expressions: Mapping[str, str] | None = None,
+        on_conflict: str = "",
+    ) -> None:
+        """INSERT the instances (all of one model) as they are, pre_save applied; an auto
+        primary key left None is filled by the database.
+
+        The rows travel as one JSON parameter (jsonb_populate_recordset), so the SQL text
+        is the same for any number of rows and the driver's statement cache keeps it.
+        `expressions` replaces a column's value with SQL, which may use the row as `r`
+        and its position in this insert, from 1, as `r.ordinality`.
+        """
+        if not objs:
+            return
+        with_pk = getattr(objs[0], objs[0]._meta.pk.attname) is not None
+        sql, fields = _insert_sql(
+            type(objs[0]), with_pk, tuple(sorted((expressions or {}).items())), on_conflict
+        )
+        self._add(sql)
+        self.params.append(json.dumps([_row(obj, fields) for obj in objs]))
+
+    def raw(self, sql: str, params: Sequence[Any]) -> None:
+        """Any other data-modifying statement (an UPDATE, say) as one more CTE."""
+        self._add(sql)
+        self.params.extend(params)
+
+    def _add(self, sql: str) -> None:
+        self.ctes.append(f"w{len(self.ctes)} AS ({sql})")
+
+    def execute(self) -> None:
+        if not self.ctes:
+            return
+        with prepared_cursor() as cursor:
+            cursor.execute(f"WITH {', '.join(self.ctes)} SELECT 1", self.params, prepare=True)
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
+    """A server-side-binding cursor on Django's connection, in its transaction.
+
+    Django's own cursors bind client-side, so PostgreSQL parses and plans every statement
+    again; the write path's few statements never change text, so preparing them once per
+    connection (`execute(..., prepare=True)`) saves that on every write.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
