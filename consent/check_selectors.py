@@ -16,7 +16,6 @@ from consent import identity
 from consent.checks import (
     PurposeRule,
     lookup,
-    pg_binary_cursor,
     purpose_rule_for,
     purpose_rule_get,
 )
@@ -29,6 +28,7 @@ from consent.models import (
     DecisionLineage,
     Subject,
 )
+from governance import db
 from governance.errors import InvalidRequest, NotFound
 
 _ONE_PURPOSE = """
@@ -71,13 +71,13 @@ def check_one(
         rule = purpose_rule_get(purpose_key)
         return rule, lookup([key], rule, at=at, as_of=as_of is not None, portable=True)[0].verdict
     account = Subject.Namespace.ACCOUNT.value
-    cursor = pg_binary_cursor()
-    if as_of is None:
-        cursor.execute(_ONE_CURRENT, (account, key, purpose_key), binary=True)
-    else:
-        cursor.execute(_ONE_AS_OF, (account, key, at, purpose_key), binary=True)
-    row = cursor.fetchone()
-    cursor.close()
+    # Prepared once per connection: a single check is the hottest read of the service.
+    with db.prepared_cursor() as cursor:
+        if as_of is None:
+            cursor.execute(_ONE_CURRENT, (account, key, purpose_key), binary=True, prepare=True)
+        else:
+            cursor.execute(_ONE_AS_OF, (account, key, at, purpose_key), binary=True, prepare=True)
+        row = cursor.fetchone()
     if row is None:
         raise UnknownPurpose(
             f"Unknown or inactive purpose: {purpose_key}.", detail={"purpose": purpose_key}

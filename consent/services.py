@@ -38,7 +38,7 @@ from consent.models import (
     Source,
     Subject,
 )
-from governance import sqlwrite
+from governance import db
 from governance.actors import Actor
 from governance.audit import audit_build, audit_record
 from governance.errors import InvalidRequest
@@ -411,7 +411,7 @@ def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
     )
     found: dict[str, Purpose] = {}
     if connection.vendor == "postgresql":
-        with sqlwrite.prepared_cursor() as cursor:
+        with db.prepared_cursor() as cursor:
             cursor.execute(
                 f"SELECT {columns}, {current} FROM consent_purpose p"  # noqa: S608
                 " WHERE p.active AND p.key = ANY(%s)",
@@ -542,7 +542,7 @@ def _subject_lock_with_states(
         subject = subject_lock(identifier=identifier, namespace=namespace)
         return subject, {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)}
     key = identity.subject_key(identifier)
-    with sqlwrite.prepared_cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         # ON CONFLICT DO UPDATE takes the row lock whether it inserts or finds the row, and
         # gives a subject erased earlier a fresh ciphertext (a new grant starts a new history).
         cursor.execute(
@@ -556,7 +556,7 @@ def _subject_lock_with_states(
             ],
             prepare=True,
         )
-        found = dict(zip(_SUBJECT_COLUMNS, cursor.fetchone(), strict=True))
+        found = dict(zip(_SUBJECT_COLUMNS, cursor.fetchone() or (), strict=True))
         subject = Subject(namespace=namespace, key=key, **found)
         # A fresh statement, so a fresh snapshot: it sees what earlier lock holders committed.
         cursor.execute(_STATES_SQL, [subject.pk], prepare=True)
@@ -609,7 +609,7 @@ def _write_rows(
         OutboxEvent.objects.bulk_create(announcements)
         audit.save(force_insert=True)
         return
-    statement = sqlwrite.Statement()
+    statement = db.Statement()
     statement.insert([context_row])
     statement.insert(events)
     statement.insert(

@@ -83,7 +83,7 @@ def outbox_next_seq(subject_key: str) -> int:
     return (last or 0) + 1
 
 
-# outbox_next_seq as SQL, for writes that insert in one statement (governance.sqlwrite):
+# outbox_next_seq as SQL, for writes that insert in one statement (governance.db):
 # the rows of one insert belong to one subject, numbered from 1 by r.ordinality.
 OUTBOX_NEXT_SEQ_SQL = (
     "(SELECT COALESCE(MAX(o.seq), 0) FROM governance_outboxevent o"

@@ -105,7 +105,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Django's cursors bind client-side and never prepare; a threshold lets the consent
-    # write path prepare its few fixed statements explicitly (governance.sqlwrite). No
+    # write path prepare its few fixed statements explicitly (governance.db). No
     # statement is prepared automatically. (Behind PgBouncer, use session pooling.)
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
 

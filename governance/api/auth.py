@@ -19,6 +19,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from governance import db
 from governance.keys import hash_key
 from governance.models import ApiClient, ApiKey
 
@@ -77,11 +78,17 @@ WHERE k.key_hash = %s AND k.revoked_at IS NULL AND c.active
 
 
 def _key_lookup(key_hash: str, now: datetime) -> tuple[ApiClient, int, str, bool] | None:
-    adapt = connection.ops.adapt_datetimefield_value
     touch_before = now - timedelta(seconds=settings.API_KEY_TOUCH_INTERVAL)
-    with connection.cursor() as cursor:
-        cursor.execute(_KEY_LOOKUP, [adapt(touch_before), key_hash, adapt(now)])
-        row = cursor.fetchone()
+    if connection.vendor == "postgresql":
+        # Every API request runs this: prepared once per connection, not parsed each time.
+        with db.prepared_cursor() as cursor:
+            cursor.execute(_KEY_LOOKUP, [touch_before, key_hash, now], prepare=True)
+            row = cursor.fetchone()
+    else:
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(_KEY_LOOKUP, [adapt(touch_before), key_hash, adapt(now)])
+            row = cursor.fetchone()
     if row is None:
         return None
     key_id, prefix, client_id, name, kind, scopes, rate_limit, stale = row

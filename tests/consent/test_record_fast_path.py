@@ -77,18 +77,23 @@ near_valid = st.fixed_dictionaries(
     {
         "subject_id": st.one_of(
             st.sampled_from(["u-1", "user@example.com", " padded ", "x" * 255, "x" * 256]),
+            st.sampled_from(["u-2", "u-3", "device:abc"]),
             st.text(min_size=1, max_size=20),
         ),
         "decisions": st.lists(
             st.fixed_dictionaries(
                 {
-                    "purpose": st.sampled_from(["analytics", "ads", "x" * 64, "x" * 65, " ads"]),
-                    "granted": st.one_of(st.booleans(), st.sampled_from([1, "true", None])),
+                    "purpose": st.sampled_from(
+                        ["analytics", "ads", "ml_training", "x" * 64, "x" * 65, " ads"]
+                    ),
+                    "granted": st.one_of(
+                        st.booleans(), st.booleans(), st.sampled_from([1, "true", None])
+                    ),
                 },
                 optional={"notice_version": st.one_of(st.none(), st.integers(-1, 3), st.just(2.0))},
             ),
             min_size=0,
-            max_size=3,
+            max_size=2,
         ),
     },
     optional={
@@ -202,3 +207,44 @@ def test_record_output_renders_what_the_serializer_renders(
         receipt_id=receipt_id, subject_id="u-1", recorded_at=recorded_at, events=events
     )
     assert direct == _plain(dict(by_serializer))
+
+
+valid_decisions: st.SearchStrategy[list[dict[str, Any]]] = st.lists(
+    st.fixed_dictionaries(
+        {"purpose": st.from_regex(r"\A[a-z][a-z0-9_]{0,63}\Z"), "granted": st.booleans()},
+        optional={"notice_version": st.one_of(st.none(), st.integers(1, 2**31 - 1))},
+    ),
+    min_size=1,
+    max_size=100,
+    unique_by=lambda d: str(d["purpose"]),
+)
+valid_bodies = st.fixed_dictionaries(
+    {
+        "subject_id": st.text(
+            alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=255
+        ),
+        "decisions": valid_decisions,
+    },
+    optional={
+        "source": st.sampled_from(["api", "banner", "import"]),
+        "indication_method": st.sampled_from(["api", "button", "checkbox", "pre_ticked"]),
+        "given_by": st.sampled_from(["subject", "guardian"]),
+        "subject_age": st.one_of(st.none(), st.integers(0, 150)),
+        "context": st.fixed_dictionaries(
+            {},
+            optional={
+                "locale": st.sampled_from(["", "de-DE", "en"]),
+                "jurisdiction": st.sampled_from(["", "EU", "US-CA"]),
+                "page": st.from_regex(r"\Ahttps://[a-z]{1,20}\.example/[a-z/]{0,40}\Z"),
+            },
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_bodies)
+def test_fast_input_takes_valid_bodies_as_the_serializer_does(body: dict[str, Any]) -> None:
+    fast = record_input_fast(body)
+    assert fast is not None
+    assert _plain(fast) == _plain(_serializer_answer(body))

@@ -1,11 +1,12 @@
-"""One PostgreSQL statement for a whole write: unsaved model instances become the
-data-modifying CTEs of a single `WITH ... SELECT 1`.
+"""PostgreSQL for the hot paths: prepared statements, and one statement for a whole write.
 
-The hot write path (a consent decision: proof context, ledger event, state, subject chain
-head, outbox and audit rows) costs one round trip this way instead of one ORM call per row.
-Column lists and value conversion come from the models' own fields, so a migration that
-adds a column is picked up here without an edit. PostgreSQL only: SQLite has no
-data-modifying CTEs, and the embedded default keeps the ORM path.
+`prepared_cursor` runs fixed statements prepared once per connection (the API key lookup,
+the consent write's lock and reads). `Statement` turns unsaved model instances into the
+data-modifying CTEs of a single `WITH ... SELECT 1`: the consent write (proof context,
+ledger event, state, subject chain head, outbox and audit rows) costs one round trip
+instead of one ORM call per row. Column lists and value conversion come from the models'
+own fields, so a migration that adds a column is picked up here without an edit.
+PostgreSQL only: SQLite has no data-modifying CTEs, and the embedded default keeps the ORM.
 """
 
 from __future__ import annotations
