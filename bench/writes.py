@@ -101,7 +101,7 @@ def _upsert_client(url: str, n: int, seconds: float, start: float, out: Any) -> 
                 [f"c{n}-{done}", done],
             )
             done += 1
-    out.put(done)
+    out.put((done, time.process_time()))
 
 
 def baseline(url: str, clients: int, seconds: float) -> float:
@@ -176,7 +176,7 @@ def _consent_client(target: str, n: int, seconds: float, start: float, out: Any)
             ok += 1
         else:
             failed += 1
-    out.put(ok if not failed else -failed - 1_000_000 * ok)
+    out.put((ok if not failed else -failed - 1_000_000 * ok, time.process_time()))
 
 
 def _service_client(url: str, n: int, seconds: float, start: float, out: Any) -> None:
@@ -203,7 +203,7 @@ def _service_client(url: str, n: int, seconds: float, start: float, out: Any) ->
             actor=Actor.system("bench"),
         )
         done += 1
-    out.put(done)
+    out.put((done, time.process_time()))
 
 
 def _run_clients(
@@ -215,13 +215,36 @@ def _run_clients(
     procs = [mp.Process(target=fn, args=(target, n, seconds, start, out)) for n in range(clients)]
     for p in procs:
         p.start()
-    results = [out.get(timeout=seconds + 120) for _ in procs]
+    reported = [out.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join()
+    results = [count for count, _ in reported]
     if any(r < 0 for r in results):
         raise SystemExit(f"some writes failed: {results}")
     _run_clients.total = sum(results)  # type: ignore[attr-defined]
+    _run_clients.client_cpu = sum(cpu for _, cpu in reported)  # type: ignore[attr-defined]
     return sum(results) / seconds
+
+
+def _cpu_seconds(server_group: int) -> tuple[float, float]:
+    """CPU seconds used so far by the gunicorn process group and by PostgreSQL's processes
+    (all of them: the benchmark has the machine to itself), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    server = postgres = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if comm == "postgres":
+            postgres += used
+        elif int(fields[2]) == server_group:
+            server += used
+    return server, postgres
 
 
 def _gunicorn(url: str, port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
@@ -280,8 +303,11 @@ def main() -> None:
         # Warm-up (not timed): every worker connects to PostgreSQL and the broker once.
         _run_clients(_consent_client, f"{port}|{key}|warm", args.clients, 2)
         warm_total = _run_clients.total  # type: ignore[attr-defined]
+        server_before, pg_before = _cpu_seconds(server.pid)
         ours = _run_clients(_consent_client, f"{port}|{key}|run", args.clients, args.seconds)
+        server_after, pg_after = _cpu_seconds(server.pid)
         ours_total = _run_clients.total  # type: ignore[attr-defined]
+        client_cpu = _run_clients.client_cpu  # type: ignore[attr-defined]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -310,6 +336,12 @@ def main() -> None:
         f"via gunicorn, {args.workers} workers"
     )
     print(f"ratio (ours/raw)    : {ours / base:9.2f}  (budget: >= 500 writes/s)")
+    per_write = 1000 / max(ours_total, 1)
+    print(
+        f"CPU per write       : gunicorn {(server_after - server_before) * per_write:.1f} ms, "
+        f"PostgreSQL {(pg_after - pg_before) * per_write:.1f} ms, "
+        f"clients {client_cpu * per_write:.1f} ms (2 cores: 2,000 ms of CPU a second)"
+    )
     print(
         f"diagnostic: the same writes in-process, no HTTP: {service:.0f} writes/s "
         f"({service / base:.2f} of raw)"
