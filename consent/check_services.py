@@ -7,13 +7,12 @@ Kept beside consent/services.py rather than in it: the check engine owns its tra
 from __future__ import annotations
 
 import json
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from typing import IO, Any
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -40,6 +39,7 @@ from consent.errors import (
 from consent.models import DataUse, Decision, DecisionLineage, Purpose
 from governance.actors import Actor
 from governance.audit import audit_record
+from governance.crypto import EphemeralSpool
 from governance.errors import InvalidRequest
 
 STREAM_CHUNK = 20_000
@@ -279,13 +279,13 @@ class StreamCheck:
     decision: Decision | None = None
     allowed: int = 0
     denied: int = 0
-    _spool: IO[bytes] | None = field(default=None, repr=False)
+    _spool: EphemeralSpool | None = field(default=None, repr=False)
 
     def consume(self, blocks: Iterable[bytes]) -> None:
         moment = self.now or timezone.now()
         at = self.as_of or moment
         hasher = SubjectHasher()
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+        spool = EphemeralSpool(max_size=SPOOL_IN_MEMORY)
         self._spool = spool
         digest = 0
         suffixes: dict[tuple[bool, str], str] = {}
@@ -305,8 +305,7 @@ class StreamCheck:
                 staged = connection.vendor == "postgresql"
                 if staged:
                     stream_stage_open()
-                    ids_spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-                    with ids_spool:
+                    with EphemeralSpool(max_size=SPOOL_IN_MEMORY) as ids_spool:
                         # Phase 1: validate and stage every key; keep the ids, in order, aside.
                         position = 0
                         for numbers, lines in _line_batches(blocks, STREAM_CHUNK):
@@ -317,11 +316,13 @@ class StreamCheck:
                             position += len(ids)
                             ids_spool.write(("\n".join(ids) + "\n").encode("utf-8"))
                         # Phase 2: one ordered join, answered a batch at a time.
-                        ids_spool.seek(0)
+                        ids_spool.rewind()
                         for answers in stream_staged_answers(
                             self.rule, at=at, as_of=self.as_of is not None, batch=STREAM_CHUNK
                         ):
-                            batch_ids = [ids_spool.readline()[:-1].decode("utf-8") for _ in answers]
+                            batch_ids = [
+                                line.decode("utf-8") for line in ids_spool.read_lines(len(answers))
+                            ]
                             self._answer(spool, batch_ids, answers, suffixes, decision)
                 else:
                     for numbers, lines in _line_batches(blocks, STREAM_CHUNK):
@@ -346,7 +347,7 @@ class StreamCheck:
 
     def _answer(
         self,
-        spool: IO[bytes],
+        spool: EphemeralSpool,
         ids: list[str],
         answers: list[Looked],
         suffixes: dict[tuple[bool, str], str],
@@ -389,7 +390,7 @@ class StreamCheck:
         spool, decision = self._spool, self.decision
         finished = False
         try:
-            spool.seek(0)
+            spool.rewind()
             while block := spool.read(block_size):
                 yield block
             yield (json.dumps({"summary": self.summary()}) + "\n").encode()

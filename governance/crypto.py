@@ -10,7 +10,9 @@ import base64
 import binascii
 import hashlib
 import os
+import tempfile
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
@@ -81,3 +83,70 @@ def decrypt(ciphertext: bytes, *, aad: bytes) -> bytes:
 
 def generate_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+class EphemeralSpool:
+    """A temporary spool whose bytes are encrypted under a key that never leaves memory.
+
+    Streamed checks park subject identifiers (and answers naming them) in a spool that
+    spills to disk beyond `max_size`; even transiently, no plaintext identifier is written
+    at rest. Write everything first, then `rewind()` and read it back in order. AES-256 in
+    CTR mode over the whole stream (confidentiality is what matters: the key dies with the
+    object, so nothing can be tampered with and read back under it).
+    """
+
+    def __init__(self, max_size: int) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        self._cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16)))
+        self._file = tempfile.SpooledTemporaryFile(max_size=max_size)  # noqa: SIM115
+        self._encryptor = self._cipher.encryptor()
+        self._decryptor: Any = None
+        self._pending = b""
+
+    def write(self, data: bytes) -> None:
+        self._file.write(self._encryptor.update(data))
+
+    def rewind(self) -> None:
+        """Ends writing; reading starts from the beginning."""
+        self._file.seek(0)
+        self._decryptor = self._cipher.decryptor()
+        self._pending = b""
+
+    def read(self, size: int) -> bytes:
+        if self._pending:
+            block, self._pending = self._pending[:size], self._pending[size:]
+            return block
+        return bytes(self._decryptor.update(self._file.read(size)))
+
+    def read_lines(self, count: int, block_size: int = 64 * 1024) -> list[bytes]:
+        """The next `count` lines, without their line ends."""
+        lines: list[bytes] = []
+        while True:
+            need = count - len(lines)
+            parts = self._pending.split(b"\n", need)
+            lines.extend(parts[:-1])  # complete lines; the last part has no line end yet
+            self._pending = parts[-1]
+            if len(lines) == count:
+                return lines
+            block = self._file.read(block_size)
+            if not block:
+                raise EOFError("the spool holds fewer lines than asked for")
+            self._pending += self._decryptor.update(block)
+
+    def raw(self) -> bytes:
+        """What lies in the spool's file (for tests: ciphertext only)."""
+        position = self._file.tell()
+        self._file.seek(0)
+        data = self._file.read()
+        self._file.seek(position)
+        return bytes(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> EphemeralSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
