@@ -124,6 +124,27 @@ def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
         )
         assert chunked.status_code == 201, chunked.text
 
+        # SQLite takes the ORM write path (PostgreSQL the prepared one): a second write to
+        # the same subject continues its chain and its outbox sequence.
+        withdrawn = requests.post(
+            f"{base}/api/v1/subjects/{identifier}/withdrawals",
+            json={"purposes": ["analytics"]},
+            headers=auth,
+            timeout=60,
+        )
+        assert withdrawn.status_code in (200, 201), withdrawn.text
+        assert withdrawn.json()["events"][0]["action"] == "withdrawn"
+        assert "0 breaks" in manage(env, "verify_ledger")
+        sequences = manage(
+            env,
+            "shell",
+            "-c",
+            "from consent.identity import subject_key; from governance.models import "
+            "OutboxEvent; print(sorted(OutboxEvent.objects.filter("
+            f"subject_key=subject_key('{identifier}')).values_list('seq', flat=True)))",
+        )
+        assert "[1, 2]" in sequences
+
         admin = requests.Session()
         login_page = admin.get(f"{base}/admin/login/", timeout=60)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text).group(1)
