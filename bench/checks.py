@@ -4,7 +4,8 @@
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/gov_bench_checks),
 BENCH_SUBJECTS (1000000), BENCH_BULK_IDS (100000), BENCH_STREAM_IDS (1000000),
-BENCH_RATE (500 requests/s), BENCH_DURATION (20 s per wrk run), BENCH_RESEED=1 to reseed.
+BENCH_RATE (500 requests/s), BENCH_DURATION (20 s per wrk run), BENCH_WORKERS (2) and
+BENCH_THREADS (1) for both gunicorns, BENCH_RESEED=1 to reseed.
 Needs PostgreSQL and `wrk` (apt-get install -y wrk) for the single-check figures.
 """
 
@@ -54,6 +55,8 @@ N_BULK = int(os.environ.get("BENCH_BULK_IDS", "100000"))
 N_STREAM = int(os.environ.get("BENCH_STREAM_IDS", str(N_SUBJECTS)))
 RATE = int(os.environ.get("BENCH_RATE", "500"))
 DURATION = int(os.environ.get("BENCH_DURATION", "20"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 PURPOSE = "ml_training"
 
 
@@ -175,7 +178,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app: str, *, workers: int = 2) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def gunicorn(
+    app: str, *, workers: int = WORKERS, threads: int = THREADS
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -187,6 +192,8 @@ def gunicorn(app: str, *, workers: int = 2) -> Iterator[tuple[str, subprocess.Po
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            "--threads",
+            str(threads),
             "--timeout",
             "600",
             "--chdir",
