@@ -103,6 +103,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
 else:
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Health checks by a poll of the socket, not a `SELECT 1` round trip per request.
+        DATABASES["default"]["ENGINE"] = "governance.pg_backend"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Django's cursors bind client-side and never prepare; a threshold lets the consent
     # write path prepare its few fixed statements explicitly (governance.db). No

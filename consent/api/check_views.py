@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -35,7 +35,7 @@ from governance.actors import Actor
 from governance.api.parsers import read_limited
 from governance.api.schema import error_responses
 from governance.errors import DomainError, InvalidRequest
-from governance.models import Scope
+from governance.models import ApiClient, Scope
 
 # 100,000 ids of up to 255 characters, JSON-escaped, fit well within this.
 CHECKS_MAX_BODY_BYTES = 40 * 1024 * 1024
@@ -267,20 +267,33 @@ class SubjectCheckApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str, purpose: str) -> HttpResponse:
-        as_of = checks.as_of_parse(request.query_params.get("as_of"))
-        rule, verdict = check_selectors.check_one(
-            identifier=subject_id, purpose_key=purpose, as_of=as_of
-        )
-        return _json(
-            {
-                "subject_id": subject_id,
-                "purpose": rule.key,
-                "as_of": _iso(as_of),
-                "allowed": verdict.allowed,
-                "reason": verdict.reason,
-                "event_id": verdict.event_id,
-            }
-        )
+        return subject_check_response(subject_id, purpose, request.query_params.get("as_of"))
+
+
+def subject_check_lean(
+    request: HttpRequest, client: ApiClient, subject_id: str, purpose: str
+) -> HttpResponse:
+    """SubjectCheckApi's answer for the lean path (governance.api.hot)."""
+    return subject_check_response(subject_id, purpose, request.GET.get("as_of"))
+
+
+def subject_check_response(subject_id: str, purpose: str, as_of_raw: str | None) -> HttpResponse:
+    """The answer to one check. Shared by the DRF view and the lean path
+    (governance.api.hot), so both answer alike; raises the same domain errors."""
+    as_of = checks.as_of_parse(as_of_raw)
+    rule, verdict = check_selectors.check_one(
+        identifier=subject_id, purpose_key=purpose, as_of=as_of
+    )
+    return _json(
+        {
+            "subject_id": subject_id,
+            "purpose": rule.key,
+            "as_of": _iso(as_of),
+            "allowed": verdict.allowed,
+            "reason": verdict.reason,
+            "event_id": verdict.event_id,
+        }
+    )
 
 
 # --- data uses ------------------------------------------------------------------------------

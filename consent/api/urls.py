@@ -1,13 +1,17 @@
 from django.urls import path, re_path
 
 from consent.api import banner_views, check_views, views
+from governance.api.hot import lean
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
 SUBJECT = r"subjects/(?P<subject_id>(?s:.+))"
 
 urlpatterns = [
     path("purposes", views.PurposeListApi.as_view(), name="purposes"),
-    path("consents", views.ConsentRecordApi.as_view(), name="consents"),
+    # The two hottest endpoints take the lean path first (governance/api/hot.py).
+    path(
+        "consents", lean(views.ConsentRecordApi, "POST", views.consent_record_lean), name="consents"
+    ),
     re_path(rf"^{SUBJECT}/consents$", views.SubjectConsentsApi.as_view(), name="subject-consents"),
     re_path(rf"^{SUBJECT}/history$", views.SubjectHistoryApi.as_view(), name="subject-history"),
     re_path(
@@ -19,7 +23,7 @@ urlpatterns = [
     path("checks/stream", check_views.ChecksStreamApi.as_view(), name="checks-stream"),
     re_path(
         rf"^{SUBJECT}/checks/(?P<purpose>[^/]+)$",
-        check_views.SubjectCheckApi.as_view(),
+        lean(check_views.SubjectCheckApi, "GET", check_views.subject_check_lean),
         name="subject-check",
     ),
     re_path(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -12,6 +15,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -159,30 +163,55 @@ class ConsentRecordApi(APIView):
     def post(self, request: Request) -> Response:
         data = record_input_fast(request.data) or validated(self.InputSerializer, request.data)
         subject_id = data["subject_id"]
-
-        def produce() -> Answer:
-            result = services.consent_record(
-                subject_id=subject_id,
-                decisions=decision_inputs(data["decisions"]),
-                actor=services.Actor.for_client(api_client_of(request)),
-                source=data["source"],
-                indication_method=data["indication_method"],
-                given_by=data["given_by"],
-                subject_age=data.get("subject_age"),
-                context=client_context(request, data.get("context")),
-            )
-            return record_answer(result, subject_id, status.HTTP_201_CREATED)
-
         answer = run_idempotent(
             client=api_client_of(request),
             key=request.headers.get("Idempotency-Key"),
             request_hash=fingerprint(request.path, request.data),
-            produce=produce,
+            produce=lambda: consent_record_answer(request, api_client_of(request), data),
             redact=_without_subject,
             restore=lambda body: {**body, "subject_id": subject_id},
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)
+
+
+def consent_record_lean(request: HttpRequest, client: ApiClient) -> HttpResponse | None:
+    """ConsentRecordApi's answer to a plainly valid JSON body without an Idempotency-Key,
+    for the lean path (governance.api.hot); None leaves the request to the view."""
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if (
+        "HTTP_IDEMPOTENCY_KEY" in request.META
+        or request.content_type != "application/json"
+        or not length.isdigit()
+        or not 0 < int(length) <= settings.CONSENT_MAX_BODY_BYTES
+    ):
+        return None
+    try:
+        data = record_input_fast(json.loads(request.body.decode("utf-8")))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if data is None:
+        return None
+    answer = consent_record_answer(request, client, data)
+    return HttpResponse(
+        JSONRenderer().render(answer.body), status=answer.status, content_type="application/json"
+    )
+
+
+def consent_record_answer(request: Any, client: ApiClient, data: dict[str, Any]) -> Answer:
+    """Records validated input for an API client; the 201 answer. Shared by the DRF view
+    and the lean path (governance.api.hot), so both write and answer alike."""
+    result = services.consent_record(
+        subject_id=data["subject_id"],
+        decisions=decision_inputs(data["decisions"]),
+        actor=services.Actor.for_client(client),
+        source=data["source"],
+        indication_method=data["indication_method"],
+        given_by=data["given_by"],
+        subject_age=data.get("subject_age"),
+        context=client_context(request, data.get("context")),
+    )
+    return record_answer(result, data["subject_id"], status.HTTP_201_CREATED)
 
 
 class SubjectConsentsApi(APIView):

@@ -24,6 +24,42 @@ from governance.keys import hash_key
 from governance.models import ApiClient, ApiKey
 
 
+def bearer_key(header: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header; None when it has another form."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
+
+
+def client_for_key(key: str) -> ApiClient | None:
+    """The active client a valid key belongs to, with the key's use recorded (at most once
+    per API_KEY_TOUCH_INTERVAL, so that reads stay reads); None for an unknown, revoked or
+    expired key."""
+    now = timezone.now()
+    found = _key_lookup(hash_key(key), now)
+    if found is None:
+        return None
+    client, key_id, prefix, stale = found
+    if stale:
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+    # Which of the client's keys made this request: audit rows name it (by prefix).
+    client.auth_key = prefix  # type: ignore[attr-defined]
+    return client
+
+
+def scope_allows(client: ApiClient, view: Any) -> bool:
+    """Whether the client may call the view (a view instance or class): publishable keys
+    only the banner endpoints, secret keys the endpoints whose scope they hold."""
+    if client.kind == ApiClient.Kind.PUBLISHABLE:
+        return bool(getattr(view, "allow_publishable", False))
+    if getattr(view, "publishable_only", False):
+        return False
+    scope = getattr(view, "required_scope", None)
+    return scope is None or client.has_scope(scope)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
@@ -31,20 +67,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        parts = header.split()
-        if len(parts) != 2 or parts[0].lower() != "bearer":
+        key = bearer_key(header)
+        if key is None:
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
-        now = timezone.now()
-        found = _key_lookup(hash_key(parts[1]), now)
-        if found is None:
+        client = client_for_key(key)
+        if client is None:
             raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.")
-        client, key_id, prefix, stale = found
-        if stale:
-            # Written at most once per interval so that reads stay reads.
-            ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
-            ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
-        # Which of the client's keys made this request: audit rows name it (by prefix).
-        client.auth_key = prefix  # type: ignore[attr-defined]
         return client, client
 
     def authenticate_header(self, request: Request) -> str:
@@ -58,12 +86,7 @@ class HasScope(BasePermission):
         client = request.auth
         if not isinstance(client, ApiClient):
             raise exceptions.NotAuthenticated("Send 'Authorization: Bearer <key>'.")
-        if client.kind == ApiClient.Kind.PUBLISHABLE:
-            return bool(getattr(view, "allow_publishable", False))
-        if getattr(view, "publishable_only", False):
-            return False
-        scope = getattr(view, "required_scope", None)
-        return scope is None or client.has_scope(scope)
+        return scope_allows(client, view)
 
 
 # Every API request runs this, the hot single check included, so it is one plain SQL
