@@ -168,7 +168,10 @@ class ConsentEvent(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: the chain position (subject, seq) leads with it.
+    subject = models.ForeignKey(
+        Subject, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     seq = models.PositiveIntegerField(help_text="Position in the subject's chain, from 1.")
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
     notice_version = models.PositiveIntegerField()
@@ -224,7 +227,10 @@ class ConsentState(models.Model):
     """Current status per (subject, purpose), written in the same transaction as its event."""
 
     subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="states")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: the unique (purpose, subject) leads with it.
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     status = models.CharField(max_length=16, choices=Action.choices)
     notice_version = models.PositiveIntegerField()
     since = models.DateTimeField()

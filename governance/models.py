@@ -115,7 +115,8 @@ class OutboxEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     event_type = models.CharField(max_length=64, db_index=True)
-    subject_key = models.CharField(max_length=64, blank=True, db_index=True)
+    # Indexed by outbox_subject_seq (subject_key, seq), which serves lookups by key alone.
+    subject_key = models.CharField(max_length=64, blank=True)
     subject_identifier_encrypted = models.BinaryField(null=True, editable=False)
     seq = models.PositiveIntegerField(default=0)
     payload = models.JSONField(default=dict)
