@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from django import forms
@@ -274,7 +276,33 @@ class BannerTextInline(admin.StackedInline):
     extra = 0
 
 
+class OriginsField(forms.CharField):
+    """Origins as text, one per line (commas work too; a JSON list is still read)."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 60, "placeholder": "https://shop.example"})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError as exc:
+                raise forms.ValidationError("One origin per line, or a JSON list.") from exc
+            if not isinstance(parsed, list) or not all(isinstance(o, str) for o in parsed):
+                raise forms.ValidationError("One origin per line, or a JSON list.")
+            return parsed
+        return [part.strip() for part in re.split(r"[\n,]", text) if part.strip()]
+
+
 class PropertyForm(forms.ModelForm):
+    allowed_origins = OriginsField(
+        required=False,
+        help_text="The sites the banner may call from, one per line, e.g. https://shop.example",
+    )
+
     class Meta:
         model = Property
         fields = ["name", "allowed_origins", "default_language", "purposes", "active"]
@@ -284,8 +312,6 @@ class PropertyForm(forms.ModelForm):
         from governance.errors import DomainError
 
         raw = self.cleaned_data.get("allowed_origins") or []
-        if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
-            raise forms.ValidationError('A JSON list of origins, e.g. ["https://shop.example"].')
         try:
             return origins_validate(raw)
         except DomainError as exc:

@@ -228,9 +228,7 @@ class ConsentState(models.Model):
 
     subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="states")
     # No index of its own: the unique (purpose, subject) leads with it.
-    purpose = models.ForeignKey(
-        Purpose, on_delete=models.PROTECT, related_name="+", db_index=False
-    )
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
     status = models.CharField(max_length=16, choices=Action.choices)
     notice_version = models.PositiveIntegerField()
     since = models.DateTimeField()

@@ -63,3 +63,12 @@ def test_admin_refuses_an_origin_with_a_path(staff, purposes):
     response = staff.post("/admin/consent/property/add/", data)
     assert response.status_code == 200
     assert not Property.objects.exists()
+
+
+def test_origins_are_edited_one_per_line(staff, purposes):
+    data = _form(purposes, allowed_origins="https://shop.example\r\n\r\nhttp://127.0.0.1:8001/\r\n")
+    staff.post("/admin/consent/property/add/", data, follow=True)
+    prop = Property.objects.get(name="shop")
+    assert prop.allowed_origins == ["http://127.0.0.1:8001", "https://shop.example"]
+    page = staff.get(f"/admin/consent/property/{prop.pk}/change/").content.decode()
+    assert "http://127.0.0.1:8001\nhttps://shop.example</textarea>" in page
