@@ -33,12 +33,13 @@ from consent.models import (
 from consent.services import (
     ContextInput,
     DecisionInput,
-    _context_create,
+    _context_build,
     _Entry,
     consent_record,
     current_notice_versions,
-    event_append,
+    event_build,
     event_payload,
+    ledger_append,
     subject_lock,
 )
 from governance import services as governance_services
@@ -46,7 +47,7 @@ from governance.actors import Actor
 from governance.audit import audit_record
 from governance.errors import InvalidRequest
 from governance.models import ApiClient
-from governance.outbox import outbox_enqueue
+from governance.outbox import outbox_build
 
 DEVICE_ID_PREFIX = "dev_"
 _DEVICE_SALT = "consent.device-id"
@@ -199,14 +200,14 @@ def subject_link(
         receipt_id = uuid.uuid4() if carry else None
         events: list[ConsentEvent] = []
         if carry and receipt_id is not None:
-            digest = _context_create(
+            context_row, digest = _context_build(
                 receipt_id=receipt_id, context=context or ContextInput(), now=moment
             )
             originals = ConsentEvent.objects.in_bulk([s.event_id for s in carry])
             for state in carry:
                 original = originals[state.event_id]
                 events.append(
-                    event_append(
+                    event_build(
                         subject=account,
                         entry=_Entry(
                             state.purpose, state.status, state.notice_version, state.expires_at
@@ -222,14 +223,20 @@ def subject_link(
                         language=original.language,
                     )
                 )
-            account.save(update_fields=["last_seq", "chain_head"])
-            for event in events:
-                outbox_enqueue(
-                    event_type=f"consent.{event.action}",
-                    payload={**event_payload(event), "carried_from_device": True},
-                    subject_key=account.key,
-                    subject_identifier=subject_id,
-                )
+            ledger_append(
+                subject=account,
+                events=events,
+                announcements=[
+                    outbox_build(
+                        event_type=f"consent.{event.action}",
+                        payload={**event_payload(event), "carried_from_device": True},
+                        subject_key=account.key,
+                        subject_identifier=subject_id,
+                    )
+                    for event in events
+                ],
+                context_row=context_row,
+            )
         link = SubjectLink.objects.create(
             device_subject=device,
             account_subject=account,

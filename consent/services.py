@@ -40,14 +40,13 @@ from consent.models import (
 )
 from governance import db
 from governance.actors import Actor
-from governance.audit import audit_build, audit_record
+from governance.audit import audit_build
 from governance.errors import InvalidRequest
 from governance.models import AuditEvent, OutboxEvent
 from governance.outbox import (
     OUTBOX_NEXT_SEQ_SQL,
     outbox_build,
     outbox_dispatch_on_commit,
-    outbox_enqueue,
     outbox_next_seq,
 )
 
@@ -243,12 +242,6 @@ def _context_build(
     return row, digest
 
 
-def _context_create(*, receipt_id: uuid.UUID, context: ContextInput, now: datetime) -> str:
-    row, digest = _context_build(receipt_id=receipt_id, context=context, now=now)
-    row.save(force_insert=True)
-    return digest
-
-
 @dataclass(frozen=True)
 class _Entry:
     purpose: Purpose
@@ -348,39 +341,6 @@ def _states_save(states: Sequence[ConsentState]) -> None:
     )
 
 
-def event_append(
-    *,
-    subject: Subject,
-    entry: _Entry,
-    effective_at: datetime,
-    recorded_at: datetime,
-    source: str,
-    indication_method: str,
-    given_by: str,
-    actor: Actor,
-    receipt_id: uuid.UUID,
-    context_digest: str,
-    language: str,
-) -> ConsentEvent:
-    """Appends one event to a locked subject's chain and moves its state. Caller saves subject."""
-    event = event_build(
-        subject=subject,
-        entry=entry,
-        effective_at=effective_at,
-        recorded_at=recorded_at,
-        source=source,
-        indication_method=indication_method,
-        given_by=given_by,
-        actor=actor,
-        receipt_id=receipt_id,
-        context_digest=context_digest,
-        language=language,
-    )
-    event.save(force_insert=True)
-    _states_save([_state_of(event)])
-    return event
-
-
 def event_payload(event: ConsentEvent) -> dict[str, Any]:
     """What subscribers learn of an event (the identifier is added at delivery)."""
     return {
@@ -404,7 +364,7 @@ def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
     (`current_notice`, None when it has none) in the same query: this is the write path."""
     # Plain SQL: this runs on every consent write, and the ORM's query compilation would
     # cost more than the query. Columns the write path does not use stay deferred.
-    columns = "p.id, p.key, p.consent_ttl, p.gpc_opt_out"
+    columns = ", ".join(f"p.{c}" for c in _PURPOSE_COLUMNS)
     current = (
         "(SELECT MAX(n.version) FROM consent_noticeversion n"
         " WHERE n.purpose_id = p.id AND n.published_at <= %s) AS current_notice"
@@ -503,14 +463,13 @@ def _write(
                 "events": [[e.purpose.key, e.action] for e in events],
             },
         )
-        _write_rows(
+        ledger_append(
             subject=subject,
-            context_row=context_row,
             events=events,
             announcements=announcements,
+            context_row=context_row,
             audit=audit,
         )
-        outbox_dispatch_on_commit()
         return RecordResult(receipt_id=receipt_id, subject=subject, recorded_at=now, events=events)
 
 
@@ -589,44 +548,51 @@ _STATE_COLUMNS = (
 )
 
 
-def _write_rows(
+def ledger_append(
     *,
     subject: Subject,
-    context_row: ConsentContext,
     events: Sequence[ConsentEvent],
     announcements: Sequence[OutboxEvent],
-    audit: AuditEvent,
+    context_row: ConsentContext | None = None,
+    audit: AuditEvent | None = None,
 ) -> None:
+    """Writes built events (event_build) with the states they leave, the subject's chain
+    head, their outbox rows and, when given, the proof context and the audit row, then asks
+    for a dispatch on commit. Call inside the transaction that holds the subject's lock.
+    On PostgreSQL it is one statement; on SQLite the ORM, row by row."""
     states = [_state_of(event) for event in events]
+    contexts = [context_row] if context_row is not None else []
+    audits = [audit] if audit is not None else []
     if connection.vendor != "postgresql":
-        context_row.save(force_insert=True)
+        for row in contexts:
+            row.save(force_insert=True)
         ConsentEvent.objects.bulk_create(events)
         _states_save(states)
         subject.save(update_fields=["last_seq", "chain_head"])
         first = outbox_next_seq(subject.key)
-        for offset, row in enumerate(announcements):
-            row.seq = first + offset
+        for offset, announcement in enumerate(announcements):
+            announcement.seq = first + offset
         OutboxEvent.objects.bulk_create(announcements)
-        audit.save(force_insert=True)
-        return
-    statement = db.Statement()
-    statement.insert([context_row])
-    statement.insert(events)
-    statement.insert(
-        states,
-        on_conflict="ON CONFLICT (purpose_id, subject_id) DO UPDATE SET "
-        + ", ".join(f"{c} = EXCLUDED.{c}" for c in [*_STATE_UPDATE_FIELDS, "updated_at"]),
-    )
-    statement.raw(
-        "UPDATE consent_subject SET last_seq = %s, chain_head = %s WHERE id = %s",
-        [subject.last_seq, subject.chain_head, subject.pk],
-    )
-    statement.insert(
-        announcements,
-        expressions={"seq": OUTBOX_NEXT_SEQ_SQL},
-    )
-    statement.insert([audit])
-    statement.execute()
+        for audit_row in audits:
+            audit_row.save(force_insert=True)
+    else:
+        statement = db.Statement()
+        statement.insert(contexts)
+        statement.insert(events)
+        statement.insert(
+            states,
+            on_conflict="ON CONFLICT (purpose_id, subject_id) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in [*_STATE_UPDATE_FIELDS, "updated_at"]),
+        )
+        statement.raw(
+            "UPDATE consent_subject SET last_seq = %s, chain_head = %s WHERE id = %s",
+            [subject.last_seq, subject.chain_head, subject.pk],
+        )
+        statement.insert(announcements, expressions={"seq": OUTBOX_NEXT_SEQ_SQL})
+        statement.insert(audits)
+        statement.execute()
+    if announcements:
+        outbox_dispatch_on_commit()
 
 
 def consent_record(
@@ -812,7 +778,7 @@ def consent_expire_due(*, now: datetime | None = None, batch: int = 500) -> int:
             ):
                 continue
             receipt_id = uuid.uuid4()
-            event = event_append(
+            event = event_build(
                 subject=subject,
                 entry=_Entry(state.purpose, Action.EXPIRED, state.notice_version, None),
                 effective_at=state.expires_at,
@@ -825,21 +791,26 @@ def consent_expire_due(*, now: datetime | None = None, batch: int = 500) -> int:
                 context_digest="",
                 language="",
             )
-            subject.save(update_fields=["last_seq", "chain_head"])
-            outbox_enqueue(
-                event_type="consent.expired",
-                payload=event_payload(event),
-                subject_key=subject.key,
-                subject_identifier=identity.decrypt_identifier(
-                    subject.identifier_encrypted, key=subject.key
+            ledger_append(
+                subject=subject,
+                events=[event],
+                announcements=[
+                    outbox_build(
+                        event_type="consent.expired",
+                        payload=event_payload(event),
+                        subject_key=subject.key,
+                        subject_identifier=identity.decrypt_identifier(
+                            subject.identifier_encrypted, key=subject.key
+                        ),
+                    )
+                ],
+                audit=audit_build(
+                    actor=actor,
+                    action="consent.expire",
+                    target_type="receipt",
+                    target_id=str(receipt_id),
+                    detail={"subject_key": subject.key, "events": [[state.purpose.key, "expired"]]},
                 ),
-            )
-            audit_record(
-                actor=actor,
-                action="consent.expire",
-                target_type="receipt",
-                target_id=str(receipt_id),
-                detail={"subject_key": subject.key, "events": [[state.purpose.key, "expired"]]},
             )
             expired += 1
     return expired

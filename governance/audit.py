@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from governance.actors import Actor
 from governance.models import AuditEvent
+
+P = ParamSpec("P")
 
 
 def hash_ip(ip: str) -> str:
@@ -47,26 +49,18 @@ def audit_build(
     )
 
 
-def audit_record(
-    *,
-    actor: Actor,
-    action: str,
-    target_type: str = "",
-    target_id: str = "",
-    ip: str = "",
-    detail: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Appends one audit row. Never put a plaintext subject identifier in `detail`."""
-    event = audit_build(
-        actor=actor,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        ip=ip,
-        detail=detail,
-    )
-    event.save(force_insert=True)
-    return event
+def _saved(build: Callable[P, AuditEvent]) -> Callable[P, AuditEvent]:
+    def record(*args: P.args, **kwargs: P.kwargs) -> AuditEvent:
+        event = build(*args, **kwargs)
+        event.save(force_insert=True)
+        return event
+
+    return record
+
+
+audit_record = _saved(audit_build)
+"""Appends one audit row (audit_build's arguments). Never put a plaintext subject
+identifier in `detail`."""
 
 
 @contextmanager
