@@ -72,7 +72,7 @@ def check_one(
         return rule, lookup([key], rule, at=at, as_of=as_of is not None, portable=True)[0].verdict
     account = Subject.Namespace.ACCOUNT.value
     # Prepared once per connection: a single check is the hottest read of the service.
-    with db.prepared_cursor() as cursor:
+    with db.server_cursor() as cursor:
         if as_of is None:
             cursor.execute(_ONE_CURRENT, (account, key, purpose_key), binary=True, prepare=True)
         else:

@@ -371,7 +371,7 @@ def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
     )
     found: dict[str, Purpose] = {}
     if connection.vendor == "postgresql":
-        with db.prepared_cursor() as cursor:
+        with db.server_cursor() as cursor:
             cursor.execute(
                 f"SELECT {columns}, {current} FROM consent_purpose p"  # noqa: S608
                 " WHERE p.active AND p.key = ANY(%s)",
@@ -475,22 +475,41 @@ def _write(
 
 # --- the write path's statements ----------------------------------------------------------
 # On PostgreSQL a consent write is four statements inside its transaction: lock (or
-# create) the subject, read its states, write every row in one statement, commit. The ORM
-# path below does the same on SQLite, the embedded default, one row at a time.
+# create) the subject, read its states, write every row in one statement (ledger_append),
+# commit. On SQLite, the embedded default, the ORM does the same one row at a time.
 
-_SUBJECT_LOCK_SQL = """
+_SUBJECT_COLUMNS = (
+    "id",
+    "key_version",
+    "identifier_encrypted",
+    "created_at",
+    "erased_at",
+    "last_seq",
+    "chain_head",
+)
+_STATE_COLUMNS = (
+    "id",
+    "purpose_id",
+    "status",
+    "notice_version",
+    "since",
+    "expires_at",
+    "event_id",
+    "gpc",
+    "updated_at",
+)
+
+# Column names from the tuples above; every value is a parameter.
+_SUBJECT_LOCK_SQL = f"""
 INSERT INTO consent_subject AS s
     (namespace, key, key_version, identifier_encrypted, created_at, last_seq, chain_head)
 VALUES (%s, %s, %s, %s, %s, 0, '')
 ON CONFLICT (namespace, key) DO UPDATE
     SET identifier_encrypted = COALESCE(s.identifier_encrypted, EXCLUDED.identifier_encrypted)
-RETURNING id, key_version, identifier_encrypted, created_at, erased_at, last_seq, chain_head
-"""
-
-_STATES_SQL = """
-SELECT id, purpose_id, status, notice_version, since, expires_at, event_id, gpc, updated_at
-FROM consent_consentstate WHERE subject_id = %s
-"""
+RETURNING {", ".join(_SUBJECT_COLUMNS)}
+"""  # noqa: S608
+_STATE_LIST = ", ".join(_STATE_COLUMNS)
+_STATES_SQL = f"SELECT {_STATE_LIST} FROM consent_consentstate WHERE subject_id = %s"  # noqa: S608
 
 
 def _subject_lock_with_states(
@@ -501,7 +520,7 @@ def _subject_lock_with_states(
         subject = subject_lock(identifier=identifier, namespace=namespace)
         return subject, {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)}
     key = identity.subject_key(identifier)
-    with db.prepared_cursor() as cursor:
+    with db.server_cursor() as cursor:
         # ON CONFLICT DO UPDATE takes the row lock whether it inserts or finds the row, and
         # gives a subject erased earlier a fresh ciphertext (a new grant starts a new history).
         cursor.execute(
@@ -524,28 +543,6 @@ def _subject_lock_with_states(
             for r in cursor.fetchall()
         ]
     return subject, {s.purpose_id: s for s in states}
-
-
-_SUBJECT_COLUMNS = (
-    "id",
-    "key_version",
-    "identifier_encrypted",
-    "created_at",
-    "erased_at",
-    "last_seq",
-    "chain_head",
-)
-_STATE_COLUMNS = (
-    "id",
-    "purpose_id",
-    "status",
-    "notice_version",
-    "since",
-    "expires_at",
-    "event_id",
-    "gpc",
-    "updated_at",
-)
 
 
 def ledger_append(

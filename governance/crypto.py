@@ -114,9 +114,7 @@ class EphemeralSpool:
         self._pending = b""
 
     def read(self, size: int) -> bytes:
-        if self._pending:
-            block, self._pending = self._pending[:size], self._pending[size:]
-            return block
+        """The next block (read it with read or with read_lines, not both)."""
         return bytes(self._decryptor.update(self._file.read(size)))
 
     def read_lines(self, count: int, block_size: int = 64 * 1024) -> list[bytes]:

@@ -1,6 +1,6 @@
 """PostgreSQL for the hot paths: prepared statements, and one statement for a whole write.
 
-`prepared_cursor` runs fixed statements prepared once per connection (the API key lookup,
+`server_cursor` runs fixed statements prepared once per connection (the API key lookup,
 the consent write's lock and reads). `Statement` turns unsaved model instances into the
 data-modifying CTEs of a single `WITH ... SELECT 1`: the consent write (proof context,
 ledger event, state, subject chain head, outbox and audit rows) costs one round trip
@@ -106,17 +106,18 @@ class Statement:
     def execute(self) -> None:
         if not self.ctes:
             return
-        with prepared_cursor() as cursor:
+        with server_cursor() as cursor:
             cursor.execute(f"WITH {', '.join(self.ctes)} SELECT 1", self.params, prepare=True)
 
 
 @contextmanager
-def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
-    """A server-side-binding cursor on Django's connection, in its transaction.
+def server_cursor() -> Iterator[psycopg.Cursor[Any]]:
+    """A server-side-binding psycopg cursor on Django's connection, in its transaction.
 
-    Django's own cursors bind client-side, so PostgreSQL parses and plans every statement
-    again; the write path's few statements never change text, so preparing them once per
-    connection (`execute(..., prepare=True)`) saves that on every write.
+    Django's own cursors bind client-side: PostgreSQL parses and plans every statement
+    again, and results come as text. This one can prepare a fixed statement once per
+    connection (`execute(..., prepare=True)`: the hot paths' few statements) and read
+    results in binary (`binary=True`: the bulk checks' timestamps).
     """
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:

@@ -104,7 +104,7 @@ def _key_lookup(key_hash: str, now: datetime) -> tuple[ApiClient, int, str, bool
     touch_before = now - timedelta(seconds=settings.API_KEY_TOUCH_INTERVAL)
     if connection.vendor == "postgresql":
         # Every API request runs this: prepared once per connection, not parsed each time.
-        with db.prepared_cursor() as cursor:
+        with db.server_cursor() as cursor:
             cursor.execute(_KEY_LOOKUP, [touch_before, key_hash, now], prepare=True)
             row = cursor.fetchone()
     else:
