@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,37 @@ def event_hash(
     }
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# The ConsentEvent columns the hash covers, by attribute name, besides its ids.
+_HASHED_COLUMNS = (
+    "seq",
+    "notice_version",
+    "language",
+    "action",
+    "effective_at",
+    "recorded_at",
+    "expires_at",
+    "source",
+    "indication_method",
+    "given_by",
+    "actor_type",
+    "actor_id",
+    "context_digest",
+    "prev_hash",
+)
+
+
+def event_hash_of(row: Mapping[str, Any], *, subject_key: str, purpose_key: str) -> str:
+    """event_hash of an event's columns by attribute name (`id`, `receipt_id` and the
+    hashed ones): a row from `.values()`, or a model instance's `vars()`."""
+    return event_hash(
+        event_id=str(row["id"]),
+        subject_key=subject_key,
+        purpose_key=purpose_key,
+        receipt_id=str(row["receipt_id"]),
+        **{name: row[name] for name in _HASHED_COLUMNS},
+    )
 
 
 def context_digest(

@@ -288,25 +288,8 @@ def event_build(
         context_digest=context_digest,
         prev_hash=subject.chain_head,
     )
-    event.hash = ledger.event_hash(
-        event_id=str(event.id),
-        subject_key=subject.key,
-        seq=seq,
-        purpose_key=entry.purpose.key,
-        notice_version=entry.notice_version,
-        language=language,
-        action=entry.action,
-        effective_at=effective_at,
-        recorded_at=recorded_at,
-        expires_at=entry.expires_at,
-        source=source,
-        indication_method=indication_method,
-        given_by=given_by,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        receipt_id=str(receipt_id),
-        context_digest=context_digest,
-        prev_hash=subject.chain_head,
+    event.hash = ledger.event_hash_of(
+        vars(event), subject_key=subject.key, purpose_key=entry.purpose.key
     )
     subject.last_seq = seq
     subject.chain_head = event.hash

@@ -68,26 +68,7 @@ class VerifyReport:
 
 
 def _recompute(row: dict[str, Any], subject_key: str) -> str:
-    return ledger.event_hash(
-        event_id=str(row["id"]),
-        subject_key=subject_key,
-        seq=row["seq"],
-        purpose_key=row["purpose__key"],
-        notice_version=row["notice_version"],
-        language=row["language"],
-        action=row["action"],
-        effective_at=row["effective_at"],
-        recorded_at=row["recorded_at"],
-        expires_at=row["expires_at"],
-        source=row["source"],
-        indication_method=row["indication_method"],
-        given_by=row["given_by"],
-        actor_type=row["actor_type"],
-        actor_id=row["actor_id"],
-        receipt_id=str(row["receipt_id"]),
-        context_digest=row["context_digest"],
-        prev_hash=row["prev_hash"],
-    )
+    return ledger.event_hash_of(row, subject_key=subject_key, purpose_key=row["purpose__key"])
 
 
 def _context_digests(receipt_ids: Iterable[Any]) -> dict[str, str]:
