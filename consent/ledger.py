@@ -65,7 +65,7 @@ def event_hash(
 
 
 # The ConsentEvent columns the hash covers, by attribute name, besides its ids.
-_HASHED_COLUMNS = (
+HASHED_COLUMNS = (
     "seq",
     "notice_version",
     "language",
@@ -91,7 +91,7 @@ def event_hash_of(row: Mapping[str, Any], *, subject_key: str, purpose_key: str)
         subject_key=subject_key,
         purpose_key=purpose_key,
         receipt_id=str(row["receipt_id"]),
-        **{name: row[name] for name in _HASHED_COLUMNS},
+        **{name: row[name] for name in HASHED_COLUMNS},
     )
 
 

@@ -16,27 +16,8 @@ from typing import Any
 from consent import ledger
 from consent.models import ConsentContext, ConsentEvent, Subject, SubjectTombstone
 
-_FIELDS = (
-    "id",
-    "subject_id",
-    "seq",
-    "purpose__key",
-    "notice_version",
-    "language",
-    "action",
-    "effective_at",
-    "recorded_at",
-    "expires_at",
-    "source",
-    "indication_method",
-    "given_by",
-    "actor_type",
-    "actor_id",
-    "receipt_id",
-    "context_digest",
-    "prev_hash",
-    "hash",
-)
+# What the verifier reads of each event: its ids, its hash and what the hash covers.
+_FIELDS = ("id", "subject_id", "purpose__key", "receipt_id", "hash", *ledger.HASHED_COLUMNS)
 
 
 @dataclass(frozen=True)
