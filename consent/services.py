@@ -7,13 +7,14 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from consent import identity, ledger
 from consent.errors import (
@@ -42,6 +43,7 @@ from governance import db
 from governance.actors import Actor
 from governance.audit import audit_build
 from governance.errors import InvalidRequest
+from governance.memo import Memo
 from governance.models import AuditEvent, OutboxEvent
 from governance.outbox import (
     OUTBOX_NEXT_SEQ_SQL,
@@ -340,44 +342,71 @@ def event_payload(event: ConsentEvent) -> dict[str, Any]:
 
 
 _PURPOSE_COLUMNS = ["id", "key", "consent_ttl", "gpc_opt_out"]
+_PURPOSES = Memo("purposes")
+_PurposeRow = tuple[list[Any], int | None]
 
 
-def _purposes_by_key(keys: Sequence[str]) -> dict[str, Purpose]:
-    """The active purposes named, each annotated with its current notice version
-    (`current_notice`, None when it has none) in the same query: this is the write path."""
-    # Plain SQL: this runs on every consent write, and the ORM's query compilation would
-    # cost more than the query. Columns the write path does not use stay deferred.
-    columns = ", ".join(f"p.{c}" for c in _PURPOSE_COLUMNS)
-    current = (
-        "(SELECT MAX(n.version) FROM consent_noticeversion n"
-        " WHERE n.purpose_id = p.id AND n.published_at <= %s) AS current_notice"
-    )
+def _purposes_by_key(keys: Sequence[str], now: datetime | None = None) -> dict[str, Purpose]:
+    """The active purposes named, each annotated with its current notice version at `now`
+    (`current_notice`, None when it has none): this is the write path, so the read is
+    memoised for a second (governance.memo), and never past a notice's publication."""
+    now = now or timezone.now()
+    names = tuple(sorted(set(keys)))
+    rows: list[_PurposeRow] | None = _PURPOSES.get(names, at=now.timestamp())
+    if rows is None:
+        rows, next_publication = _purpose_rows(names, now)
+        if len(rows) == len(names):  # an unknown purpose is not memoised
+            _PURPOSES.put(names, rows, at=now.timestamp(), until=next_publication)
     found: dict[str, Purpose] = {}
-    if connection.vendor == "postgresql":
-        with db.server_cursor() as cursor:
-            cursor.execute(
-                f"SELECT {columns}, {current} FROM consent_purpose p"  # noqa: S608
-                " WHERE p.active AND p.key = ANY(%s)",
-                [timezone.now(), list(keys)],
-                prepare=True,
-            )
-            for *values, notice in cursor.fetchall():
-                purpose = Purpose.from_db("default", _PURPOSE_COLUMNS, values)
-                purpose.current_notice = notice  # type: ignore[attr-defined]
-                found[purpose.key] = purpose
-    else:
-        placeholders = ", ".join(["%s"] * len(keys))
-        sql = (  # only placeholders are formatted in, the keys are parameters
-            f"SELECT {columns}, {current} FROM consent_purpose p"  # noqa: S608
-            f" WHERE p.active AND p.key IN ({placeholders})"
-        )
-        found = {p.key: p for p in Purpose.objects.raw(sql, [timezone.now(), *keys])}
+    for values, notice in rows:
+        purpose = Purpose.from_db("default", _PURPOSE_COLUMNS, values)
+        purpose.current_notice = notice  # type: ignore[attr-defined]
+        found[purpose.key] = purpose
     unknown = sorted(set(keys) - set(found))
     if unknown:
         raise UnknownPurpose(
             f"Unknown or inactive purpose: {', '.join(unknown)}.", detail={"unknown": unknown}
         )
     return found
+
+
+def _purpose_rows(names: Sequence[str], now: datetime) -> tuple[list[_PurposeRow], float | None]:
+    """The purposes' columns and current notice versions, and when the next notice version
+    of any of them is published (a Unix time; None when none is scheduled)."""
+    # Plain SQL: this runs on every consent write, and the ORM's query compilation would
+    # cost more than the query. Columns the write path does not use stay deferred.
+    columns = ", ".join(f"p.{c}" for c in _PURPOSE_COLUMNS)
+    notices = (
+        "(SELECT MAX(n.version) FROM consent_noticeversion n"
+        " WHERE n.purpose_id = p.id AND n.published_at <= %s) AS current_notice,"
+        " (SELECT MIN(n.published_at) FROM consent_noticeversion n"
+        " WHERE n.purpose_id = p.id AND n.published_at > %s) AS next_notice_at"
+    )
+    rows: list[_PurposeRow] = []
+    upcoming: list[datetime] = []
+    if connection.vendor == "postgresql":
+        with db.server_cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns}, {notices} FROM consent_purpose p"  # noqa: S608
+                " WHERE p.active AND p.key = ANY(%s)",
+                [now, now, list(names)],
+                prepare=True,
+            )
+            for *values, notice, next_at in cursor.fetchall():
+                rows.append((values, notice))
+                upcoming += [next_at] if next_at else []
+    else:
+        placeholders = ", ".join(["%s"] * len(names))
+        sql = (  # only placeholders are formatted in, the keys are parameters
+            f"SELECT {columns}, {notices} FROM consent_purpose p"  # noqa: S608
+            f" WHERE p.active AND p.key IN ({placeholders})"
+        )
+        for p in Purpose.objects.raw(sql, [now, now, *names]):
+            rows.append(([getattr(p, c) for c in _PURPOSE_COLUMNS], p.current_notice))  # type: ignore[attr-defined]
+            # SQLite answers an aggregate's timestamp as naive UTC text.
+            next_at = parse_datetime(str(getattr(p, "next_notice_at", None) or ""))
+            upcoming += [next_at.replace(tzinfo=UTC)] if next_at else []
+    return rows, min(upcoming).timestamp() if upcoming else None
 
 
 def _language(context: ContextInput | None) -> str:

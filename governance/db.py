@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -37,8 +37,17 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _row(obj: Model, fields: Sequence[Field[Any, Any]]) -> dict[str, Any]:
-    return {f.column: _json_value(f.pre_save(obj, add=True)) for f in fields}
+def _reader(f: Field[Any, Any]) -> Callable[[Model], Any]:
+    """How one column's JSON value is read off an unsaved instance: pre_save where the
+    field fills itself in (auto_now, auto_now_add), else the attribute as it is."""
+    if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+        return lambda obj: _json_value(f.pre_save(obj, add=True))
+    attname = f.attname
+    return lambda obj: _json_value(obj.__dict__[attname])
+
+
+def _row(obj: Model, columns: Sequence[tuple[str, Callable[[Model], Any]]]) -> dict[str, Any]:
+    return {column: read(obj) for column, read in columns}
 
 
 @lru_cache(maxsize=64)
@@ -47,8 +56,9 @@ def _insert_sql(
     with_pk: bool,
     expressions: tuple[tuple[str, str], ...],
     on_conflict: str,
-) -> tuple[str, list[Field[Any, Any]]]:
-    """The INSERT's text and its fields, built once per shape (this is the hot path)."""
+) -> tuple[str, list[tuple[str, Callable[[Model], Any]]]]:
+    """The INSERT's text and how each column's value is read, built once per shape (this
+    is the hot path)."""
     meta = model._meta
     fields = [f for f in meta.concrete_fields if with_pk or not f.primary_key]
     quote = connection.ops.quote_name
@@ -61,7 +71,8 @@ def _insert_sql(
         f"INSERT INTO {table} AS t ({columns}) SELECT {values}"  # noqa: S608
         f" FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) WITH ORDINALITY AS r"
     )
-    return (f"{sql} {on_conflict}" if on_conflict else sql), fields
+    readers = [(f.column, _reader(f)) for f in fields]
+    return (f"{sql} {on_conflict}" if on_conflict else sql), readers
 
 
 @dataclass
@@ -89,11 +100,11 @@ class Statement:
         if not objs:
             return
         with_pk = getattr(objs[0], objs[0]._meta.pk.attname) is not None
-        sql, fields = _insert_sql(
+        sql, readers = _insert_sql(
             type(objs[0]), with_pk, tuple(sorted((expressions or {}).items())), on_conflict
         )
         self._add(sql)
-        self.params.append(json.dumps([_row(obj, fields) for obj in objs]))
+        self.params.append(json.dumps([_row(obj, readers) for obj in objs]))
 
     def raw(self, sql: str, params: Sequence[Any]) -> None:
         """Any other data-modifying statement (an UPDATE, say) as one more CTE."""

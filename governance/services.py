@@ -20,6 +20,7 @@ from governance.actors import Actor
 from governance.audit import audit_record
 from governance.errors import InvalidRequest
 from governance.keys import display_prefix, generate_key, hash_key
+from governance.memo import memos_clear
 from governance.models import (
     ApiClient,
     ApiKey,
@@ -82,6 +83,7 @@ def api_key_rotate(
         ApiKey.objects.filter(client=client, revoked_at__isnull=True).filter(
             models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=old_keys_expire_at)
         ).update(expires_at=old_keys_expire_at)
+        memos_clear()  # a queryset update sends no model signal
     return api_key_issue(client=client, actor=actor, ip=ip)
 
 

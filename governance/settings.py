@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from governance.env import env_bool, env_int, env_list, env_str
+from governance.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -162,6 +162,9 @@ CHILD_CONSENT_AGE = env_int("CHILD_CONSENT_AGE", 16)
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # How often an API key's last_used_at is written, at most (seconds).
 API_KEY_TOUCH_INTERVAL = env_int("API_KEY_TOUCH_INTERVAL", 60)
+# How long a process reuses an API key lookup and a write's purposes read (governance.memo):
+# another process's revocation or purpose change reaches it within this. 0: always read.
+HOT_READ_CACHE_SECONDS = env_float("HOT_READ_CACHE_SECONDS", 1.0)
 
 # The controller named in consent receipts.
 CONTROLLER = {

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from governance.memo import memos_clear
 from tests import factories
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memos() -> None:
+    """Each test starts without another test's memoised key lookups and purposes (a flush
+    or a rollback between tests sends no model signal)."""
+    memos_clear()
 
 
 class Api:

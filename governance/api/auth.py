@@ -8,12 +8,13 @@ endpoints, is a 403.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -21,6 +22,7 @@ from rest_framework.request import Request
 
 from governance import db
 from governance.keys import hash_key
+from governance.memo import Memo
 from governance.models import ApiClient, ApiKey
 
 
@@ -90,38 +92,55 @@ class HasScope(BasePermission):
 
 
 # Every API request runs this, the hot single check included, so it is one plain SQL
-# statement: the ORM's query building cost several times the query itself here.
+# statement (the ORM's query building cost several times the query itself here), and its
+# answer is memoised for a second (governance.memo) until the key's own expiry.
 _KEY_LOOKUP = """
 SELECT k.id, k.prefix, c.id, c.name, c.kind, c.scopes, c.rate_limit_per_minute,
+       k.expires_at,
        CASE WHEN k.last_used_at IS NULL OR k.last_used_at < %s THEN 1 ELSE 0 END
 FROM governance_apikey k JOIN governance_apiclient c ON c.id = k.client_id
 WHERE k.key_hash = %s AND k.revoked_at IS NULL AND c.active
   AND (k.expires_at IS NULL OR k.expires_at > %s)
 """
+_KEYS = Memo("api keys")
 
 
 def _key_lookup(key_hash: str, now: datetime) -> tuple[ApiClient, int, str, bool] | None:
-    touch_before = now - timedelta(seconds=settings.API_KEY_TOUCH_INTERVAL)
-    if connection.vendor == "postgresql":
-        # Every API request runs this: prepared once per connection, not parsed each time.
-        with db.server_cursor() as cursor:
-            cursor.execute(_KEY_LOOKUP, [touch_before, key_hash, now], prepare=True)
-            row = cursor.fetchone()
-    else:
-        adapt = connection.ops.adapt_datetimefield_value
-        with connection.cursor() as cursor:
-            cursor.execute(_KEY_LOOKUP, [adapt(touch_before), key_hash, adapt(now)])
-            row = cursor.fetchone()
+    """The key's client, key id and prefix, and whether its last use is due to be written."""
+    row, stale = _KEYS.get(key_hash, at=now.timestamp()), False
     if row is None:
-        return None
-    key_id, prefix, client_id, name, kind, scopes, rate_limit, stale = row
+        found = _key_row(key_hash, now)
+        if found is None:
+            return None  # unknown keys are not memoised: a key issued now works at once
+        *row, expires_at, stale = found
+        if isinstance(expires_at, str):  # SQLite's raw cursor answers naive UTC text
+            expires_at = parse_datetime(expires_at)
+            expires_at = expires_at and expires_at.replace(tzinfo=UTC)
+        until = expires_at.timestamp() if expires_at else None
+        _KEYS.put(key_hash, row, at=now.timestamp(), until=until)
+    key_id, prefix, client_id, name, kind, scopes, rate_limit = row
     if isinstance(scopes, str | bytes):
         scopes = json.loads(scopes)
     # A model instance as the ORM would load it, the columns not read here deferred (they
-    # load on access, and save() never writes them back from stale values).
+    # load on access, and save() never writes them back from stale values). A new one per
+    # request: the memo keeps the row, never an instance a request could change.
     client = ApiClient.from_db(
         connection.alias,
         ["id", "name", "kind", "scopes", "rate_limit_per_minute", "active"],
         [client_id, name, kind, list(scopes or []), rate_limit, True],
     )
     return client, key_id, prefix, bool(stale)
+
+
+def _key_row(key_hash: str, now: datetime) -> tuple[Any, ...] | None:
+    touch_before = now - timedelta(seconds=settings.API_KEY_TOUCH_INTERVAL)
+    if connection.vendor == "postgresql":
+        # Prepared once per connection, not parsed each time.
+        with db.server_cursor() as cursor:
+            cursor.execute(_KEY_LOOKUP, [touch_before, key_hash, now], prepare=True)
+            return cursor.fetchone()
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(_KEY_LOOKUP, [adapt(touch_before), key_hash, adapt(now)])
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row

@@ -1,0 +1,170 @@
+"""The per-process memo of the hot reads (governance.memo): what it keeps, for how long, and
+what clears it. These tests run outside a transaction, where memos are used; time is passed
+in. Changes are made by raw SQL where the point is that nothing told this process."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from consent import services as consent_services
+from consent.errors import UnknownPurpose
+from consent.models import Purpose
+from governance import services
+from governance.api.auth import _key_lookup
+from governance.keys import hash_key
+from governance.models import ApiKey
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _revoke_behind_its_back(key: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE governance_apikey SET revoked_at = %s WHERE key_hash = %s",
+            [timezone.now(), hash_key(key)],
+        )
+
+
+def test_a_key_lookup_is_reused_for_its_lifetime_then_read_again(settings):
+    settings.HOT_READ_CACHE_SECONDS = 1.0
+    _, key = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    assert _key_lookup(hash_key(key), now) is not None
+    _revoke_behind_its_back(key)
+    # Within the lifetime, this process still honours what it read...
+    assert _key_lookup(hash_key(key), now + timedelta(seconds=0.9)) is not None
+    # ...and not a moment past it.
+    assert _key_lookup(hash_key(key), now + timedelta(seconds=1.0)) is None
+
+
+def test_a_revocation_in_this_process_takes_effect_at_once():
+    client, key = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    assert _key_lookup(hash_key(key), now) is not None
+    services.api_key_revoke(api_key=ApiKey.objects.get(client=client))
+    assert _key_lookup(hash_key(key), now) is None
+
+
+def test_a_rotation_grace_period_clears_the_memo():
+    client, old = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    assert _key_lookup(hash_key(old), now) is not None
+    services.api_key_rotate(client=client, old_keys_expire_at=now - timedelta(seconds=1))
+    assert _key_lookup(hash_key(old), now) is None
+
+
+def test_a_memoised_key_is_not_used_past_its_expiry(settings):
+    settings.HOT_READ_CACHE_SECONDS = 60.0
+    client, _ = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    key = services.api_key_issue(client=client, expires_at=now + timedelta(seconds=5))
+    assert _key_lookup(hash_key(key), now) is not None
+    assert _key_lookup(hash_key(key), now + timedelta(seconds=4)) is not None
+    assert _key_lookup(hash_key(key), now + timedelta(seconds=5)) is None
+
+
+def test_unknown_keys_are_not_memoised():
+    client, _ = factories.api_client(scopes=["consent:read"])
+    key = "sk_" + "x" * 40
+    assert _key_lookup(hash_key(key), timezone.now()) is None
+    # bulk_create sends no model signal: only the absence of a memo entry lets it work.
+    ApiKey.objects.bulk_create([ApiKey(client=client, prefix="sk_xxxxx", key_hash=hash_key(key))])
+    assert _key_lookup(hash_key(key), timezone.now()) is not None
+
+
+def test_each_lookup_returns_its_own_client_instance():
+    _, key = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    first, *_ = _key_lookup(hash_key(key), now) or (None,)
+    second, *_ = _key_lookup(hash_key(key), now) or (None,)
+    assert first is not None and second is not None
+    assert first is not second and first.pk == second.pk
+
+
+def test_inside_a_transaction_reads_go_to_the_database():
+    _, key = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    assert _key_lookup(hash_key(key), now) is not None
+    with transaction.atomic():
+        _revoke_behind_its_back(key)
+        assert _key_lookup(hash_key(key), now) is None
+
+
+def test_memos_can_be_turned_off(settings):
+    settings.HOT_READ_CACHE_SECONDS = 0
+    _, key = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    assert _key_lookup(hash_key(key), now) is not None
+    _revoke_behind_its_back(key)
+    assert _key_lookup(hash_key(key), now) is None
+
+
+# --- purposes ---------------------------------------------------------------------------
+
+
+def _deactivate_behind_its_back(key: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE consent_purpose SET active = false WHERE key = %s", [key])
+
+
+def test_a_purposes_read_is_reused_for_its_lifetime():
+    factories.purpose("analytics")
+    now = timezone.now()
+    assert set(consent_services._purposes_by_key(["analytics"], now)) == {"analytics"}
+    _deactivate_behind_its_back("analytics")
+    assert consent_services._purposes_by_key(["analytics"], now + timedelta(seconds=0.5))
+    with pytest.raises(UnknownPurpose):
+        consent_services._purposes_by_key(["analytics"], now + timedelta(seconds=1))
+
+
+def test_saving_a_purpose_in_this_process_clears_the_memo():
+    purpose = factories.purpose("analytics")
+    now = timezone.now()
+    consent_services._purposes_by_key(["analytics"], now)
+    Purpose.objects.filter(pk=purpose.pk).update(active=False)  # no signal: still memoised
+    assert consent_services._purposes_by_key(["analytics"], now)
+    purpose.refresh_from_db()
+    purpose.save()
+    with pytest.raises(UnknownPurpose):
+        consent_services._purposes_by_key(["analytics"], now)
+
+
+def test_a_scheduled_notice_version_ends_the_memo_when_it_is_published(settings):
+    settings.HOT_READ_CACHE_SECONDS = 60.0
+    purpose = factories.purpose("analytics")
+    now = timezone.now()
+    consent_services.notice_version_publish(
+        purpose=purpose,
+        texts={"en": ("v2", "Version two.")},
+        published_at=now + timedelta(seconds=5),
+    )
+    current = consent_services._purposes_by_key(["analytics"], now)["analytics"]
+    assert current.current_notice == 1  # type: ignore[attr-defined]
+    later = consent_services._purposes_by_key(["analytics"], now + timedelta(seconds=4))
+    assert later["analytics"].current_notice == 1  # type: ignore[attr-defined]
+    published = consent_services._purposes_by_key(["analytics"], now + timedelta(seconds=5))
+    assert published["analytics"].current_notice == 2  # type: ignore[attr-defined]
+
+
+def test_an_unknown_purpose_is_not_memoised():
+    factories.purpose("analytics")
+    with pytest.raises(UnknownPurpose):
+        consent_services._purposes_by_key(["analytics", "later"], timezone.now())
+    factories.purpose("later")
+    assert set(consent_services._purposes_by_key(["analytics", "later"], timezone.now())) == {
+        "analytics",
+        "later",
+    }
+
+
+def test_a_consent_write_outside_a_transaction_uses_the_memo_and_records_correctly():
+    factories.purpose("analytics")
+    first = factories.record("memo-subject-1", analytics=True)
+    second = factories.record("memo-subject-2", analytics=False)
+    assert first.events[0].purpose.key == second.events[0].purpose.key == "analytics"
+    assert first.events[0].notice_version == second.events[0].notice_version == 1
