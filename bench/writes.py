@@ -1,6 +1,6 @@
 """Durable consent writes through gunicorn against a raw SQL upsert, same run, same machine.
 
-    uv run python bench/writes.py [--seconds 10] [--clients 8] [--workers 4]
+    uv run python bench/writes.py [--seconds 10] [--clients 8] [--workers 3] [--threads 4]
 
 Uses its own PostgreSQL database (BENCH_WRITES_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/gov_bench_writes; dropped and re-created each run).
@@ -286,8 +286,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4)
-    # As the Dockerfile serves: threaded workers keep connections alive.
+    # As the Dockerfile serves: three workers of four threads (threads keep connections
+    # alive).
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     url = os.environ.get("BENCH_WRITES_DATABASE_URL", DEFAULT_URL)
