@@ -7,14 +7,13 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from consent import identity, ledger
 from consent.errors import (
@@ -43,7 +42,7 @@ from governance import db
 from governance.actors import Actor
 from governance.audit import audit_build
 from governance.errors import InvalidRequest
-from governance.memo import Memo
+from governance.memo import Memo, memos_version, unix_time
 from governance.models import AuditEvent, OutboxEvent
 from governance.outbox import (
     OUTBOX_NEXT_SEQ_SQL,
@@ -351,12 +350,12 @@ def _purposes_by_key(keys: Sequence[str], now: datetime | None = None) -> dict[s
     (`current_notice`, None when it has none): this is the write path, so the read is
     memoised for a second (governance.memo), and never past a notice's publication."""
     now = now or timezone.now()
-    names = tuple(sorted(set(keys)))
+    names, version = tuple(sorted(set(keys))), memos_version()
     rows: list[_PurposeRow] | None = _PURPOSES.get(names, at=now.timestamp())
     if rows is None:
         rows, next_publication = _purpose_rows(names, now)
         if len(rows) == len(names):  # an unknown purpose is not memoised
-            _PURPOSES.put(names, rows, at=now.timestamp(), until=next_publication)
+            _PURPOSES.put(names, rows, version=version, at=now.timestamp(), until=next_publication)
     found: dict[str, Purpose] = {}
     for values, notice in rows:
         purpose = Purpose.from_db("default", _PURPOSE_COLUMNS, values)
@@ -383,7 +382,7 @@ def _purpose_rows(names: Sequence[str], now: datetime) -> tuple[list[_PurposeRow
         " WHERE n.purpose_id = p.id AND n.published_at > %s) AS next_notice_at"
     )
     rows: list[_PurposeRow] = []
-    upcoming: list[datetime] = []
+    upcoming: list[float] = []
     if connection.vendor == "postgresql":
         with db.server_cursor() as cursor:
             cursor.execute(
@@ -394,7 +393,7 @@ def _purpose_rows(names: Sequence[str], now: datetime) -> tuple[list[_PurposeRow
             )
             for *values, notice, next_at in cursor.fetchall():
                 rows.append((values, notice))
-                upcoming += [next_at] if next_at else []
+                upcoming += [next_at.timestamp()] if next_at else []
     else:
         placeholders = ", ".join(["%s"] * len(names))
         sql = (  # only placeholders are formatted in, the keys are parameters
@@ -403,10 +402,9 @@ def _purpose_rows(names: Sequence[str], now: datetime) -> tuple[list[_PurposeRow
         )
         for p in Purpose.objects.raw(sql, [now, now, *names]):
             rows.append(([getattr(p, c) for c in _PURPOSE_COLUMNS], p.current_notice))  # type: ignore[attr-defined]
-            # SQLite answers an aggregate's timestamp as naive UTC text.
-            next_at = parse_datetime(str(getattr(p, "next_notice_at", None) or ""))
-            upcoming += [next_at.replace(tzinfo=UTC)] if next_at else []
-    return rows, min(upcoming).timestamp() if upcoming else None
+            next_at = unix_time(getattr(p, "next_notice_at", None))
+            upcoming += [next_at] if next_at is not None else []
+    return rows, min(upcoming) if upcoming else None
 
 
 def _language(context: ContextInput | None) -> str:

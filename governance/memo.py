@@ -19,17 +19,26 @@ deadlines, the in-transaction rule and clearing from model signals, which is mos
 from __future__ import annotations
 
 from collections.abc import Hashable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
 
 _MEMOS: list[Memo] = []
+# Moves on every clear. A reader takes it before its database read and stores the answer
+# only if it has not moved, so a concurrent clear cannot be undone by a read made before it.
+_version = 0
+
+
+def memos_version() -> int:
+    return _version
 
 
 class Memo:
     """Values by key, each until min(now + HOT_READ_CACHE_SECONDS, its own deadline).
-    Thread-safe under the GIL: every operation is a single dict operation."""
+    Safe across threads under the GIL: a racing reader at worst misses an entry."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -54,30 +63,43 @@ class Memo:
             return None
         return value
 
-    def put(self, key: Hashable, value: Any, *, at: float, until: float | None = None) -> None:
-        """Stores `value` (never None), read at `at`, until the memo's lifetime or `until`
-        (both Unix times), whichever comes first. Does nothing where memos are not usable."""
-        if not self.usable():
+    def put(
+        self, key: Hashable, value: Any, *, version: int, at: float, until: float | None = None
+    ) -> None:
+        """Stores `value` (never None), read at `at` after `memos_version()` gave `version`,
+        until the memo's lifetime or `until` (both Unix times), whichever comes first.
+        Does nothing where memos are not usable or a clear came since `version`."""
+        if not self.usable() or version != _version:
             return
         lapse = at + settings.HOT_READ_CACHE_SECONDS
         if len(self._entries) > 10_000:
             self._entries.clear()  # a bound, not an eviction policy: entries live a second
         self._entries[key] = (min(lapse, until) if until is not None else lapse, value)
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 def memos_clear(*args: Any, **kwargs: Any) -> None:
     """Clears every memo now and again when the current transaction commits, so a
     concurrent request of this process cannot keep what it read before the commit. A model
     signal receiver (takes and ignores the signal's arguments)."""
-    for memo in _MEMOS:
-        memo.clear()
+    _clear_all()
     if connection.in_atomic_block:
         transaction.on_commit(_clear_all)
 
 
 def _clear_all() -> None:
+    global _version
+    _version += 1
     for memo in _MEMOS:
-        memo.clear()
+        memo._entries.clear()
+
+
+def unix_time(value: datetime | str | None) -> float | None:
+    """A timestamp column's value as a Unix time, for a deadline: PostgreSQL gives aware
+    datetimes; SQLite gives naive UTC datetimes, or text for an aggregate's result."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()

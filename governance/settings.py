@@ -165,6 +165,8 @@ API_KEY_TOUCH_INTERVAL = env_int("API_KEY_TOUCH_INTERVAL", 60)
 # How long a process reuses an API key lookup and a write's purposes read (governance.memo):
 # another process's revocation or purpose change reaches it within this. 0: always read.
 HOT_READ_CACHE_SECONDS = env_float("HOT_READ_CACHE_SECONDS", 1.0)
+if not 0 <= HOT_READ_CACHE_SECONDS <= 60:  # NaN and infinity fail this too
+    raise ImproperlyConfigured("HOT_READ_CACHE_SECONDS must be between 0 and 60 seconds.")
 
 # The controller named in consent receipts.
 CONTROLLER = {

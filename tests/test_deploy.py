@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +115,18 @@ def test_production_starts_with_its_secrets():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "61"])
+def test_a_memo_lifetime_outside_0_to_60_seconds_is_refused(value):
+    env = {"PATH": os.environ.get("PATH", ""), "DEBUG": "1", "HOT_READ_CACHE_SECONDS": value}
+    result = subprocess.run(
+        [sys.executable, "-c", "import governance.settings"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "HOT_READ_CACHE_SECONDS" in result.stderr

@@ -8,13 +8,12 @@ endpoints, is a 403.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -22,7 +21,7 @@ from rest_framework.request import Request
 
 from governance import db
 from governance.keys import hash_key
-from governance.memo import Memo
+from governance.memo import Memo, memos_version, unix_time
 from governance.models import ApiClient, ApiKey
 
 
@@ -107,17 +106,15 @@ _KEYS = Memo("api keys")
 
 def _key_lookup(key_hash: str, now: datetime) -> tuple[ApiClient, int, str, bool] | None:
     """The key's client, key id and prefix, and whether its last use is due to be written."""
+    version = memos_version()
     row, stale = _KEYS.get(key_hash, at=now.timestamp()), False
     if row is None:
         found = _key_row(key_hash, now)
         if found is None:
             return None  # unknown keys are not memoised: a key issued now works at once
         *row, expires_at, stale = found
-        if isinstance(expires_at, str):  # SQLite's raw cursor answers naive UTC text
-            expires_at = parse_datetime(expires_at)
-            expires_at = expires_at and expires_at.replace(tzinfo=UTC)
-        until = expires_at.timestamp() if expires_at else None
-        _KEYS.put(key_hash, row, at=now.timestamp(), until=until)
+        until = unix_time(expires_at)
+        _KEYS.put(key_hash, row, version=version, at=now.timestamp(), until=until)
     key_id, prefix, client_id, name, kind, scopes, rate_limit = row
     if isinstance(scopes, str | bytes):
         scopes = json.loads(scopes)

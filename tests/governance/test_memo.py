@@ -4,7 +4,7 @@ in. Changes are made by raw SQL where the point is that nothing told this proces
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -16,6 +16,7 @@ from consent.models import Purpose
 from governance import services
 from governance.api.auth import _key_lookup
 from governance.keys import hash_key
+from governance.memo import Memo, memos_clear, memos_version, unix_time
 from governance.models import ApiKey
 from tests import factories
 
@@ -53,12 +54,49 @@ def test_a_revocation_in_this_process_takes_effect_at_once():
     assert _key_lookup(hash_key(key), now) is None
 
 
-def test_a_rotation_grace_period_clears_the_memo():
+def test_a_rotation_grace_period_clears_the_memo(monkeypatch):
     client, old = factories.api_client(scopes=["consent:read"])
     now = timezone.now()
     assert _key_lookup(hash_key(old), now) is not None
+    # The new key's save would clear the memo too: leave only the grace period's update.
+    monkeypatch.setattr(services, "api_key_issue", lambda **kwargs: "")
     services.api_key_rotate(client=client, old_keys_expire_at=now - timedelta(seconds=1))
     assert _key_lookup(hash_key(old), now) is None
+
+
+def test_deactivating_a_client_in_this_process_takes_effect_at_once():
+    client, key = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    assert _key_lookup(hash_key(key), now) is not None
+    client.active = False
+    client.save()
+    assert _key_lookup(hash_key(key), now) is None
+
+
+def test_deleting_a_key_in_this_process_takes_effect_at_once():
+    client, key = factories.api_client(scopes=["consent:read"])
+    now = timezone.now()
+    assert _key_lookup(hash_key(key), now) is not None
+    ApiKey.objects.get(client=client).delete()
+    assert _key_lookup(hash_key(key), now) is None
+
+
+def test_a_read_made_before_a_clear_is_not_stored_after_it():
+    memo = Memo("test")
+    version = memos_version()
+    memos_clear()  # another thread's commit, between this read and its put
+    memo.put("k", "read before the clear", version=version, at=0.0)
+    assert memo.get("k", at=0.0) is None
+    memo.put("k", "read after it", version=memos_version(), at=0.0)
+    assert memo.get("k", at=0.0) == "read after it"
+
+
+def test_database_timestamps_become_unix_times():
+    moment = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+    assert unix_time(moment) == moment.timestamp()
+    assert unix_time(moment.replace(tzinfo=None)) == moment.timestamp()  # SQLite: naive UTC
+    assert unix_time("2026-12-02 03:00:00") == moment.timestamp()  # SQLite: an aggregate's text
+    assert unix_time(None) is None
 
 
 def test_a_memoised_key_is_not_used_past_its_expiry(settings):
@@ -149,16 +187,26 @@ def test_an_unknown_purpose_is_not_memoised():
     factories.purpose("analytics")
     with pytest.raises(UnknownPurpose):
         consent_services._purposes_by_key(["analytics", "later"], timezone.now())
-    factories.purpose("later")
-    assert set(consent_services._purposes_by_key(["analytics", "later"], timezone.now())) == {
-        "analytics",
-        "later",
-    }
+    # bulk_create sends no model signal: only the absence of a memo entry lets it be found.
+    Purpose.objects.bulk_create([Purpose(key="later", name="Later", legal_basis="consent")])
+    found = consent_services._purposes_by_key(["analytics", "later"], timezone.now())
+    assert set(found) == {"analytics", "later"}
+
+
+def test_publishing_a_notice_version_in_this_process_takes_effect_at_once():
+    purpose = factories.purpose("analytics")
+    now = timezone.now()
+    assert consent_services._purposes_by_key(["analytics"], now)["analytics"].current_notice == 1  # type: ignore[attr-defined]
+    consent_services.notice_version_publish(
+        purpose=purpose, texts={"en": ("v2", "Version two.")}, published_at=now
+    )
+    assert consent_services._purposes_by_key(["analytics"], now)["analytics"].current_notice == 2  # type: ignore[attr-defined]
 
 
 def test_a_consent_write_outside_a_transaction_uses_the_memo_and_records_correctly():
     factories.purpose("analytics")
     first = factories.record("memo-subject-1", analytics=True)
+    assert consent_services._PURPOSES.get(("analytics",), at=timezone.now().timestamp())
     second = factories.record("memo-subject-2", analytics=False)
     assert first.events[0].purpose.key == second.events[0].purpose.key == "analytics"
     assert first.events[0].notice_version == second.events[0].notice_version == 1
