@@ -23,16 +23,13 @@ class ConsentConfig(AppConfig):
 
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
-        from django.db.models.signals import post_delete, post_save
 
         from consent.models import NoticeVersion, Purpose, Subject
-        from governance.memo import memos_clear
+        from governance.memo import memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
 
         # A saved purpose or notice version clears this process's memo of purposes at once.
-        for model in (Purpose, NoticeVersion):
-            for signal in (post_save, post_delete):
-                signal.connect(memos_clear, sender=model, dispatch_uid=f"memo-{model.__name__}")
+        memos_clear_on_change(Purpose, NoticeVersion)
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())

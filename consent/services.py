@@ -341,7 +341,7 @@ def event_payload(event: ConsentEvent) -> dict[str, Any]:
 
 
 _PURPOSE_COLUMNS = ["id", "key", "consent_ttl", "gpc_opt_out"]
-_PURPOSES = Memo("purposes")
+_PURPOSES = Memo()
 _PurposeRow = tuple[list[Any], int | None]
 
 

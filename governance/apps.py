@@ -7,12 +7,11 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib import admin
-        from django.db.models.signals import post_delete, post_save
 
         from governance import signing, webhooks
         from governance.admin_audit import audit_every_admin
         from governance.api import schema_auth  # noqa: F401  (OpenAPI for Bearer keys)
-        from governance.memo import memos_clear
+        from governance.memo import memos_clear_on_change
         from governance.models import (
             ApiClient,
             ApiKey,
@@ -23,9 +22,7 @@ class GovernanceConfig(AppConfig):
         from governance.reencrypt import register_encrypted_field
 
         # A saved key or client clears this process's memo of key lookups at once.
-        for model in (ApiKey, ApiClient):
-            for signal in (post_save, post_delete):
-                signal.connect(memos_clear, sender=model, dispatch_uid=f"memo-{model.__name__}")
+        memos_clear_on_change(ApiKey, ApiClient)
         # Every app's admin module is imported by now (django.contrib.admin comes first).
         audit_every_admin(admin.site)
         register_encrypted_field(

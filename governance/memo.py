@@ -24,6 +24,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Model
+from django.db.models.signals import post_delete, post_save
 from django.utils.dateparse import parse_datetime
 
 _MEMOS: list[Memo] = []
@@ -40,8 +42,7 @@ class Memo:
     """Values by key, each until min(now + HOT_READ_CACHE_SECONDS, its own deadline).
     Safe across threads under the GIL: a racing reader at worst misses an entry."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self) -> None:
         self._entries: dict[Hashable, tuple[float, Any]] = {}
         _MEMOS.append(self)
 
@@ -84,6 +85,14 @@ def memos_clear(*args: Any, **kwargs: Any) -> None:
     _clear_all()
     if connection.in_atomic_block:
         transaction.on_commit(_clear_all)
+
+
+def memos_clear_on_change(*models: type[Model]) -> None:
+    """Saving or deleting an instance of any of `models` clears every memo (memos_clear).
+    Called from the apps' ready() for the models a memo mirrors."""
+    for model in models:
+        for signal in (post_save, post_delete):
+            signal.connect(memos_clear, sender=model, dispatch_uid=f"memo-{model.__name__}")
 
 
 def _clear_all() -> None:

@@ -82,16 +82,20 @@ def test_every_setting_read_from_the_environment_is_documented():
     assert not undocumented, f"document these in README: {undocumented}"
 
 
-def test_production_refuses_to_start_without_its_secrets():
-    env = {"PATH": os.environ.get("PATH", ""), "DEBUG": "0"}
-    result = subprocess.run(
+def _import_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Imports the settings in a fresh interpreter with only `env` (and PATH)."""
+    return subprocess.run(
         [sys.executable, "-c", "import governance.settings"],
         cwd=ROOT,
-        env=env,
+        env={"PATH": os.environ.get("PATH", ""), **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_production_refuses_to_start_without_its_secrets():
+    result = _import_settings({"DEBUG": "0"})
     assert result.returncode != 0
     for name in ("SECRET_KEY", "SUBJECT_HASH_KEY", "SUBJECT_ENCRYPTION_KEY", "DATABASE_URL"):
         assert name in result.stderr
@@ -99,34 +103,18 @@ def test_production_refuses_to_start_without_its_secrets():
 
 def test_production_starts_with_its_secrets():
     env = {
-        "PATH": os.environ.get("PATH", ""),
         "DEBUG": "0",
         "SECRET_KEY": "s",
         "SUBJECT_HASH_KEY": "h",
         "SUBJECT_ENCRYPTION_KEY": "dGVzdC1zdWJqZWN0LWVuY3J5cHRpb24ta2V5LTMyYnk",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/governance",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", "import governance.settings"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _import_settings(env)
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1", "61"])
 def test_a_memo_lifetime_outside_0_to_60_seconds_is_refused(value):
-    env = {"PATH": os.environ.get("PATH", ""), "DEBUG": "1", "HOT_READ_CACHE_SECONDS": value}
-    result = subprocess.run(
-        [sys.executable, "-c", "import governance.settings"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _import_settings({"DEBUG": "1", "HOT_READ_CACHE_SECONDS": value})
     assert result.returncode != 0
     assert "HOT_READ_CACHE_SECONDS" in result.stderr

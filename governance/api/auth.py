@@ -101,7 +101,7 @@ FROM governance_apikey k JOIN governance_apiclient c ON c.id = k.client_id
 WHERE k.key_hash = %s AND k.revoked_at IS NULL AND c.active
   AND (k.expires_at IS NULL OR k.expires_at > %s)
 """
-_KEYS = Memo("api keys")
+_KEYS = Memo()
 
 
 def _key_lookup(key_hash: str, now: datetime) -> tuple[ApiClient, int, str, bool] | None:

@@ -82,7 +82,7 @@ def test_deleting_a_key_in_this_process_takes_effect_at_once():
 
 
 def test_a_read_made_before_a_clear_is_not_stored_after_it():
-    memo = Memo("test")
+    memo = Memo()
     version = memos_version()
     memos_clear()  # another thread's commit, between this read and its put
     memo.put("k", "read before the clear", version=version, at=0.0)
@@ -121,10 +121,9 @@ def test_unknown_keys_are_not_memoised():
 def test_each_lookup_returns_its_own_client_instance():
     _, key = factories.api_client(scopes=["consent:read"])
     now = timezone.now()
-    first, *_ = _key_lookup(hash_key(key), now) or (None,)
-    second, *_ = _key_lookup(hash_key(key), now) or (None,)
+    first, second = _key_lookup(hash_key(key), now), _key_lookup(hash_key(key), now)
     assert first is not None and second is not None
-    assert first is not second and first.pk == second.pk
+    assert first[0] is not second[0] and first[0].pk == second[0].pk
 
 
 def test_inside_a_transaction_reads_go_to_the_database():
