@@ -59,5 +59,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_ports(name: str) -> tuple[int | range, ...]:
+    """TCP ports and inclusive ranges, comma-separated: `8080,8443,9000-9099`."""
+    ports: list[int | range] = []
+    for item in env_list(name, []):
+        low, _, high = item.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError as exc:
+            raise ImproperlyConfiguredEnv(f"{name}: {item!r} is not a port or range") from exc
+        if not 1 <= first <= last <= 65535:
+            raise ImproperlyConfiguredEnv(f"{name}: {item!r} is outside 1-65535")
+        ports.append(first if first == last else range(first, last + 1))
+    return tuple(ports)
+
+
 def env_days(name: str, default: int) -> timedelta:
     return timedelta(days=env_int(name, default))

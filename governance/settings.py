@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from governance.env import env_bool, env_float, env_int, env_list, env_str
+from governance.env import env_bool, env_float, env_int, env_list, env_ports, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -251,6 +251,9 @@ LOGGING = {
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 # Receivers on loopback or private addresses (off in production: they reach internal services).
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", DEBUG)
+# Ports a receiver may listen on besides 80 and 443 (`8080,9000-9099`), whatever its address:
+# other ports reach mail, database and admin services on the receiver's host.
+WEBHOOK_ALLOWED_PORTS = env_ports("WEBHOOK_ALLOWED_PORTS")
 WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "5") or 5)
 WEBHOOK_BACKOFF_BASE_SECONDS = float(env_str("WEBHOOK_BACKOFF_BASE_SECONDS", "10") or 10)
 WEBHOOK_BACKOFF_MAX_SECONDS = float(env_str("WEBHOOK_BACKOFF_MAX_SECONDS", "3600") or 3600)

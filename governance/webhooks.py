@@ -6,6 +6,7 @@ so a receiver can refuse replays older than its tolerance and a tampered body.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import http.client
@@ -13,9 +14,8 @@ import ipaddress
 import random
 import secrets
 import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,31 +34,132 @@ _METADATA_ADDRESSES = {
 }
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
+# Special-purpose ranges that are not globally reachable (IANA's IPv4 and IPv6 registries).
+# `is_global` alone is not enough: the interpreter's table differs between patch releases
+# (3.11.7 calls fec0::/10, 64:ff9b:1::/48 and 3fff::/20 global).
+_NOT_GLOBAL_V4 = [
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+]
+# Global unicast is 2000::/3; inside it, these are not reachable.
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+_NOT_GLOBAL_V6 = [
+    ipaddress.IPv6Network(n) for n in ("2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16")
+]
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class WebhookUrlRefused(ValueError):
-    """The URL is not http(s) or points at a link-local or metadata address."""
+    """The URL is not http(s), or its port or address may not receive webhooks."""
 
 
-def _address_refused(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%")[0])
-    except ValueError:
+def _unwrapped(ip: IPAddress) -> list[IPAddress]:
+    """The addresses a packet to `ip` actually reaches: the IPv4 inside IPv4-mapped,
+    IPv4-compatible, 6to4, NAT64 (well-known prefix) and Teredo (server and client) forms.
+
+    A wrapper is judged by what it wraps: `64:ff9b::a00:1` is 10.0.0.1 behind a translator,
+    and `2002:7f00:1::` is 127.0.0.1 behind a relay.
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    if ip in _NAT64_WELL_KNOWN or (
+        ip in _IPV4_COMPATIBLE and int(ip) > 1  # not :: or ::1, which are IPv6's own
+    ):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return [ip]
+
+
+def _public(ip: IPAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip.is_global and not any(ip in n for n in _NOT_GLOBAL_V4)
+    return ip in _GLOBAL_UNICAST_V6 and ip.is_global and not any(ip in n for n in _NOT_GLOBAL_V6)
+
+
+def _never_allowed(ip: IPAddress) -> bool:
+    # Refused even where private receivers are allowed: nothing listening there is a receiver.
+    return (
+        ip.is_link_local
+        or ip in _METADATA_ADDRESSES
+        or ip.is_multicast
+        or ip.is_unspecified
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK)
+    )
+
+
+def _address_refused(ip: IPAddress) -> bool:
+    for inner in {ip, *_unwrapped(ip)}:
+        if _never_allowed(inner):
+            return True
+    if all(_public(inner) for inner in _unwrapped(ip)):
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_link_local or ip in _METADATA_ADDRESSES or ip.is_multicast or ip.is_unspecified:
-        return True
     # Loopback and private ranges reach the service's own neighbours (Redis, PostgreSQL):
     # refused unless the deployment says its receivers live there.
-    return not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS and (ip.is_loopback or ip.is_private)
+    return not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS
 
 
-def url_check(url: str, *, resolve: bool = False) -> str:
-    """Refuses non-http(s) URLs and link-local/metadata targets.
+def _literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        pass
+    try:
+        # The resolver reads `2130706433`, `0x7f.1` and `127.1` as IPv4 too.
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
 
-    With `resolve`, the host's addresses are checked too (at delivery, so a DNS answer that
-    changed since the subscription was made cannot reach the metadata service).
-    """
+
+def _port_allowed(port: int) -> bool:
+    return port in (80, 443) or any(
+        port == allowed if isinstance(allowed, int) else port in allowed
+        for allowed in settings.WEBHOOK_ALLOWED_PORTS
+    )
+
+
+_ADDRESS_REFUSED = (
+    "Webhook URLs must point at public addresses: not link-local, metadata or (unless "
+    "allowed) private ones."
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery goes: the URL's host (for Host and TLS) and the addresses checked."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[str, ...] = ()
+
+
+def _target(url: str) -> Target:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise WebhookUrlRefused("Webhook URLs must use http or https.")
@@ -67,21 +168,62 @@ def url_check(url: str, *, resolve: bool = False) -> str:
         raise WebhookUrlRefused("Webhook URLs need a host.")
     if parts.username or parts.password:
         raise WebhookUrlRefused("Webhook URLs must not carry credentials.")
-    if host in _METADATA_HOSTS or _address_refused(host):
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise WebhookUrlRefused("Webhook URL's port is not a number in 1-65535.") from exc
+    if not _port_allowed(port):
         raise WebhookUrlRefused(
-            "Webhook URLs must not point at link-local, metadata or (unless allowed) private "
-            "addresses."
+            f"Webhook URLs must use port 80 or 443 (or one in WEBHOOK_ALLOWED_PORTS), not {port}."
         )
+    literal = _literal_address(host)
+    if host in _METADATA_HOSTS or (literal is not None and _address_refused(literal)):
+        raise WebhookUrlRefused(_ADDRESS_REFUSED)
     if host == "localhost" and not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
         raise WebhookUrlRefused("Webhook URLs must not point at this host.")
-    if resolve:
-        try:
-            infos = socket.getaddrinfo(host, parts.port or None, proto=socket.IPPROTO_TCP)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise WebhookUrlRefused(f"Host {host!r} does not resolve.") from exc
-        if any(_address_refused(str(info[4][0])) for info in infos):
-            raise WebhookUrlRefused("Webhook host resolves to a link-local or metadata address.")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(scheme=parts.scheme, host=host, port=port, path=path)
+
+
+def url_check(url: str) -> str:
+    """Refuses what no delivery may reach, as far as the URL itself shows: a scheme but
+    http(s), credentials, a port but 80, 443 and WEBHOOK_ALLOWED_PORTS, a literal address
+    that is not public (private ones only with WEBHOOK_ALLOW_PRIVATE_NETWORKS), metadata
+    hosts. A host name's addresses are judged at each delivery (`url_resolve`)."""
+    _target(url)
     return url
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The host's addresses in the resolver's order (one place, so tests can answer instead)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def url_resolve(url: str) -> Target:
+    """`url_check`, then the host resolved once and every answer judged.
+
+    One refused answer refuses the delivery: a name that mixes public and internal addresses
+    is a rebinding attempt, not a receiver. The delivery then connects to these addresses and
+    no others, so a second resolution (DNS rebinding) has nothing to change.
+    """
+    target = _target(url)
+    try:
+        answers = resolve(target.host, target.port)
+    except (OSError, UnicodeError) as exc:
+        raise WebhookUrlRefused(f"Host {target.host!r} does not resolve.") from exc
+    addresses = [_literal_address(answer) for answer in answers]
+    if not addresses or any(ip is None or _address_refused(ip) for ip in addresses):
+        raise WebhookUrlRefused(
+            "Webhook host resolves to a link-local, metadata or (unless allowed) private address."
+        )
+    return Target(
+        scheme=target.scheme,
+        host=target.host,
+        port=target.port,
+        path=target.path,
+        addresses=tuple(answers),
+    )
 
 
 def secret_generate() -> str:
@@ -129,13 +271,42 @@ def backoff_seconds(attempts: int) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect could lead anywhere, the metadata service included: treat it as an answer.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Certificates verified against the URL's host name, as urllib would.
+    return ssl.create_default_context()
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+def _socket_to(addresses: tuple[str, ...], port: int, timeout: float | None) -> socket.socket:
+    """A connection to the first of the checked addresses that answers; never a new lookup."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error or OSError("no address to connect to")
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Speaks HTTP to `host` (the Host header) over a socket to a checked address."""
+
+    def __init__(self, target: Target, *, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.addresses = target.addresses
+
+    def connect(self) -> None:
+        self.sock = _socket_to(self.addresses, self.port, self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
+    default_port = http.client.HTTPS_PORT
+
+    def connect(self) -> None:
+        super().connect()
+        # SNI and certificate verification use the URL's host name, not the address.
+        self.sock = _tls_context().wrap_socket(self.sock, server_hostname=self.host)
 
 
 @dataclass(frozen=True)
@@ -146,19 +317,27 @@ class SendResult:
 
 
 def send(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> SendResult:
-    """One POST with a hard timeout; any answer but 2xx, or none, is a failure."""
+    """One POST with a hard timeout; any answer but 2xx, or none, is a failure.
+
+    Redirects are answers, not followed: one could lead anywhere, the metadata service
+    included.
+    """
     try:
-        url_check(url, resolve=True)
+        target = url_resolve(url)
     except WebhookUrlRefused as exc:
         return SendResult(False, None, str(exc))
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection = kind(target, timeout=timeout)
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            response.read(65536)
-            status = int(response.status)
-    except urllib.error.HTTPError as exc:
-        return SendResult(False, exc.code, f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
-        return SendResult(False, None, f"{type(exc).__name__}: {reason}"[:500])
-    return SendResult(200 <= status < 300, status, "" if 200 <= status < 300 else f"HTTP {status}")
+        connection.request(
+            "POST", target.path, body=body, headers={"Connection": "close", **headers}
+        )
+        response = connection.getresponse()
+        response.read(65536)
+        status = int(response.status)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return SendResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        connection.close()
+    ok = 200 <= status < 300
+    return SendResult(ok, status, "" if ok else f"HTTP {status}")

@@ -13,8 +13,9 @@ os.environ.setdefault("SUBJECT_ENCRYPTION_KEY", "dGVzdC1zdWJqZWN0LWVuY3J5cHRpb24
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/governance")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECURE_COOKIES", "0")
-# The tests' webhook receivers listen on loopback.
+# The tests' webhook receivers listen on loopback, on whatever port is free.
 os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "1")
+os.environ.setdefault("WEBHOOK_ALLOWED_PORTS", "1024-65535")
 # Retention's external-table tests: a second real PostgreSQL database beside the default one.
 os.environ.setdefault("RETENTION_EXTERNAL_DATABASES", "features")
 os.environ.setdefault(
