@@ -169,9 +169,11 @@ def _target(url: str) -> Target:
     if parts.username or parts.password:
         raise WebhookUrlRefused("Webhook URLs must not carry credentials.")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as exc:
         raise WebhookUrlRefused("Webhook URL's port is not a number in 1-65535.") from exc
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
     if not _port_allowed(port):
         raise WebhookUrlRefused(
             f"Webhook URLs must use port 80 or 443 (or one in WEBHOOK_ALLOWED_PORTS), not {port}."
@@ -195,7 +197,7 @@ def url_check(url: str) -> str:
 
 
 def resolve(host: str, port: int) -> list[str]:
-    """The host's addresses in the resolver's order (one place, so tests can answer instead)."""
+    """The host's addresses in the resolver's order, duplicates dropped."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -46,10 +47,14 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, what: str = "
 
 
 class Receiver:
-    """An HTTP server on loopback that records every POST. `respond(body) -> (status, delay)`."""
+    """An HTTP server on loopback that records every POST. `respond(body) -> (status, delay)`.
 
-    def __init__(self, port: int | None = None) -> None:
+    With `tls` (a server context), it speaks HTTPS.
+    """
+
+    def __init__(self, port: int | None = None, *, tls: ssl.SSLContext | None = None) -> None:
         self.port = port or free_port()
+        self.tls = tls
         self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.respond: Callable[[dict[str, Any]], tuple[int, float]] = lambda body: (200, 0.0)
@@ -58,7 +63,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     def start(self) -> Receiver:
         receiver = self
@@ -72,7 +77,13 @@ class Receiver:
                     time.sleep(delay)
                 with receiver.lock:
                     receiver.received.append(
-                        {"raw": raw, "body": body, "headers": dict(self.headers), "status": status}
+                        {
+                            "raw": raw,
+                            "body": body,
+                            "headers": dict(self.headers),
+                            "path": self.path,
+                            "status": status,
+                        }
                     )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -84,6 +95,8 @@ class Receiver:
         ThreadingHTTPServer.allow_reuse_address = True
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self
