@@ -391,7 +391,7 @@ def test_two_devices_sending_one_idempotency_key_get_their_own_answers(shop):
 
 
 def test_banner_idempotency_key_is_scoped_by_origin(purposes):
-    prop, key = make_property(purposes, origins=[ORIGIN, "https://blog.example"])
+    _, key = make_property(purposes, origins=[ORIGIN, "https://blog.example"])
     shop_page, blog_page = Browser(key), Browser(key, origin="https://blog.example")
     device_id = shop_page.get(CONFIG).json()["device_id"]
     payload = {"device_id": device_id, "decisions": decisions(analytics=True)}
