@@ -216,8 +216,10 @@ def outbox_fan_out(*, limit: int = 500, now: datetime | None = None) -> list[Any
         )
         ids = [e.pk for e in events]
         OutboxEvent.objects.filter(pk__in=ids).update(dispatched_at=moment)
-        # An erasure announcement no subscription wants needs the identifier no more.
-        outbox_erased_identifiers_forget(now=moment, event_ids=ids)
+        erased = [e.pk for e in events if e.event_type == "subject.erased"]
+        if erased:
+            # An erasure announcement no subscription wants needs the identifier no more.
+            outbox_erased_identifiers_forget(now=moment, event_ids=erased)
         return ids
 
 
@@ -312,7 +314,10 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -
             retry_in = webhooks.backoff_seconds(locked.attempts)
             locked.next_attempt_at = finished + timedelta(seconds=retry_in)
         locked.save()
-    if locked.status == WebhookDelivery.Status.DELIVERED:
+    if (
+        locked.status == WebhookDelivery.Status.DELIVERED
+        and delivery.event.event_type == "subject.erased"
+    ):
         # The last subscriber to receive an erasure announcement lets its identifier go.
         outbox_erased_identifiers_forget(now=finished, event_ids=[locked.event_id])
     next_id = None
