@@ -65,11 +65,15 @@ class IdempotencyRecord(models.Model):
     """The first answer to a request sent with an Idempotency-Key, replayed for retries.
 
     The stored body never holds the subject identifier: it is put back from the request.
+    `request_hash` is keyed (governance.idempotency), and `subject_key` lets erasure find the
+    records of the subject a request named.
     """
 
     client = models.ForeignKey(ApiClient, on_delete=models.CASCADE)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
+    # NULL: the request named no subject (an empty string would look like a key to match).
+    subject_key = models.CharField(max_length=64, null=True, blank=True)
     status_code = models.PositiveSmallIntegerField()
     response_body = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -78,6 +82,8 @@ class IdempotencyRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key")
         ]
+        # One plain btree (db_index would add a pattern index on PostgreSQL that no query uses).
+        indexes = [models.Index(fields=["subject_key"], name="idempotency_subject_key")]
 
     def __str__(self) -> str:
         return f"{self.client_id}:{self.key}"

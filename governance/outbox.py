@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from governance import crypto
-from governance.models import OutboxEvent
+from governance.models import OutboxEvent, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,39 @@ def outbox_enqueue(
     event.save(force_insert=True)
     outbox_dispatch_on_commit()
     return event
+
+
+def outbox_erased_identifiers_forget(
+    *, now: datetime | None = None, event_ids: Iterable[Any] | None = None
+) -> int:
+    """Nulls the identifier of `subject.erased` announcements that no delivery needs any
+    more, so a completed erasure leaves the person's identifier nowhere; returns how many.
+
+    A delivery needs it while it is pending to an active subscription, or while it is
+    parked (or pending to a paused subscription) and its last attempt is younger than
+    WEBHOOK_ERASED_IDENTIFIER_KEEP_DAYS: the admin may still redeliver it. An announcement
+    no subscription wanted needs it no more once fanned out. Later redeliveries carry
+    the subject key alone.
+    """
+    moment = now or timezone.now()
+    cutoff = moment - timedelta(days=settings.WEBHOOK_ERASED_IDENTIFIER_KEEP_DAYS)
+    waiting = (
+        WebhookDelivery.objects.filter(event_id=OuterRef("pk"))
+        .exclude(status=WebhookDelivery.Status.DELIVERED)
+        .annotate(last_seen=Coalesce("last_attempt_at", "created_at"))
+        .filter(
+            Q(status=WebhookDelivery.Status.PENDING, subscription__active=True)
+            | Q(last_seen__gt=cutoff)
+        )
+    )
+    done = OutboxEvent.objects.filter(
+        event_type="subject.erased",
+        subject_identifier_encrypted__isnull=False,
+        dispatched_at__isnull=False,
+    ).exclude(Exists(waiting))
+    if event_ids is not None:
+        done = done.filter(pk__in=list(event_ids))
+    return done.update(subject_identifier_encrypted=None)
 
 
 def outbox_next_seq(subject_key: str) -> int:

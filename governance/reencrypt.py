@@ -1,11 +1,13 @@
 """Re-encryption under the current key, for `python manage.py rotate_encryption_key`.
 
 Each app registers the columns it keeps encrypted (with how their associated data is
-made), so governance needs to import no app. Rotation walks each table in primary-key
-batches, each batch its own short transaction with its rows locked; a value already
-under the current key is left alone, so the command can be stopped and run again. Reads
-keep working throughout because the old key stays in SUBJECT_ENCRYPTION_OLD_KEYS until the
-command reports nothing left under it.
+made), so governance needs to import no app. The rule that keeps the registry complete
+(see `encrypted_fields_unregistered`): ciphertext lives only in BinaryFields named
+`..._encrypted`, never inside JSON or text, and every such field is registered here.
+Rotation walks each table in primary-key batches, each batch its own short transaction
+with its rows locked; a value already under the current key is left alone, so the command
+can be stopped and run again. Reads keep working throughout because the old key stays in
+SUBJECT_ENCRYPTION_OLD_KEYS until the command reports nothing left under it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.db import models, transaction
 
 from governance import crypto
@@ -43,6 +46,28 @@ def register_encrypted_field(
 
 def encrypted_fields() -> list[EncryptedField]:
     return list(_REGISTRY)
+
+
+def encrypted_fields_unregistered() -> list[str]:
+    """Model fields that break the rule, as `app.Model.field: why` (empty when none does).
+
+    Every BinaryField of every installed model is taken to hold ciphertext (the service
+    keeps no other binary data), so it must be named `..._encrypted`; every field so named
+    must be registered, or rotation would leave it under a key that is about to go.
+    """
+    registered = {spec.label for spec in _REGISTRY}
+    problems = []
+    for model in apps.get_models():
+        for f in model._meta.concrete_fields:
+            label = f"{model._meta.label}.{f.name}"
+            binary = isinstance(f, models.BinaryField)
+            if binary and not f.name.endswith("_encrypted"):
+                problems.append(f"{label}: a BinaryField not named ..._encrypted")
+            elif f.name.endswith("_encrypted") and not binary:
+                problems.append(f"{label}: named ..._encrypted but not a BinaryField")
+            elif binary and label not in registered:
+                problems.append(f"{label}: not registered with register_encrypted_field")
+    return problems
 
 
 @dataclass

@@ -29,7 +29,7 @@ from governance.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from governance.outbox import EVENT_TYPES
+from governance.outbox import EVENT_TYPES, outbox_erased_identifiers_forget
 from governance.selectors import deliveries_due
 
 logger = logging.getLogger(__name__)
@@ -216,6 +216,10 @@ def outbox_fan_out(*, limit: int = 500, now: datetime | None = None) -> list[Any
         )
         ids = [e.pk for e in events]
         OutboxEvent.objects.filter(pk__in=ids).update(dispatched_at=moment)
+        erased = [e.pk for e in events if e.event_type == "subject.erased"]
+        if erased:
+            # An erasure announcement no subscription wants needs the identifier no more.
+            outbox_erased_identifiers_forget(now=moment, event_ids=erased)
         return ids
 
 
@@ -310,6 +314,12 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -
             retry_in = webhooks.backoff_seconds(locked.attempts)
             locked.next_attempt_at = finished + timedelta(seconds=retry_in)
         locked.save()
+    if (
+        locked.status == WebhookDelivery.Status.DELIVERED
+        and delivery.event.event_type == "subject.erased"
+    ):
+        # The last subscriber to receive an erasure announcement lets its identifier go.
+        outbox_erased_identifiers_forget(now=finished, event_ids=[locked.event_id])
     next_id = None
     if locked.status != WebhookDelivery.Status.PENDING and locked.subject_key:
         next_id = (

@@ -258,6 +258,10 @@ WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "5") or 5)
 WEBHOOK_BACKOFF_BASE_SECONDS = float(env_str("WEBHOOK_BACKOFF_BASE_SECONDS", "10") or 10)
 WEBHOOK_BACKOFF_MAX_SECONDS = float(env_str("WEBHOOK_BACKOFF_MAX_SECONDS", "3600") or 3600)
 WEBHOOK_SWEEP_SECONDS = env_int("WEBHOOK_SWEEP_SECONDS", 30)
+# A `subject.erased` announcement keeps the erased identifier (encrypted) until every
+# subscriber has it, or until its parked deliveries have waited this long for a redelivery
+# from the admin (days); the sweeper then nulls it.
+WEBHOOK_ERASED_IDENTIFIER_KEEP_DAYS = env_int("WEBHOOK_ERASED_IDENTIFIER_KEEP_DAYS", 30)
 # Queue a dispatch after each commit that writes to the outbox (the sweeper runs regardless).
 WEBHOOK_DISPATCH_ON_COMMIT = env_bool("WEBHOOK_DISPATCH_ON_COMMIT", True)
 # One dispatch message per process per window serves every commit in it (seconds; 0: one

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from governance import services
+from governance.outbox import outbox_erased_identifiers_forget
 from governance.selectors import deliveries_due
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,10 @@ def outbox_dispatch_task(sweep: bool = True, limit: int = 1000) -> int:
     the events it fans out are queued, so a backlog is not queued again on every commit),
     and by beat as a sweeper (sweep=True: every due delivery, so events written while the
     broker was down, and retries whose message was lost, go out). Safe to run twice.
+    The sweep also lets go of erased identifiers whose parked deliveries waited long enough.
     """
+    if sweep:
+        outbox_erased_identifiers_forget()
     dispatched: list[object] = []
     while True:
         batch = services.outbox_fan_out(limit=500)

@@ -168,7 +168,9 @@ def _builtin() -> list[Target]:
             label="Stored idempotent answers",
             timestamp_field="created_at",
             model_label="governance.IdempotencyRecord",
-            erasure=ErasureMode.NONE,
+            # Redacted answers, but the record still says the subject made a request then.
+            subject_q=_key("subject_key"),
+            subject_optional_field="subject_key",
             default_keep=timedelta(days=1),
         ),
         Target(

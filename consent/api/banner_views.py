@@ -6,7 +6,6 @@ key is bound to an active property and that the request comes from one of its or
 
 from __future__ import annotations
 
-import base64
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from rest_framework.views import APIView
 from consent import banner_selectors, banner_services, selectors, services
 from consent.api.serializers import ContextSerializer, DecisionSerializer
 from consent.api.views import api_client_of, client_context, decision_inputs, validated
+from consent.identity import subject_key
 from consent.models import IndicationMethod, Property, Subject
 from consent.subject_tokens import subject_token_mint, subject_token_verify
-from governance import crypto
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.audit import hash_ip
 from governance.http import safe_methods_only
@@ -59,7 +58,11 @@ GPC_HEADER = OpenApiParameter(
     type=str,
     description="Global Privacy Control; only the exact value 1 counts.",
 )
-_DEVICE_AAD = b"consent.idempotent-device-id"
+
+
+def _origin(request: HttpRequest) -> str:
+    # As origin_check compares it with the property's origins, which it has passed.
+    return (request.headers.get("Origin") or "").strip().lower().rstrip("/")
 
 
 def gpc_signal(request: HttpRequest) -> bool:
@@ -245,27 +248,30 @@ class BannerConsentApi(BannerApi):
             return Answer(status.HTTP_201_CREATED, body)
 
         def redact(body: dict[str, Any]) -> dict[str, Any]:
-            # The device id is an identifier: kept encrypted in the stored answer.
-            device = body.pop("device_id", None)
-            if device:
-                blob = crypto.encrypt(device.encode(), aad=_DEVICE_AAD)
-                body["device_id_encrypted"] = base64.b64encode(blob).decode()
+            # Nothing of the device at rest: a replay's device is the request's own (below).
+            body.pop("device_id", None)
             return body
 
         def restore(body: dict[str, Any]) -> dict[str, Any]:
-            blob = body.pop("device_id_encrypted", None)
-            body["device_id"] = (
-                crypto.decrypt(base64.b64decode(blob), aad=_DEVICE_AAD).decode() if blob else None
-            )
-            return body
+            return {**body, "device_id": device_id}
 
+        # Every visitor of a property sends the same publishable key, so its Idempotency-Key
+        # is only unique per browser: scoped by the person (token), the device and the
+        # origin. A request naming neither a device nor a person has no scope that would
+        # keep one new visitor from replaying another's answer (and device id), so it is
+        # never replayed: the banner script sends the device id /banner/config issued.
+        named = subject_key(subject_id) if subject_id is not None else None
+        device_key = subject_key(device_id) if device_id is not None else None
+        key = request.headers.get("Idempotency-Key")
         answer = run_idempotent(
             client=api_client_of(request),
-            key=request.headers.get("Idempotency-Key"),
+            key=key if (named or device_key) else None,
             request_hash=fingerprint(request.path, {"body": request.data, "gpc": gpc}),
             produce=produce,
             redact=redact,
             restore=restore,
+            subject_key=named or device_key,
+            scope=("banner", _origin(request), named or "", device_key or ""),
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)

@@ -32,6 +32,7 @@ from consent.api.serializers import (
     record_input_fast,
     record_output,
 )
+from consent.identity import subject_key
 from consent.models import GivenBy
 from consent.receipts import receipt_signed
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
@@ -170,6 +171,7 @@ class ConsentRecordApi(APIView):
             produce=lambda: consent_record_answer(request, api_client_of(request), data),
             redact=_without_subject,
             restore=lambda body: {**body, "subject_id": subject_id},
+            subject_key=subject_key(subject_id),
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)
@@ -348,6 +350,7 @@ class SubjectWithdrawApi(APIView):
             produce=produce,
             redact=_without_subject,
             restore=lambda body: {**body, "subject_id": subject_id},
+            subject_key=subject_key(subject_id),
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)

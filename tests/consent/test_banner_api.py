@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
-from consent import banner_services, services
+from consent import banner_services, identity, services
 from consent.models import (
     ConsentEvent,
     ConsentState,
@@ -345,18 +345,61 @@ def test_checkbox_indication_is_recorded(shop):
 
 def test_banner_consent_honours_idempotency_key(shop):
     _, browser = shop
-    payload = {"decisions": decisions(analytics=True)}
+    device_id = browser.get(CONFIG).json()["device_id"]
+    payload = {"device_id": device_id, "decisions": decisions(analytics=True)}
     headers = {"Idempotency-Key": "abc-1"}
     first = browser.post(CONSENTS, payload, headers=headers)
     again = browser.post(CONSENTS, payload, headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert again.json() == first.json()  # the issued device id included
+    assert again.json() == first.json()  # the device id included
     assert ConsentEvent.objects.count() == 1
     stored = IdempotencyRecord.objects.get()
-    assert first.json()["device_id"] not in str(stored.response_body)
-    other = browser.post(CONSENTS, {"decisions": decisions(analytics=False)}, headers=headers)
+    assert "device_id" not in str(stored.response_body)  # not even encrypted
+    assert stored.key != "abc-1"  # scoped: a keyed hash of device, origin and key
+    other = browser.post(
+        CONSENTS, {**payload, "decisions": decisions(analytics=False)}, headers=headers
+    )
     assert_error(other, 409, "idempotency_key_reused")
+
+
+def test_two_devices_sending_one_idempotency_key_get_their_own_answers(shop):
+    _, browser = shop
+    headers = {"Idempotency-Key": "same-key"}
+    mine, theirs = (browser.get(CONFIG).json()["device_id"] for _ in range(2))
+    answers = [
+        browser.post(
+            CONSENTS, {"device_id": d, "decisions": decisions(analytics=True)}, headers=headers
+        )
+        for d in (mine, theirs)
+    ]
+    assert [a.status_code for a in answers] == [201, 201]
+    assert [a.json()["device_id"] for a in answers] == [mine, theirs]
+    assert "Idempotent-Replayed" not in answers[1].headers
+    for device_id in (mine, theirs):
+        subject = Subject.objects.get(key=identity.subject_key(device_id), namespace="device")
+        assert ConsentEvent.objects.filter(subject=subject).count() == 1
+    # New visitors naming no device yet: nothing to scope the key by, so never replayed.
+    fresh = [
+        browser.post(CONSENTS, {"decisions": decisions(analytics=True)}, headers=headers)
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in fresh] == [201, 201]
+    issued = [a.json()["device_id"] for a in fresh]
+    assert len(set(issued) | {mine, theirs}) == 4
+    assert not any("Idempotent-Replayed" in a.headers for a in fresh)
+
+
+def test_banner_idempotency_key_is_scoped_by_origin(purposes):
+    _, key = make_property(purposes, origins=[ORIGIN, "https://blog.example"])
+    shop_page, blog_page = Browser(key), Browser(key, origin="https://blog.example")
+    device_id = shop_page.get(CONFIG).json()["device_id"]
+    payload = {"device_id": device_id, "decisions": decisions(analytics=True)}
+    headers = {"Idempotency-Key": "k"}
+    assert shop_page.post(CONSENTS, payload, headers=headers).status_code == 201
+    elsewhere = blog_page.post(CONSENTS, payload, headers=headers)
+    assert elsewhere.status_code == 201 and "Idempotent-Replayed" not in elsewhere.headers
+    assert IdempotencyRecord.objects.count() == 2
 
 
 # --- re-ask ------------------------------------------------------------------------------------

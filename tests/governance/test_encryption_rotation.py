@@ -9,10 +9,10 @@ from django.core.management import CommandError, call_command
 
 from consent import identity, selectors
 from consent.models import Subject
-from governance import crypto, services, signing, webhooks
+from governance import crypto, reencrypt, services, signing, webhooks
 from governance.actors import Actor
 from governance.models import OutboxEvent, SigningKey, WebhookSubscription
-from governance.reencrypt import encrypted_fields, reencrypt_field
+from governance.reencrypt import encrypted_fields, encrypted_fields_unregistered, reencrypt_field
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -93,3 +93,21 @@ def test_erased_identifiers_stay_erased(data, settings):
     settings.SUBJECT_ENCRYPTION_KEY = NEW_KEY
     call_command("rotate_encryption_key", stdout=StringIO())
     assert Subject.objects.filter(identifier_encrypted__isnull=True).count() == 1
+
+
+def test_every_encrypted_column_of_every_model_is_registered_for_rotation():
+    # The rule: every BinaryField holds ciphertext, is named ..._encrypted and is registered.
+    assert encrypted_fields_unregistered() == []
+    labels = {spec.label for spec in encrypted_fields()}
+    assert {
+        "retention.ErasureRequest.identifier_encrypted",
+        "retention.AccessRequest.export_encrypted",
+    } <= labels
+
+
+def test_an_encrypted_column_left_out_of_the_registry_is_reported(monkeypatch):
+    kept = [s for s in encrypted_fields() if s.label != "consent.Subject.identifier_encrypted"]
+    monkeypatch.setattr(reencrypt, "_REGISTRY", kept)
+    assert encrypted_fields_unregistered() == [
+        "consent.Subject.identifier_encrypted: not registered with register_encrypted_field"
+    ]

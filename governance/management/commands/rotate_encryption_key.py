@@ -15,9 +15,9 @@ from governance.reencrypt import encrypted_fields, reencrypt_field, remaining_un
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt subject identifiers, outbox identifiers, webhook secrets and signing keys "
-        "under SUBJECT_ENCRYPTION_KEY. Keep the previous key in SUBJECT_ENCRYPTION_OLD_KEYS "
-        "until this reports nothing left under it."
+        "Re-encrypt every registered encrypted column (identifiers, rights requests and their "
+        "exports, webhook secrets, signing keys) under SUBJECT_ENCRYPTION_KEY. Keep the "
+        "previous key in SUBJECT_ENCRYPTION_OLD_KEYS until this reports nothing left under it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
