@@ -303,6 +303,13 @@ class AuditEventAdmin(HistoryAdmin):
 
 @admin.register(SigningKey)
 class SigningKeyAdmin(HistoryAdmin):
-    list_display = ["kid", "algorithm", "created_at", "retired_at"]
+    list_display = ["kid", "algorithm", "created_at", "retired_at", "last_signed_at"]
     exclude = ["private_key_encrypted"]
-    readonly_fields = ["kid", "algorithm", "public_jwk", "created_at", "retired_at"]
+    readonly_fields = [
+        "kid",
+        "algorithm",
+        "public_jwk",
+        "created_at",
+        "retired_at",
+        "last_signed_at",
+    ]

@@ -267,6 +267,10 @@ CONTROLLER = {
 }
 PRIVACY_POLICY_URL = env_str("PRIVACY_POLICY_URL", "https://example.com/privacy")
 DEFAULT_JURISDICTION = env_str("DEFAULT_JURISDICTION", "EU")
+# A retired signing key stays in /.well-known/jwks.json this long after its last signature
+# (default six years, the horizon controllers keep proof of consent for), so receipts kept
+# that long still verify.
+SIGNING_KEY_PUBLISH_DAYS = env_int("SIGNING_KEY_PUBLISH_DAYS", 2192)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["governance.api.auth.ApiKeyAuthentication"],

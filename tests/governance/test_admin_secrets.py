@@ -28,7 +28,9 @@ def _stored_messages(client: Client) -> list[str]:
     texts: list[str] = []
     cookie = client.cookies.get(CookieStorage.cookie_name)
     if cookie is not None and cookie.value:
-        decoded = CookieStorage(RequestFactory().get("/"))._decode(cookie.value)
+        # Django's own decoder (signature checked); the stubs do not list it.
+        storage = CookieStorage(RequestFactory().get("/"))
+        decoded = storage._decode(cookie.value)  # type: ignore[attr-defined]
         texts += [str(m) for m in decoded or []]
     texts += [str(m) for m in client.session.get("_messages", [])]
     return texts
