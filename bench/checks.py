@@ -41,8 +41,12 @@ os.environ.update(
         "LOG_LEVEL": "WARNING",
     }
 )
-os.environ.setdefault("SECRET_KEY", "bench-secret-key")
-os.environ.setdefault("SUBJECT_HASH_KEY", "bench-subject-hash-key")
+os.environ.setdefault(
+    "SECRET_KEY", "bench-secret-key-long-enough-for-the-production-minimum-0123456789"
+)
+os.environ.setdefault("SUBJECT_HASH_KEY", "bench-subject-hash-key-0123456789abcdef")
+# The bench speaks plain http to gunicorn on loopback.
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("SUBJECT_ENCRYPTION_KEY", "YmVuY2gtc3ViamVjdC1lbmNyeXB0aW9uLWtleS0zMmI=")
 os.environ.setdefault("VAR_DIR", tempfile.gettempdir() + "/bench-checks-var")
 os.environ.pop("REDIS_URL", None)  # in-process cache; the check paths do not use it

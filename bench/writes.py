@@ -34,8 +34,10 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/gov_bench_writes"
 ENV = {
     "DEBUG": "0",
-    "SECRET_KEY": "bench-secret-key",
-    "SUBJECT_HASH_KEY": "bench-subject-hash-key",
+    "SECRET_KEY": "bench-secret-key-long-enough-for-the-production-minimum-0123456789",
+    "SUBJECT_HASH_KEY": "bench-subject-hash-key-0123456789abcdef",
+    # The bench speaks plain http to gunicorn on loopback.
+    "SECURE_SSL_REDIRECT": "0",
     "SUBJECT_ENCRYPTION_KEY": "YmVuY2gtc3ViamVjdC1lbmNyeXB0aW9uLWtleS0zMmI",
     "ALLOWED_HOSTS": "127.0.0.1",
     "LOG_LEVEL": "WARNING",

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from consent.models import ConsentContext, ConsentEvent, IndicationMethod, LegalBasis
-from governance.signing import jws_sign
+from governance.signing import TYP_CONSENT_RECEIPT, jws_sign, jws_verify
 
 KANTARA_VERSION = "KI-CR-v1.1.0"
 ISO_27560_SCHEMA = "ISO/IEC TS 27560:2023"
@@ -36,7 +36,13 @@ def receipt_signed(
 ) -> dict[str, Any]:
     """The receipt and, in `jws`, a compact JWS (ES256, with kid) over every other field."""
     body = receipt_build(events=events, context=context, subject_id=subject_id)
-    return {**body, "jws": jws_sign(body)}
+    return {**body, "jws": jws_sign(body, typ=TYP_CONSENT_RECEIPT)}
+
+
+def receipt_verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
+    """The receipt signed in `token`; raises governance.signing.JwsInvalid for anything
+    else, another kind of signed document (snapshot manifest, dataset card) included."""
+    return jws_verify(token, jwks, typ=TYP_CONSENT_RECEIPT)
 
 
 def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""Admin for API clients: keys are shown once, on creation, and stored only hashed."""
+"""Admin for API clients: keys are shown once, on creation, and stored only hashed.
+
+New secrets (API keys, webhook signing secrets) are rendered into the one response that
+created them, never passed through `django.contrib.messages`: its cookie is signed, not
+encrypted, so a secret in a message would sit readable in the browser and in any proxy log
+of cookies.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from governance import services, webhooks
 from governance.actors import Actor
@@ -23,6 +32,51 @@ from governance.models import (
 )
 from governance.net import client_ip
 from governance.outbox import EVENT_TYPES
+
+_SECRETS_ATTR = "_governance_secrets_shown_once"
+
+
+def _secret_remember(request: HttpRequest, label: str, secret: str) -> None:
+    """Keeps a new secret on the request until the admin builds its response."""
+    secrets: list[tuple[str, str]] = getattr(request, _SECRETS_ATTR, [])
+    secrets.append((label, secret))
+    setattr(request, _SECRETS_ATTR, secrets)
+
+
+def secrets_shown_once_response(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    title: str,
+    secrets: list[tuple[str, str]],
+    continue_url: str,
+) -> TemplateResponse:
+    """A page showing each (label, secret) once; nothing about them is stored or cached."""
+    response = TemplateResponse(
+        request,
+        "admin/governance/secrets_shown_once.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": title,
+            "secrets": secrets,
+            "continue_url": continue_url,
+        },
+    )
+    add_never_cache_headers(response)
+    return response
+
+
+def _response_with_pending_secrets(
+    model_admin: admin.ModelAdmin, request: HttpRequest, obj: Any, title: str
+) -> TemplateResponse | None:
+    secrets: list[tuple[str, str]] = getattr(request, _SECRETS_ATTR, [])
+    if not secrets:
+        return None
+    meta = obj._meta
+    continue_url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+    return secrets_shown_once_response(
+        model_admin, request, title=title, secrets=secrets, continue_url=continue_url
+    )
 
 
 class ApiClientForm(forms.ModelForm):
@@ -69,15 +123,32 @@ class ApiClientAdmin(admin.ModelAdmin):
         )
         obj.pk = client.pk
         obj.created_at = client.created_at
-        messages.warning(request, f"API key for {client.name}: {key} (shown once; store it now).")
+        _secret_remember(request, f"API key for {client.name}", key)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiClient, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        page = _response_with_pending_secrets(self, request, obj, f"API client {obj.name} added")
+        return page or super().response_add(request, obj, post_url_continue)
 
     @admin.action(description="Issue a new key (the old ones keep working until revoked)")
-    def issue_new_key(self, request: HttpRequest, queryset: Any) -> None:
-        for client in queryset:
-            key = services.api_key_issue(
-                client=client, actor=Actor.for_staff(request.user), ip=client_ip(request)
+    def issue_new_key(self, request: HttpRequest, queryset: Any) -> TemplateResponse:
+        secrets = [
+            (
+                f"New key for {client.name}",
+                services.api_key_issue(
+                    client=client, actor=Actor.for_staff(request.user), ip=client_ip(request)
+                ),
             )
-            messages.warning(request, f"New key for {client.name}: {key} (shown once).")
+            for client in queryset
+        ]
+        return secrets_shown_once_response(
+            self,
+            request,
+            title="New API keys",
+            secrets=secrets,
+            continue_url=reverse("admin:governance_apiclient_changelist"),
+        )
 
     @admin.action(description="Finish rotation: revoke every key but the newest")
     def revoke_old_keys(self, request: HttpRequest, queryset: Any) -> None:
@@ -145,9 +216,15 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         obj.pk = created.pk
         obj.created_at = created.created_at
         obj.secret_encrypted = created.secret_encrypted
-        messages.warning(
-            request, f"Signing secret for {created}: {secret} (shown once; store it now)."
+        _secret_remember(request, f"Signing secret for {created}", secret)
+
+    def response_add(
+        self, request: HttpRequest, obj: WebhookSubscription, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        page = _response_with_pending_secrets(
+            self, request, obj, f"Webhook subscription {obj} added"
         )
+        return page or super().response_add(request, obj, post_url_continue)
 
 
 class HistoryAdmin(admin.ModelAdmin):
@@ -226,6 +303,13 @@ class AuditEventAdmin(HistoryAdmin):
 
 @admin.register(SigningKey)
 class SigningKeyAdmin(HistoryAdmin):
-    list_display = ["kid", "algorithm", "created_at", "retired_at"]
+    list_display = ["kid", "algorithm", "created_at", "retired_at", "last_signed_at"]
     exclude = ["private_key_encrypted"]
-    readonly_fields = ["kid", "algorithm", "public_jwk", "created_at", "retired_at"]
+    readonly_fields = [
+        "kid",
+        "algorithm",
+        "public_jwk",
+        "created_at",
+        "retired_at",
+        "last_signed_at",
+    ]

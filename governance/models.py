@@ -204,7 +204,8 @@ class WebhookDelivery(models.Model):
 
 class SigningKey(models.Model):
     """An ES256 key that signs receipts. The private half is stored encrypted; the newest
-    key signs, older ones stay published in the JWKS so what they signed keeps verifying."""
+    key signs, older ones stay published in the JWKS for SIGNING_KEY_PUBLISH_DAYS after
+    their last signature, so what they signed keeps verifying as long as it is kept."""
 
     kid = models.CharField(max_length=64, unique=True, editable=False)
     algorithm = models.CharField(max_length=16, default="ES256", editable=False)
@@ -213,6 +214,12 @@ class SigningKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     retired_at = models.DateTimeField(
         null=True, blank=True, help_text="No longer signs; still published for verification."
+    )
+    last_signed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Its latest signature (to within an hour): a retired key stays published "
+        "for SIGNING_KEY_PUBLISH_DAYS after it.",
     )
 
     class Meta:

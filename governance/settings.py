@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,6 +45,35 @@ SUBJECT_ENCRYPTION_KEY = (
 # Earlier encryption keys, still accepted for reading while rotation re-encrypts.
 SUBJECT_ENCRYPTION_OLD_KEYS = env_list("SUBJECT_ENCRYPTION_OLD_KEYS", [])
 
+# With DEBUG off, a guessable key is refused like a missing one. SECRET_KEY signs sessions
+# and keys the audit's IP hash: Django's own bar (50 characters, 5 distinct). The subject
+# hash key makes every pseudonym: at least SHA-256's 32 bytes. Encryption keys must be
+# base64 of 32 bytes (AES-256); checked here so a bad one stops the start, not a write.
+MIN_SECRET_KEY_LENGTH = 50
+MIN_SUBJECT_HASH_KEY_LENGTH = 32
+
+
+def _is_aes256_key(raw: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+_weak = []
+if len(SECRET_KEY) < MIN_SECRET_KEY_LENGTH or len(set(SECRET_KEY)) < 5:
+    _weak.append(f"SECRET_KEY (at least {MIN_SECRET_KEY_LENGTH} characters, 5 distinct)")
+if len(SUBJECT_HASH_KEY) < MIN_SUBJECT_HASH_KEY_LENGTH:
+    _weak.append(f"SUBJECT_HASH_KEY (at least {MIN_SUBJECT_HASH_KEY_LENGTH} characters)")
+if not all(_is_aes256_key(k) for k in [SUBJECT_ENCRYPTION_KEY, *SUBJECT_ENCRYPTION_OLD_KEYS]):
+    _weak.append("SUBJECT_ENCRYPTION_KEY and SUBJECT_ENCRYPTION_OLD_KEYS (base64 of 32 bytes)")
+if not DEBUG and _weak:
+    raise ImproperlyConfigured(
+        "With DEBUG off these keys are too weak: "
+        + "; ".join(_weak)
+        + " (see README, 'Configuration')."
+    )
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
@@ -56,6 +88,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "corsheaders",
     "django_celery_beat",
+    "axes",
     "governance",
     "consent",
     "retention",
@@ -71,6 +104,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Axes first: it refuses a locked-out sign-in before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "governance.urls"
@@ -160,6 +201,53 @@ CHUNKED_BODY_LIMIT_BYTES = env_int("CHUNKED_BODY_LIMIT_BYTES", 16 * 1024 * 1024)
 CHILD_CONSENT_AGE = env_int("CHILD_CONSENT_AGE", 16)
 # Reverse proxies in front of the service whose X-Forwarded-For entries are trusted.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# --- transport security and staff sign-in (see README, "Configuration") ----------------
+# HTTPS by default with DEBUG off; the tests and plain-http setups turn it off by variable.
+SECURE_SSL_REDIRECT = not DEBUG and env_bool("SECURE_SSL_REDIRECT", True)
+# Health probes come from the orchestrator inside the network, over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# HSTS (sent on https responses only). Off with DEBUG, so a developer's localhost is not
+# pinned to https for a year.
+SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# The proxy's word on the scheme, as "Header-Name: value". Believed by default only when a
+# trusted proxy is declared (TRUSTED_PROXY_COUNT): without one any client could claim https.
+# "off" never believes it.
+_PROXY_SSL_HEADER = (
+    env_str(
+        "SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto: https" if TRUSTED_PROXY_COUNT > 0 else "off"
+    )
+    or "off"
+)
+if _PROXY_SSL_HEADER.strip().lower() != "off":
+    _name, _sep, _value = _PROXY_SSL_HEADER.partition(":")
+    if not (_sep and _name.strip() and _value.strip()):
+        raise ImproperlyConfigured(
+            'SECURE_PROXY_SSL_HEADER must be "Header-Name: value" (or "off"), '
+            f"got {_PROXY_SSL_HEADER!r}."
+        )
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _name.strip().upper().replace("-", "_"),
+        _value.strip(),
+    )
+# Silenced for `check --deploy`: HSTS preload (security.W021) is a commitment to browsers'
+# built-in lists for the whole domain, the operator's to make (SECURE_HSTS_PRELOAD=1).
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Staff sign-in throttling (django-axes): failures count per username AND client address,
+# so one attacker cannot lock every staff member out (behind nginx all share its address
+# unless TRUSTED_PROXY_COUNT lets client_ip see through). The address is stored only as a
+# keyed hash (governance.net.client_ip_pseudonym); successful sign-ins are not logged.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "governance.net.client_ip_pseudonym"
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
 # How often an API key's last_used_at is written, at most (seconds).
 API_KEY_TOUCH_INTERVAL = env_int("API_KEY_TOUCH_INTERVAL", 60)
 # How long a process reuses an API key lookup and a write's purposes read (governance.memo):
@@ -179,6 +267,10 @@ CONTROLLER = {
 }
 PRIVACY_POLICY_URL = env_str("PRIVACY_POLICY_URL", "https://example.com/privacy")
 DEFAULT_JURISDICTION = env_str("DEFAULT_JURISDICTION", "EU")
+# A retired signing key stays in /.well-known/jwks.json this long after its last signature
+# (default six years, the horizon controllers keep proof of consent for), so receipts kept
+# that long still verify.
+SIGNING_KEY_PUBLISH_DAYS = env_int("SIGNING_KEY_PUBLISH_DAYS", 2192)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["governance.api.auth.ApiKeyAuthentication"],

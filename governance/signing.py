@@ -1,8 +1,12 @@
 """Compact JWS (ES256) made with `cryptography` alone, and the JWKS that verifies it.
 
 Signing keys live in the database, the private half AES-GCM encrypted under the service's
-encryption key (with the kid as associated data). The newest unretired key signs; every
-key stays in the JWKS, so rotation never breaks what was signed before.
+encryption key (with the kid as associated data). The newest unretired key signs; a retired
+key stays in the JWKS for SIGNING_KEY_PUBLISH_DAYS after its last signature, so rotation
+never breaks what was signed before and is kept as proof.
+
+Every kind of signed document has its own JWS `typ`, set when signing and required when
+verifying, so one kind (a receipt) cannot be passed off as another (a dataset card).
 """
 
 from __future__ import annotations
@@ -10,15 +14,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from governance import crypto
@@ -27,6 +36,20 @@ from governance.audit import audit_record
 from governance.models import SigningKey
 
 ALGORITHM = "ES256"
+
+# The JWS `typ` of each kind of signed document (explicit typing, RFC 8725 section 3.11).
+TYP_CONSENT_RECEIPT = "consent-receipt+jwt"
+TYP_SNAPSHOT_MANIFEST = "snapshot-manifest+jws"
+TYP_DATASET_CARD = "dataset-card+jws"
+TYPES = frozenset({TYP_CONSENT_RECEIPT, TYP_SNAPSHOT_MANIFEST, TYP_DATASET_CARD})
+
+# A key's last signature is written at most this often (not one UPDATE per receipt); the
+# JWKS adds it to the publication window, so a key never leaves before its time.
+LAST_SIGNED_RESOLUTION = timedelta(hours=1)
+
+
+class JwsInvalid(ValueError):
+    """The token is malformed, of another kind, or its signature does not verify."""
 
 
 def b64url(data: bytes) -> str:
@@ -97,14 +120,25 @@ def signing_key_current() -> SigningKey:
     return key or signing_key_rotate()
 
 
-def jws_sign(payload: dict[str, Any], *, key: SigningKey | None = None) -> str:
-    """Compact JWS over the canonical JSON of `payload` (sorted keys, no whitespace)."""
+def _last_signed_record(key: SigningKey) -> None:
+    now = timezone.now()
+    if key.last_signed_at is None or now - key.last_signed_at >= LAST_SIGNED_RESOLUTION:
+        SigningKey.objects.filter(pk=key.pk).update(last_signed_at=now)
+        key.last_signed_at = now
+
+
+def jws_sign(payload: dict[str, Any], *, typ: str, key: SigningKey | None = None) -> str:
+    """Compact JWS over the canonical JSON of `payload` (sorted keys, no whitespace), with
+    `typ` (one of TYPES) in its protected header."""
+    if typ not in TYPES:
+        raise ValueError(f"unknown JWS typ {typ!r}")
     key = key or signing_key_current()
     private = serialization.load_der_private_key(
         private_key_decrypt(key.private_key_encrypted, kid=key.kid), password=None
     )
     assert isinstance(private, ec.EllipticCurvePrivateKey)
-    header = {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}
+    _last_signed_record(key)
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": typ}
     signing_input = (
         b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
         + "."
@@ -115,15 +149,23 @@ def jws_sign(payload: dict[str, Any], *, key: SigningKey | None = None) -> str:
     return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
-def jws_verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
-    """Our own check (the tests verify with another library as well)."""
-    header_b64, payload_b64, sig_b64 = token.split(".")
-    header = json.loads(b64url_decode(header_b64))
-    if header.get("alg") != ALGORITHM:
-        raise ValueError("unexpected algorithm")
+def jws_verify(token: str, jwks: dict[str, Any], *, typ: str) -> dict[str, Any]:
+    """The payload of `token` if it is a JWS of kind `typ` signed by a key in `jwks`; raises
+    JwsInvalid otherwise (the tests verify with another library as well)."""
+    try:
+        header_b64, payload_b64, sig_b64 = token.split(".")
+        header = json.loads(b64url_decode(header_b64))
+    except (ValueError, TypeError) as exc:  # wrong part count, bad base64 or JSON
+        raise JwsInvalid("not a compact JWS") from exc
+    if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
+        raise JwsInvalid("unexpected algorithm")
+    # RFC 7515: typ is a media type, compared case-insensitively, "application/" optional.
+    found = str(header.get("typ", "")).lower().removeprefix("application/")
+    if found != typ.lower():
+        raise JwsInvalid(f"expected typ {typ!r}, got {header.get('typ')!r}")
     jwk = next((k for k in jwks["keys"] if k["kid"] == header.get("kid")), None)
     if jwk is None:
-        raise ValueError("unknown kid")
+        raise JwsInvalid("unknown kid")
     public = ec.EllipticCurvePublicNumbers(
         int.from_bytes(b64url_decode(jwk["x"]), "big"),
         int.from_bytes(b64url_decode(jwk["y"]), "big"),
@@ -133,11 +175,23 @@ def jws_verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
     signature = encode_dss_signature(
         int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
     )
-    public.verify(signature, f"{header_b64}.{payload_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+    try:
+        public.verify(signature, f"{header_b64}.{payload_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise JwsInvalid("bad signature") from exc
     result: dict[str, Any] = json.loads(b64url_decode(payload_b64))
     return result
 
 
 def jwks() -> dict[str, Any]:
-    """Every signing key's public half, newest first."""
-    return {"keys": [k.public_jwk for k in SigningKey.objects.order_by("-created_at", "-id")]}
+    """The public half of every key that signs now or signed within
+    SIGNING_KEY_PUBLISH_DAYS, newest first."""
+    cutoff = (
+        timezone.now() - timedelta(days=settings.SIGNING_KEY_PUBLISH_DAYS) - LAST_SIGNED_RESOLUTION
+    )
+    # A retired key with no recorded signature (retired before it signed, or before
+    # signatures were recorded) counts from its retirement, the latest it could have signed.
+    published = SigningKey.objects.alias(
+        last_signature=Coalesce("last_signed_at", "retired_at")
+    ).filter(Q(retired_at__isnull=True) | Q(last_signature__gte=cutoff))
+    return {"keys": [k.public_jwk for k in published.order_by("-created_at", "-id")]}

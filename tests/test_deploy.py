@@ -101,15 +101,18 @@ def test_production_refuses_to_start_without_its_secrets():
         assert name in result.stderr
 
 
+# Production secrets long enough for the minimums (tests/test_deploy_security.py).
+PRODUCTION_SECRETS = {
+    "DEBUG": "0",
+    "SECRET_KEY": "a-production-like-secret-key-of-more-than-fifty-characters-0123456789",
+    "SUBJECT_HASH_KEY": "a-production-like-subject-hash-key-0123456789",
+    "SUBJECT_ENCRYPTION_KEY": "dGVzdC1zdWJqZWN0LWVuY3J5cHRpb24ta2V5LTMyYnk",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/governance",
+}
+
+
 def test_production_starts_with_its_secrets():
-    env = {
-        "DEBUG": "0",
-        "SECRET_KEY": "s",
-        "SUBJECT_HASH_KEY": "h",
-        "SUBJECT_ENCRYPTION_KEY": "dGVzdC1zdWJqZWN0LWVuY3J5cHRpb24ta2V5LTMyYnk",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/governance",
-    }
-    result = _import_settings(env)
+    result = _import_settings(PRODUCTION_SECRETS)
     assert result.returncode == 0, result.stderr
 
 

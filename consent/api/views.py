@@ -372,8 +372,8 @@ class ReceiptDetailApi(APIView):
                     "kantara": serializers.DictField(),
                     "record": serializers.DictField(help_text="ISO/IEC TS 27560 record fields."),
                     "jws": serializers.CharField(
-                        help_text="Compact JWS (ES256, kid) over every other field; keys at "
-                        "/.well-known/jwks.json."
+                        help_text="Compact JWS (ES256, kid, typ consent-receipt+jwt) over every "
+                        "other field; keys at /.well-known/jwks.json."
                     ),
                 },
             ),

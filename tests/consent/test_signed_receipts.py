@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 import jwt
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.utils import timezone
 
+from consent.receipts import receipt_verify
 from governance import signing
 from governance.models import SigningKey
 from tests.conftest import Api
@@ -108,4 +112,110 @@ def test_signing_keys_are_stored_encrypted(api):
 def test_our_verifier_agrees(api, client):
     receipt = _receipt(api)
     jwks = client.get("/.well-known/jwks.json").json()
-    assert signing.jws_verify(receipt["jws"], jwks)["receipt_id"] == receipt["receipt_id"]
+    assert receipt_verify(receipt["jws"], jwks)["receipt_id"] == receipt["receipt_id"]
+
+
+# --- one kind of signed document cannot pass for another -------------------------------
+
+
+def test_receipt_carries_the_consent_receipt_typ(api):
+    receipt = _receipt(api)
+    assert jwt.get_unverified_header(receipt["jws"])["typ"] == "consent-receipt+jwt"
+    assert signing.TYP_CONSENT_RECEIPT == "consent-receipt+jwt"
+
+
+@pytest.mark.parametrize("other", [signing.TYP_SNAPSHOT_MANIFEST, signing.TYP_DATASET_CARD])
+def test_receipt_verifier_refuses_a_jws_of_another_kind(api, client, other):
+    receipt = _receipt(api)
+    body = {k: v for k, v in receipt.items() if k != "jws"}
+    # The same payload, validly signed by the same key, but as another kind of document.
+    disguised = signing.jws_sign(body, typ=other)
+    jwks = client.get("/.well-known/jwks.json").json()
+    assert signing.jws_verify(disguised, jwks, typ=other) == body
+    with pytest.raises(signing.JwsInvalid, match="typ"):
+        receipt_verify(disguised, jwks)
+    # And a receipt does not pass for that other kind.
+    with pytest.raises(signing.JwsInvalid, match="typ"):
+        signing.jws_verify(receipt["jws"], jwks, typ=other)
+
+
+def test_a_receipt_with_its_typ_rewritten_does_not_verify(api, client):
+    receipt = _receipt(api)
+    header, payload, sig = receipt["jws"].split(".")
+    swapped = json.loads(signing.b64url_decode(header)) | {"typ": signing.TYP_DATASET_CARD}
+    forged = ".".join([signing.b64url(json.dumps(swapped).encode()), payload, sig])
+    jwks = client.get("/.well-known/jwks.json").json()
+    with pytest.raises(signing.JwsInvalid, match="signature"):
+        signing.jws_verify(forged, jwks, typ=signing.TYP_DATASET_CARD)
+
+
+def test_untyped_and_unknown_kinds_are_neither_signed_nor_verified(api, client):
+    with pytest.raises(ValueError, match="typ"):
+        signing.jws_sign({"a": 1}, typ="JWT")
+    receipt = _receipt(api)
+    jwks = client.get("/.well-known/jwks.json").json()
+    with pytest.raises(signing.JwsInvalid):
+        signing.jws_verify(receipt["jws"], jwks, typ="JWT")
+    with pytest.raises(signing.JwsInvalid):
+        receipt_verify("not.a-jws", jwks)
+
+
+# --- retired keys stay published for a configurable time after their last signature ---
+
+
+def _retired_key(*, last_signed_ago: timedelta | None, retired_ago: timedelta) -> str:
+    """A key that signed, then was retired by a rotation; returns its kid."""
+    key = signing.signing_key_rotate()
+    signing.signing_key_rotate()  # retires it
+    now = timezone.now()
+    SigningKey.objects.filter(pk=key.pk).update(
+        last_signed_at=None if last_signed_ago is None else now - last_signed_ago,
+        retired_at=now - retired_ago,
+    )
+    return key.kid
+
+
+def _published(client) -> set[str]:
+    return {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+
+
+def test_signing_records_the_keys_last_signature(api):
+    _receipt(api)
+    key = SigningKey.objects.get()
+    assert key.last_signed_at is not None
+    assert timezone.now() - key.last_signed_at < timedelta(minutes=5)
+
+
+def test_retired_key_stays_in_the_jwks_within_the_window_after_its_last_signature(client):
+    assert settings.SIGNING_KEY_PUBLISH_DAYS == 2192  # six years
+    # Last signed five years ago and retired only now: still a year to go.
+    recent = _retired_key(last_signed_ago=timedelta(days=5 * 365), retired_ago=timedelta(0))
+    published = _published(client)
+    assert recent in published
+    current = SigningKey.objects.get(retired_at__isnull=True).kid
+    assert current in published
+
+
+def test_retired_key_leaves_the_jwks_once_the_window_after_its_last_signature_passes(client):
+    # Retired only now, but its last signature is more than six years old.
+    stale = _retired_key(last_signed_ago=timedelta(days=2192 + 2), retired_ago=timedelta(0))
+    kept = _retired_key(last_signed_ago=timedelta(days=2192 - 2), retired_ago=timedelta(0))
+    published = _published(client)
+    assert stale not in published and kept in published
+    current = SigningKey.objects.get(retired_at__isnull=True).kid
+    assert current in published
+
+
+def test_a_key_with_no_recorded_signature_counts_from_its_retirement(client):
+    old = _retired_key(last_signed_ago=None, retired_ago=timedelta(days=2192 + 2))
+    recent = _retired_key(last_signed_ago=None, retired_ago=timedelta(days=30))
+    published = _published(client)
+    assert old not in published and recent in published
+
+
+def test_the_publication_window_is_a_setting(client, settings):
+    settings.SIGNING_KEY_PUBLISH_DAYS = 30
+    gone = _retired_key(last_signed_ago=timedelta(days=32), retired_ago=timedelta(days=31))
+    kept = _retired_key(last_signed_ago=timedelta(days=28), retired_ago=timedelta(days=27))
+    published = _published(client)
+    assert gone not in published and kept in published

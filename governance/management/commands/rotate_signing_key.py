@@ -12,7 +12,8 @@ from governance.signing import signing_key_rotate
 class Command(BaseCommand):
     help = (
         "Add a new ES256 key that signs receipts from now on. Earlier keys stay in "
-        "/.well-known/jwks.json, so receipts they signed keep verifying."
+        "/.well-known/jwks.json for SIGNING_KEY_PUBLISH_DAYS after their last signature, "
+        "so receipts they signed keep verifying."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
