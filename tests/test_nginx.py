@@ -9,6 +9,7 @@ missing) with the shipped file in front of a real gunicorn: only the lines marke
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import select
@@ -27,6 +28,7 @@ import requests
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from tests import factories
 from tests.live_gunicorn import free_port, gunicorn_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -412,6 +414,13 @@ def test_nginx_refuses_bodies_over_each_limit_itself(stack):
     )
     assert over.status_code == 413
     assert "nginx" in over.text  # nginx's own page, not the service's JSON error
+    banner = requests.post(
+        f"{stack.base}/api/v1/banner/consents?purpose={marker}",
+        data=b"{" + b" " * 64 * 1024 + b"}",
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert banner.status_code == 413
     # The bulk check's larger limit lets the same body through to the service (401: no key).
     bulk = requests.post(
         f"{stack.base}/api/v1/checks?purpose={marker}",
@@ -437,3 +446,39 @@ def test_the_service_sees_the_peer_nginx_appends_to_x_forwarded_for(stack):
     # TRUSTED_PROXY_COUNT=1 takes the right-most entry: the address nginx saw, not the
     # client's claim.
     assert 'xff="203.0.113.9, 127.0.0.1"' in line
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_checks_larger_than_the_ordinary_limit_pass_through_nginx(stack):
+    factories.seed_purposes()
+    factories.record("user-0", analytics=True)
+    _, key = factories.api_client(scopes=["checks"])
+    auth = {"Authorization": f"Bearer {key}"}
+    many = 60_000  # ~1.7 MB of NDJSON, ~1.3 MB of JSON: both over the 1 MiB default
+    body = "".join(f'{{"subject_id": "user-{i}"}}\n' for i in range(many)).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    # Chunked, so nginx passes it on as it comes (HTTP/1.1 to gunicorn), not whole.
+    streamed = requests.post(
+        f"{stack.base}{STREAM}?purpose=analytics",
+        data=chunks(),
+        headers={**auth, "Content-Type": "application/x-ndjson"},
+        timeout=300,
+    )
+    assert streamed.status_code == 200, streamed.text[:500]
+    lines = streamed.text.splitlines()
+    assert len(lines) == many + 1
+    assert json.loads(lines[-1])["summary"]["allowed"] == 1
+
+    bulk = requests.post(
+        f"{stack.base}/api/v1/checks",
+        json={"purpose": "analytics", "subject_ids": [f"user-{i}" for i in range(many)]},
+        headers=auth,
+        timeout=300,
+    )
+    assert bulk.status_code == 200, bulk.text[:500]
+    assert bulk.json()["allowed"] == ["user-0"]
