@@ -17,6 +17,7 @@ help:
 	@echo "make bench  - benchmarks in bench/ (needs PostgreSQL)"
 	@echo "make services - start PostgreSQL and Redis if they are not answering"
 	@echo "make browser  - install Chromium, chromedriver and the examples' npm packages"
+	@echo "make nginx    - install Debian's nginx (tests/test_nginx.py runs it in front of gunicorn)"
 
 $(UV):
 	@echo "uv not found: installing it with pip (python3 -m pip install --user uv)"
@@ -28,6 +29,8 @@ install: $(UV)
 migrate: install
 	$(RUN_ENV) $(PY) manage.py migrate --no-input -v 0
 
+# Local use only: gunicorn faces clients directly. Production puts nginx in front of it
+# (docker-compose.yml, deploy/nginx/, docs/deploy-nginx.md).
 run: migrate
 	@$(RUN_ENV) $(PY) manage.py seed_demo
 	$(RUN_ENV) PORT=$(PORT) $(PY) manage.py run_embedded --port $(PORT)
@@ -66,3 +69,15 @@ browser:
 	@cd docs/examples && npm ci --no-audit --no-fund --silent
 
 test: browser
+
+# nginx tests (issue 11): Debian's nginx, installed with apt-get when missing. The tests
+# start /usr/sbin/nginx themselves on a free port, in front of their own gunicorn.
+.PHONY: nginx
+nginx:
+	@if [ ! -x /usr/sbin/nginx ]; then \
+	  echo "installing nginx with apt-get"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q nginx; \
+	fi
+
+test: nginx

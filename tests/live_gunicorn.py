@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,14 +33,24 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def gunicorn_server(*, workers: int = 1, threads: int = 1) -> Iterator[str]:
-    """Starts gunicorn on the test database, waits until /healthz answers, stops it after."""
+def gunicorn_server(
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Starts gunicorn on the test database, waits until /healthz answers, stops it after.
+
+    `args` are added to gunicorn's command line (an access log, say), `env` to its
+    environment."""
     port = free_port()
-    env = {
+    process_env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DEBUG": "0",
+        **(env or {}),
     }
     log = tempfile.TemporaryFile()  # noqa: SIM115
     process = subprocess.Popen(
@@ -57,9 +67,10 @@ def gunicorn_server(*, workers: int = 1, threads: int = 1) -> Iterator[str]:
             str(threads),
             "--timeout",
             "300",
+            *args,
         ],
         cwd=ROOT,
-        env=env,
+        env=process_env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )

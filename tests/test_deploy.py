@@ -26,8 +26,8 @@ def compose() -> dict:
 
 def test_compose_has_every_service_with_a_health_check():
     services = compose()["services"]
-    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
-    for name in ("web", "worker", "beat", "postgres", "redis"):
+    assert {"nginx", "web", "worker", "beat", "postgres", "redis"} <= set(services)
+    for name in ("nginx", "web", "worker", "beat", "postgres", "redis"):
         check = services[name].get("healthcheck")
         assert check and check.get("test"), f"{name} has no health check"
         assert services[name].get("image") or services[name].get("build"), name
@@ -59,6 +59,30 @@ def test_compose_runs_the_app_as_a_role_other_than_the_migrating_owner():
     app_url = services["web"]["environment"]["DATABASE_URL"]
     owner_url = services["migrate"]["environment"]["DATABASE_URL"]
     assert "governance_app" in app_url and "governance_owner" in owner_url
+
+
+def _default(value: str) -> str:
+    """A compose value's default: `${NAME:-default}` -> `default`, a plain value as is."""
+    match = re.fullmatch(r"\$\{[A-Z_]+:-([^}]*)\}", value)
+    return match.group(1) if match else value
+
+
+def test_only_nginx_faces_clients_and_web_trusts_exactly_it():
+    services = compose()["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"nginx"}, f"only nginx may publish a port, not {published - {'nginx'}}"
+    assert all(str(port).endswith(":80") for port in services["nginx"]["ports"])
+    assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
+    mounts = services["nginx"]["volumes"]
+    assert "./deploy/nginx/governance.conf:/etc/nginx/conf.d/default.conf:ro" in mounts
+    assert (ROOT / "deploy" / "nginx" / "governance.conf").is_file()
+    # governance/net.py: with one trusted proxy the client is X-Forwarded-For's last entry,
+    # the peer nginx appends; with none it would be nginx's own address for every client.
+    assert _default(str(services["web"]["environment"]["TRUSTED_PROXY_COUNT"])) == "1"
+    upstreams = re.findall(
+        r"^\s*server\s+(\S+);", (ROOT / "deploy/nginx/governance.conf").read_text(), re.M
+    )
+    assert upstreams == ["web:8000"]
 
 
 def test_every_variable_compose_needs_is_documented_in_the_readme():

@@ -6,6 +6,7 @@ in the admin, and round-trips a Celery task through the embedded broker and work
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -179,3 +180,73 @@ def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
     output = log_path.read_text()
     assert "/api/v1/subjects/<redacted>/consents" in output  # access log written...
     assert identifier not in output  # ...without the identifier
+
+
+def _stat(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, state, start time) of a live process from /proc, None once it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return int(fields[1]), fields[0], fields[19]
+
+
+def _descendants(roots: set[int]) -> dict[int, str]:
+    """Every live process below `roots` (pid -> start time, against pid reuse)."""
+    parents: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[1] != "Z":
+            parents[int(entry.name)] = (stat[0], stat[2])
+    found: dict[int, str] = {}
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in parents.items() if ppid in frontier} - set(found)
+        found.update({pid: parents[pid][1] for pid in frontier})
+    return found
+
+
+def _alive(processes: dict[int, str]) -> dict[int, str]:
+    """The recorded processes still running (same pid and start time, not a zombie), plus
+    any process they started since."""
+    alive = {
+        pid: start
+        for pid, start in processes.items()
+        if (stat := _stat(pid)) and stat[1] != "Z" and stat[2] == start
+    }
+    return {**alive, **_descendants(set(alive))}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killing_the_embedded_stack_outright_leaves_no_child_running(tmp_path):
+    port = free_port()
+    env = embedded_env(tmp_path, port)
+    manage(env, "migrate", "--no-input", "-v", "0")
+    with (tmp_path / "stack.log").open("w") as log:
+        stack = subprocess.Popen(
+            [sys.executable, "manage.py", "run_embedded", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    children: dict[int, str] = {}
+    try:
+        wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 60, "healthz"
+        )
+        # gunicorn's master and worker, Celery's worker and its two prefork children, beat.
+        wait_until(lambda: len(_descendants({stack.pid})) >= 6, 60, "the whole process tree")
+        children = _descendants({stack.pid})
+        stack.kill()  # SIGKILL: no handler of run_embedded's runs
+        stack.wait(timeout=10)
+        wait_until(lambda: not _alive(children), 60, "every child to exit")
+    finally:
+        for pid in _alive(children) if children else ():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stack.pid, signal.SIGKILL)
+        stack.wait(timeout=10)

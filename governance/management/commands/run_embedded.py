@@ -1,18 +1,27 @@
 """Runs web (gunicorn), a Celery worker and Celery beat together, as `make run` does.
 
+For local use only: gunicorn faces clients directly here, and slow clients can hold all of
+its threads. Production puts nginx in front (deploy/nginx/, docs/deploy-nginx.md).
+
 All three share the embedded defaults (SQLite in WAL mode, the SQLAlchemy broker on its own
 SQLite file) unless the environment says otherwise. Ctrl-C stops all three; if one dies,
-the others are stopped too, so a half-running stack never passes for a working one.
+the others are stopped too, so a half-running stack never passes for a working one. If this
+process itself is killed outright (SIGKILL, so no handler runs), each child is sent SIGTERM
+by the kernel (PR_SET_PDEATHSIG): gunicorn's workers follow their master, and Celery's
+prefork children already carry their own death signal (SIGKILL) towards the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -75,12 +84,16 @@ class Command(BaseCommand):
         _declare_queues()
         # Each in its own process group, so stopping one stops its children too (gunicorn's
         # and Celery's workers) and nothing is left holding the port.
+        die_with_us = _die_with_parent()
         procs = {
-            name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()
+            name: subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_us)
+            for name, cmd in commands.items()
         }
         self.stdout.write(
             f"Serving on http://{options['host']}:{options['port']} "
-            "(API docs at /api/docs/, admin at /admin/); worker and beat running. Ctrl-C stops."
+            "(API docs at /api/docs/, admin at /admin/); worker and beat running. Ctrl-C stops.\n"
+            "For local use only: gunicorn faces clients directly here. In production put "
+            "nginx in front of it (deploy/nginx/, see docs/deploy-nginx.md)."
         )
         stopping = False
 
@@ -109,6 +122,32 @@ class Command(BaseCommand):
             _signal_group(proc, signal.SIGKILL)
         if exit_code:
             sys.exit(exit_code)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to SIGTERM the child when this process dies.
+
+    Without it a SIGKILLed `make run` leaves gunicorn, the Celery worker and beat running,
+    each in its own session, still holding the port and the SQLite files. libc is looked up
+    here, before the fork: the child between fork and exec should do as little as possible.
+    Outside Linux there is no such call and nothing is done.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    prctl = libc.prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        # The parent may have died between fork and prctl: then no signal would ever come.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
