@@ -6,7 +6,6 @@ the OpenAPI schema still documents their shape.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from consent.models import Decision
 from governance.actors import Actor
 from governance.api.parsers import read_limited
 from governance.api.schema import error_responses
+from governance.csv import csv_dict_writer
 from governance.errors import DomainError, InvalidRequest
 from governance.models import ApiClient, Scope
 
@@ -384,7 +384,8 @@ EXPORT_COLUMNS = [
 ]
 
 
-def _csv_cell(value: Any) -> Any:
+def _flat_cell(value: Any) -> Any:
+    """Lists (categories, recipients, retention) as one cell of text."""
     if isinstance(value, list):
         return "; ".join(
             ", ".join(f"{k}={v}" for k, v in item.items()) if isinstance(item, dict) else str(item)
@@ -406,7 +407,8 @@ class DataUseExportApi(JSONErrorsOnly, APIView):
         },
         description="The records of processing (GDPR Art. 30): each data use with its "
         "purpose, legal basis, owner, data categories, recipients and datasets. Lists are "
-        "joined with '; ' in CSV.",
+        "joined with '; ' in CSV. CSV cells that a spreadsheet would read as a formula "
+        "(starting with =, +, -, @, tab or carriage return) are prefixed with '.",
     )
     def get(self, request: Request) -> HttpResponse:
         fmt = request.query_params.get("format", "json")
@@ -417,10 +419,10 @@ class DataUseExportApi(JSONErrorsOnly, APIView):
             return _json({"records_of_processing": rows})
         out = io.StringIO()
         extra = [k for k in (rows[0] if rows else {}) if k not in EXPORT_COLUMNS]
-        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS + extra)
+        writer = csv_dict_writer(out, EXPORT_COLUMNS + extra)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+            writer.writerow({k: _flat_cell(v) for k, v in row.items()})
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="records-of-processing.csv"'
         return response
