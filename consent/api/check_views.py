@@ -430,6 +430,10 @@ class DataUseExportApi(JSONErrorsOnly, APIView):
 
 # --- decisions ------------------------------------------------------------------------------
 
+# A decision is read by the client that made it (scope `checks`, any of its keys) or by an
+# `admin` key, which reads every client's decisions without needing `checks` too.
+DECISION_READERS = (Scope.CHECKS, Scope.ADMIN)
+
 
 DecisionSerializer = inline_serializer(
     "Decision",
@@ -478,20 +482,24 @@ def decision_body(decision: Decision, *, lineage_subjects: int | None = None) ->
 
 
 class DecisionDetailApi(APIView):
-    required_scope = Scope.CHECKS
+    required_scope = DECISION_READERS
 
     @extend_schema(
         operation_id="decision_detail",
         responses={200: DecisionSerializer, **error_responses(404)},
+        description="A decision made by this API client (any of its keys), or by any client "
+        "for a key with scope `admin`; 404 for another client's decision.",
     )
     def get(self, request: Request, decision_id: str) -> HttpResponse:
-        decision = check_selectors.decision_get(decision_id=decision_id)
+        decision = check_selectors.decision_get(
+            decision_id=decision_id, client=api_client_of(request)
+        )
         count = check_selectors.decision_lineage_count(decision=decision)
         return _json(decision_body(decision, lineage_subjects=count))
 
 
 class DecisionDriftApi(APIView):
-    required_scope = Scope.CHECKS
+    required_scope = DECISION_READERS
 
     @extend_schema(
         operation_id="decision_drift",
@@ -522,10 +530,13 @@ class DecisionDriftApi(APIView):
         },
         description="Subjects allowed by the decision and denied now, by identifier, with "
         "the reason: what a model owner must retrain or unlearn. Needs a decision made "
-        "with lineage.",
+        "with lineage. Only the client that made the decision (any of its keys) or a key "
+        "with scope `admin` may read it; 404 otherwise.",
     )
     def get(self, request: Request, decision_id: str) -> HttpResponse:
-        decision = check_selectors.decision_get(decision_id=decision_id)
+        decision = check_selectors.decision_get(
+            decision_id=decision_id, client=api_client_of(request)
+        )
         if not decision.lineage:
             raise InvalidRequest(
                 "This decision was made without lineage; drift needs lineage: true.",
@@ -555,7 +566,7 @@ class DecisionDriftApi(APIView):
 
 
 class SubjectDecisionsApi(APIView):
-    required_scope = Scope.CHECKS
+    required_scope = DECISION_READERS
 
     @extend_schema(
         operation_id="subject_decisions",
@@ -570,10 +581,13 @@ class SubjectDecisionsApi(APIView):
             **error_responses(400),
         },
         description="Complete decisions whose lineage includes this subject (newest first, "
-        "at most 100): which models used this person's data.",
+        "at most 100): which models used this person's data. Lists this API client's own "
+        "decisions; a key with scope `admin` sees every client's.",
     )
     def get(self, request: Request, subject_id: str) -> HttpResponse:
-        decisions = check_selectors.decisions_for_subject(identifier=subject_id)
+        decisions = check_selectors.decisions_for_subject(
+            identifier=subject_id, client=api_client_of(request)
+        )
         return _json({"subject_id": subject_id, "decisions": [decision_body(d) for d in decisions]})
 
 
