@@ -29,7 +29,9 @@ from consent.models import (
     Subject,
 )
 from governance import db
+from governance.actors import Actor
 from governance.errors import InvalidRequest, NotFound
+from governance.models import ApiClient, Scope
 
 _ONE_PURPOSE = """
 SELECT p.id, p.key, p.legal_basis, p.gpc_opt_out,
@@ -96,12 +98,30 @@ def check_one(
 # --- decisions ------------------------------------------------------------------------------
 
 
-def decision_get(*, decision_id: str) -> Decision:
+def decisions_visible_to(*, client: ApiClient) -> QuerySet[Decision]:
+    """The decisions an API client may read: those it made (with any of its keys), or all of
+    them for a key with `admin`. Drift names people, so another pipeline's decisions stay
+    out of reach of a mere `checks` key."""
+    decisions = Decision.objects.all()
+    if client.has_scope(Scope.ADMIN):
+        return decisions
+    actor = Actor.for_client(client)
+    return decisions.filter(actor_type=actor.type, actor_id=actor.id)
+
+
+def decision_get(*, decision_id: str, client: ApiClient) -> Decision:
+    """The decision, if the client may read it; NotFound otherwise (whether or not it
+    exists, so ids cannot be probed)."""
     try:
         parsed = uuid.UUID(decision_id)
     except ValueError as exc:
         raise NotFound("No decision with that id.") from exc
-    decision = Decision.objects.select_related("purpose", "data_use").filter(pk=parsed).first()
+    decision = (
+        decisions_visible_to(client=client)
+        .select_related("purpose", "data_use")
+        .filter(pk=parsed)
+        .first()
+    )
     if decision is None:
         raise NotFound("No decision with that id.")
     return decision
@@ -171,8 +191,11 @@ def decision_drift(
                 return found, after
 
 
-def decisions_for_subject(*, identifier: str, limit: int = 100) -> list[Decision]:
-    """Complete decisions whose lineage includes the subject: which models used their data."""
+def decisions_for_subject(
+    *, identifier: str, client: ApiClient, limit: int = 100
+) -> list[Decision]:
+    """Complete decisions, among those the client may read, whose lineage includes the
+    subject: which models used their data."""
     identity.validate_identifier(identifier)
     subject = Subject.objects.filter(
         namespace=Subject.Namespace.ACCOUNT, key=identity.subject_key(identifier)
@@ -181,7 +204,8 @@ def decisions_for_subject(*, identifier: str, limit: int = 100) -> list[Decision
         return []
     ids = DecisionLineage.objects.filter(subject_id=subject.pk).values("decision_id")
     return list(
-        Decision.objects.filter(pk__in=ids, status=Decision.Status.COMPLETE)
+        decisions_visible_to(client=client)
+        .filter(pk__in=ids, status=Decision.Status.COMPLETE)
         .select_related("purpose", "data_use")
         .order_by("-created_at")[:limit]
     )

@@ -60,6 +60,18 @@ def run_get(*, run_id: Any) -> PurgeRun | None:
     return PurgeRun.objects.prefetch_related("items").filter(pk=run_id).first()
 
 
+def erasure_targets_done(request: ErasureRequest) -> dict[str, dict[str, bool]]:
+    """Per target an erasure reaches, whether it is done. The names come from the registry,
+    not from the request's progress, so the answer has the same shape at every step and for
+    every subject, known or not."""
+    progress = (request.progress or {}).get("targets", {})
+    return {
+        name: {"done": progress.get(name, {}).get("status") == "done"}
+        for name, target in targets().items()
+        if target.holds_personal_data
+    }
+
+
 def requests_overdue(*, now: datetime | None = None) -> dict[str, int]:
     moment = now or timezone.now()
     open_ = [RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.FAILED]

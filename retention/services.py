@@ -869,8 +869,11 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
                 removed={"consent_events": 0, "consent_states": 0, "consent_contexts": 0},
                 created_at=moment,
             )
+            # A hold on the ledger's policy is reported as for a known subject: the
+            # progress must not tell the two apart.
             for name in ("consent.ConsentEvent", "consent.ConsentContext"):
-                progress["targets"][name] = {"status": "done", "removed": 0}
+                outcome = "held" if ledger_held else "done"
+                progress["targets"][name] = {"status": outcome, "removed": 0}
         locked.progress = progress
         locked.status = RequestStatus.COMPLETE
         locked.completed_at = moment

@@ -6,7 +6,6 @@ the OpenAPI schema still documents their shape.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from consent.models import Decision
 from governance.actors import Actor
 from governance.api.parsers import read_limited
 from governance.api.schema import error_responses
+from governance.csv import csv_dict_writer
 from governance.errors import DomainError, InvalidRequest
 from governance.models import ApiClient, Scope
 
@@ -384,7 +384,8 @@ EXPORT_COLUMNS = [
 ]
 
 
-def _csv_cell(value: Any) -> Any:
+def _flat_cell(value: Any) -> Any:
+    """Lists (categories, recipients, retention) as one cell of text."""
     if isinstance(value, list):
         return "; ".join(
             ", ".join(f"{k}={v}" for k, v in item.items()) if isinstance(item, dict) else str(item)
@@ -406,7 +407,8 @@ class DataUseExportApi(JSONErrorsOnly, APIView):
         },
         description="The records of processing (GDPR Art. 30): each data use with its "
         "purpose, legal basis, owner, data categories, recipients and datasets. Lists are "
-        "joined with '; ' in CSV.",
+        "joined with '; ' in CSV. CSV cells that a spreadsheet would read as a formula "
+        "(starting with =, +, -, @, tab or carriage return) are prefixed with '.",
     )
     def get(self, request: Request) -> HttpResponse:
         fmt = request.query_params.get("format", "json")
@@ -417,16 +419,20 @@ class DataUseExportApi(JSONErrorsOnly, APIView):
             return _json({"records_of_processing": rows})
         out = io.StringIO()
         extra = [k for k in (rows[0] if rows else {}) if k not in EXPORT_COLUMNS]
-        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS + extra)
+        writer = csv_dict_writer(out, EXPORT_COLUMNS + extra)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+            writer.writerow({k: _flat_cell(v) for k, v in row.items()})
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="records-of-processing.csv"'
         return response
 
 
 # --- decisions ------------------------------------------------------------------------------
+
+# A decision is read by the client that made it (scope `checks`, any of its keys) or by an
+# `admin` key, which reads every client's decisions without needing `checks` too.
+DECISION_READERS = (Scope.CHECKS, Scope.ADMIN)
 
 
 DecisionSerializer = inline_serializer(
@@ -476,20 +482,24 @@ def decision_body(decision: Decision, *, lineage_subjects: int | None = None) ->
 
 
 class DecisionDetailApi(APIView):
-    required_scope = Scope.CHECKS
+    required_scope = DECISION_READERS
 
     @extend_schema(
         operation_id="decision_detail",
         responses={200: DecisionSerializer, **error_responses(404)},
+        description="A decision made by this API client (any of its keys), or by any client "
+        "for a key with scope `admin`; 404 for another client's decision.",
     )
     def get(self, request: Request, decision_id: str) -> HttpResponse:
-        decision = check_selectors.decision_get(decision_id=decision_id)
+        decision = check_selectors.decision_get(
+            decision_id=decision_id, client=api_client_of(request)
+        )
         count = check_selectors.decision_lineage_count(decision=decision)
         return _json(decision_body(decision, lineage_subjects=count))
 
 
 class DecisionDriftApi(APIView):
-    required_scope = Scope.CHECKS
+    required_scope = DECISION_READERS
 
     @extend_schema(
         operation_id="decision_drift",
@@ -520,10 +530,13 @@ class DecisionDriftApi(APIView):
         },
         description="Subjects allowed by the decision and denied now, by identifier, with "
         "the reason: what a model owner must retrain or unlearn. Needs a decision made "
-        "with lineage.",
+        "with lineage. Only the client that made the decision (any of its keys) or a key "
+        "with scope `admin` may read it; 404 otherwise.",
     )
     def get(self, request: Request, decision_id: str) -> HttpResponse:
-        decision = check_selectors.decision_get(decision_id=decision_id)
+        decision = check_selectors.decision_get(
+            decision_id=decision_id, client=api_client_of(request)
+        )
         if not decision.lineage:
             raise InvalidRequest(
                 "This decision was made without lineage; drift needs lineage: true.",
@@ -553,7 +566,7 @@ class DecisionDriftApi(APIView):
 
 
 class SubjectDecisionsApi(APIView):
-    required_scope = Scope.CHECKS
+    required_scope = DECISION_READERS
 
     @extend_schema(
         operation_id="subject_decisions",
@@ -568,10 +581,13 @@ class SubjectDecisionsApi(APIView):
             **error_responses(400),
         },
         description="Complete decisions whose lineage includes this subject (newest first, "
-        "at most 100): which models used this person's data.",
+        "at most 100): which models used this person's data. Lists this API client's own "
+        "decisions; a key with scope `admin` sees every client's.",
     )
     def get(self, request: Request, subject_id: str) -> HttpResponse:
-        decisions = check_selectors.decisions_for_subject(identifier=subject_id)
+        decisions = check_selectors.decisions_for_subject(
+            identifier=subject_id, client=api_client_of(request)
+        )
         return _json({"subject_id": subject_id, "decisions": [decision_body(d) for d in decisions]})
 
 

@@ -1,8 +1,8 @@
 """Bearer-key authentication and scope checks for every API view.
 
-A view states `required_scope` (None: any secret key) and `allow_publishable`. No key or an
-unknown key is a 401; a key without the scope, or a publishable key off the banner
-endpoints, is a 403.
+A view states `required_scope` (None: any secret key; a tuple: any one of those scopes) and
+`allow_publishable`. No key or an unknown key is a 401; a key without the scope, or a
+publishable key off the banner endpoints, is a 403.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def scope_allows(client: ApiClient, view: Any) -> bool:
     if getattr(view, "publishable_only", False):
         return False
     scope = getattr(view, "required_scope", None)
-    return scope is None or client.has_scope(scope)
+    if scope is None:
+        return True
+    scopes = (scope,) if isinstance(scope, str) else scope
+    return any(client.has_scope(s) for s in scopes)
 
 
 class ApiKeyAuthentication(BaseAuthentication):

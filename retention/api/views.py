@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -207,11 +207,16 @@ class ErasureRequestApi(APIView):
         return Response(RequestAcceptedSerializer(created).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ErasureTargetSerializer(serializers.Serializer):
+    done = serializers.BooleanField()
+
+
 class ErasureDetailSerializer(RequestAcceptedSerializer):
+    """Where an erasure stands, and nothing that tells a known person from an unknown one:
+    no removed counts, holds or decision ids (those are for staff, in the admin)."""
+
     completed_at = serializers.DateTimeField(allow_null=True)
     overdue = serializers.SerializerMethodField()
-    announced = serializers.SerializerMethodField()
-    decisions = serializers.ListField(source="decision_ids", child=serializers.CharField())
     targets = serializers.SerializerMethodField()
 
     def get_overdue(self, obj: Any) -> bool:
@@ -219,11 +224,9 @@ class ErasureDetailSerializer(RequestAcceptedSerializer):
 
         return bool(obj.status != RequestStatus.COMPLETE and obj.due_at < timezone.now())
 
-    def get_announced(self, obj: Any) -> bool:
-        return bool((obj.progress or {}).get("announced"))
-
-    def get_targets(self, obj: Any) -> dict[str, Any]:
-        return dict((obj.progress or {}).get("targets", {}))
+    @extend_schema_field(serializers.DictField(child=ErasureTargetSerializer()))
+    def get_targets(self, obj: Any) -> dict[str, dict[str, bool]]:
+        return selectors.erasure_targets_done(obj)
 
 
 class ErasureDetailApi(APIView):
@@ -232,6 +235,9 @@ class ErasureDetailApi(APIView):
     @extend_schema(
         operation_id="erasure_requests_get",
         responses={200: ErasureDetailSerializer, **error_responses(404)},
+        description="The request's status and, per target, whether it is done: the same "
+        "answer for a person the service knew and one it never saw. Removed counts and "
+        "holds are shown to staff in the admin.",
     )
     def get(self, request: Request, request_id: str) -> Response:
         found = ErasureRequest.objects.filter(pk=_uuid(request_id)).first()

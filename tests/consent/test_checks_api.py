@@ -216,10 +216,10 @@ def test_lineage_keeps_allowed_subjects_and_drift_names_who_changed(api):
 
 
 def check_services_drift(decision_id: str, days_ahead: int) -> list[Any]:
-    from consent.check_selectors import decision_drift, decision_get
+    from consent.check_selectors import decision_drift
 
     drifted, _ = decision_drift(
-        decision=decision_get(decision_id=decision_id),
+        decision=Decision.objects.select_related("purpose").get(pk=decision_id),
         limit=100,
         now=timezone.now() + timedelta(days=days_ahead),
     )

@@ -22,7 +22,11 @@ def _link_body() -> dict:
     return {"device_id": device_id_new(), "subject_token": subject_token_mint(subject_id="u")[0]}
 
 
-# (method, path, body or a callable making it, scope needed; None: any secret key)
+# Decisions are read with `checks` (one's own) or `admin` (everyone's): either scope will do.
+DECISIONS = ("checks", "admin")
+
+# (method, path, body or a callable making it, scope needed; None: any secret key; a tuple:
+# any one of those scopes)
 ENDPOINTS = [
     ("get", "/api/v1/purposes", None, None),
     (
@@ -39,7 +43,7 @@ ENDPOINTS = [
     ("post", "/api/v1/checks", {"purpose": "analytics", "subject_ids": ["u"]}, "checks"),
     ("post", "/api/v1/checks/stream?purpose=analytics", {"subject_id": "u"}, "checks"),
     ("get", "/api/v1/subjects/u/checks/analytics", None, "checks"),
-    ("get", "/api/v1/subjects/u/decisions", None, "checks"),
+    ("get", "/api/v1/subjects/u/decisions", None, DECISIONS),
     ("get", "/api/v1/data-uses", None, "checks"),
     (
         "post",
@@ -48,8 +52,8 @@ ENDPOINTS = [
         "checks",
     ),
     ("get", "/api/v1/data-uses/export?format=csv", None, "checks"),
-    ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "checks"),
-    ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e/drift", None, "checks"),
+    ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, DECISIONS),
+    ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e/drift", None, DECISIONS),
     ("post", "/api/v1/webhooks", {"url": "https://hooks.example.com/x"}, "admin"),
     ("post", "/api/v1/subject-tokens", {"subject_id": "u"}, "consent:write"),
     ("get", "/api/v1/banner/config", None, BANNER),
@@ -98,7 +102,12 @@ def _publishable_key(make_api, held: str) -> Api:
 # Each kind of key: how to make one holding a scope, the scopes to try, and whether it may
 # call an endpoint that needs `need`. A new kind of key joins the matrix with one line.
 KEY_KINDS = [
-    ("secret", _secret_key, ALL_SCOPES, lambda need, held: need is None or need == held),
+    (
+        "secret",
+        _secret_key,
+        ALL_SCOPES,
+        lambda need, held: need is None or held in (need if isinstance(need, tuple) else (need,)),
+    ),
     ("publishable", _publishable_key, ["-"], lambda need, held: need == BANNER),
 ]
 

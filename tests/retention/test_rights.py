@@ -29,7 +29,7 @@ from retention import services as retention
 from retention.models import AccessRequest, ErasureRequest, RequestStatus, RetentionPolicy
 from tests import factories
 from tests.conftest import assert_error
-from tests.retention.conftest import chain_verifies, ml_rows
+from tests.retention.conftest import chain_verifies, ml_rows, policy
 
 pytestmark = pytest.mark.django_db(databases=["default", "features"])
 
@@ -124,13 +124,17 @@ def test_erasure_removes_the_subject_everywhere_and_announces_the_decisions(api,
     assert tomb.removed["external:features.ml_features"] == 3
 
     body = api.get(f"{ERASURE}/{request_id}").json()
-    assert body["status"] == "complete" and body["announced"] is True
-    assert body["decisions"] == [str(decision.pk)]
-    targets = body["targets"]
+    assert body["status"] == "complete"
+    assert all(t == {"done": True} for t in body["targets"].values())
+    # Counts and decision ids are kept for staff (the admin), not answered by the API.
+    done = ErasureRequest.objects.get(pk=request_id)
+    assert done.progress["announced"] is True
+    assert done.decision_ids == [str(decision.pk)]
+    targets = done.progress["targets"]
     assert targets["external:features.ml_features"] == {"status": "done", "removed": 3}
     assert targets["consent.ConsentEvent"]["removed"] == 2
     assert targets["consent.DecisionLineage"]["removed"] == 1
-    assert ErasureRequest.objects.get(pk=request_id).identifier_encrypted is None
+    assert done.identifier_encrypted is None
 
     # A new grant afterwards starts a new history, on top of the tombstone.
     factories.record("alice", analytics=True)
@@ -145,6 +149,45 @@ def test_erasure_of_an_unknown_subject_leaves_a_tombstone_all_the_same(api, purp
     assert tomb.reason == SubjectTombstone.Reason.ERASURE
     assert not Subject.objects.filter(key=key("nobody")).exists()
     assert api.get(f"{ERASURE}/{request_id}").json()["status"] == "complete"
+
+
+def _without_ids_and_times(body: dict) -> dict:
+    return {
+        k: v for k, v in body.items() if k not in {"id", "created_at", "due_at", "completed_at"}
+    }
+
+
+@pytest.mark.parametrize("ledger_hold", [False, True], ids=["no-hold", "ledger-policy-hold"])
+def test_erasure_status_is_the_same_for_a_known_and_an_unknown_subject(api, known, ledger_hold):
+    if ledger_hold:
+        ledger = RetentionPolicy.objects.filter(target="consent.ConsentEvent").first()
+        retention.hold_place(
+            reason="litigation",
+            actor=STAFF,
+            policy=ledger or policy("consent.ConsentEvent", days=3650),
+        )
+    ids = [api.post(ERASURE, {"subject_id": s}).json()["id"] for s in ("alice", "never-seen")]
+    for step in ("pending", "complete"):
+        bodies = [api.get(f"{ERASURE}/{request_id}").json() for request_id in ids]
+        assert bodies[0]["status"] == step
+        assert set(bodies[0]) == {
+            "id",
+            "status",
+            "created_at",
+            "due_at",
+            "completed_at",
+            "overdue",
+            "targets",
+        }
+        assert all(set(state) == {"done"} for state in bodies[0]["targets"].values())
+        assert _without_ids_and_times(bodies[0]) == _without_ids_and_times(bodies[1])
+        if step == "pending":
+            for request_id in ids:
+                retention.erasure_execute(request_id=request_id)
+    # Staff still see what was removed, in the admin: the counts are kept on the request.
+    alice, stranger = (ErasureRequest.objects.get(pk=request_id) for request_id in ids)
+    assert alice.progress["targets"]["external:features.ml_features"]["removed"] == 3
+    assert stranger.progress["targets"]["external:features.ml_features"]["removed"] == 0
 
 
 def test_erasure_runs_once_even_when_its_task_runs_twice(api, known):
@@ -163,7 +206,10 @@ def test_held_subject_is_not_erased(api, known):
     assert ConsentEvent.objects.filter(subject=known["alice"]).count() == 2
     assert ml_rows(key("alice")) == 3
     body = api.get(f"{ERASURE}/{request_id}").json()
-    assert body["targets"]["external:features.ml_features"]["status"] == "held"
+    assert body["status"] == "held"
+    assert body["targets"]["external:features.ml_features"] == {"done": False}
+    progress = ErasureRequest.objects.get(pk=request_id).progress
+    assert progress["targets"]["external:features.ml_features"]["status"] == "held"
 
 
 def test_policy_hold_keeps_that_targets_rows_and_the_rest_is_erased(api, known):
@@ -174,8 +220,10 @@ def test_policy_hold_keeps_that_targets_rows_and_the_rest_is_erased(api, known):
     assert ml_rows(key("alice")) == 3
     assert not ConsentEvent.objects.filter(subject=known["alice"]).exists()
     targets = api.get(f"{ERASURE}/{request_id}").json()["targets"]
-    assert targets["external:features.ml_features"]["status"] == "held"
-    assert targets["governance.AuditEvent"]["status"] == "done"
+    assert targets["external:features.ml_features"] == {"done": False}
+    assert targets["governance.AuditEvent"] == {"done": True}
+    progress = ErasureRequest.objects.get(pk=request_id).progress
+    assert progress["targets"]["external:features.ml_features"]["status"] == "held"
 
 
 def test_unknown_erasure_request_is_404(api):
