@@ -147,3 +147,11 @@ def test_stream_refused_body_leaves_no_trace_even_when_the_bad_line_comes_last(a
     response = api.post(f"{STREAM}?purpose=analytics", raw=data, content_type="x")
     assert assert_error(response, 400, "invalid_subject_id")["error"]["detail"] == {"line": 6}
     assert not Decision.objects.exists()
+
+
+def test_stream_with_an_empty_body_answers_only_the_summary(api):
+    response = api.post(f"{STREAM}?purpose=analytics", raw=b"\n\n", content_type="x")
+    assert response.status_code == 200
+    [summary] = [json.loads(x) for x in b"".join(response.streaming_content).splitlines()]
+    assert (summary["summary"]["allowed"], summary["summary"]["denied"]) == (0, 0)
+    assert Decision.objects.get().status == "complete"

@@ -166,3 +166,18 @@ def test_streamed_check_lines_up_to_32_levels_are_answered(api):
     assert response.status_code == 200
     answered = [json.loads(x) for x in b"".join(response.streaming_content).splitlines()]
     assert [a.get("subject_id") for a in answered] == ["a", "b[{", None]
+
+
+def test_legal_hold_admin_form_applies_the_rule_and_keeps_ids_exactly(db):
+    from retention.admin import LegalHoldForm
+
+    def form(subject_id: str) -> LegalHoldForm:
+        return LegalHoldForm(
+            data={"subject_id": subject_id, "namespace": "account", "reason": "litigation"}
+        )
+
+    for bad in ("a\x85b", "a\x01b", "x" * 256):
+        assert not form(bad).is_valid()
+    padded = form(" padded ")
+    assert padded.is_valid(), padded.errors
+    assert padded.cleaned_data["subject_id"] == " padded "  # not the subject "padded"
