@@ -14,6 +14,7 @@ from datetime import datetime
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -25,19 +26,28 @@ from consent.checks import (
     digest_hex,
     id_set_digest_add,
     lookup,
-    stream_stage_add,
+    stream_stage_copy,
+    stream_stage_keys,
     stream_stage_open,
+    stream_stage_rows,
     stream_staged_answers,
-    validate_ids,
 )
 from consent.errors import (
     DataUsePurposeMismatch,
     DuplicateDataUse,
+    LineTooLong,
     UnknownDataUse,
     UnknownPurpose,
 )
+from consent.identity import validate_identifiers
 from consent.models import DataUse, Decision, DecisionLineage, Purpose
 from governance.actors import Actor
+from governance.api.parsers import (
+    MAX_JSON_DEPTH,
+    may_nest_deeper_than,
+    nested_deeper_than,
+    too_deeply_nested,
+)
 from governance.audit import audit_record
 from governance.crypto import EphemeralSpool
 from governance.errors import InvalidRequest
@@ -212,7 +222,7 @@ def checks_run(
     now: datetime | None = None,
 ) -> BulkResult:
     """Checks up to MAX_BULK_IDS identifiers and records the Decision, in one transaction."""
-    validate_ids(ids)
+    validate_identifiers(ids)
     if len(ids) > MAX_BULK_IDS:
         raise InvalidRequest(
             f"At most {MAX_BULK_IDS} subject ids per call; use /checks/stream for more.",
@@ -262,12 +272,14 @@ _encode_id: Callable[[str], str] = encode_basestring  # type: ignore[assignment]
 class StreamCheck:
     """A streamed check in two phases, so that clients which send everything first work.
 
-    `consume` reads the NDJSON body block by block, answers each chunk of ids and spools
-    the answer lines to a temporary file (memory stays bounded; beyond SPOOL_IN_MEMORY the
-    spool is on disk), inside one transaction that also creates the Decision (pending) and
-    its lineage: a bad line or a dropped upload rolls it all back. `answers` then streams
-    the spool and the summary, and marks the decision complete only after the last line was
-    handed to the server; a client that goes away midway leaves it abandoned.
+    `consume` first reads the whole NDJSON body, block by block, outside any transaction:
+    it validates and hashes each chunk of ids and parks the ids and their keys in encrypted
+    spools (memory stays bounded; beyond SPOOL_IN_MEMORY a spool is on disk). Only then,
+    in one transaction that also creates the Decision (pending) and its lineage, it answers
+    the ids into a third spool: a bad line or a dropped upload writes nothing, and a slow
+    upload holds no lock. `answers` then streams the spool and the summary, and marks the
+    decision complete only after the last line was handed to the server; a client that
+    goes away midway leaves it abandoned.
     """
 
     actor: Actor
@@ -284,66 +296,70 @@ class StreamCheck:
     def consume(self, blocks: Iterable[bytes]) -> None:
         moment = self.now or timezone.now()
         at = self.as_of or moment
-        hasher = SubjectHasher()
         spool = EphemeralSpool(max_size=SPOOL_IN_MEMORY)
         self._spool = spool
-        digest = 0
-        suffixes: dict[tuple[bool, str], str] = {}
         try:
-            with transaction.atomic():
-                decision = _decision_new(
-                    actor=self.actor,
-                    rule=self.rule,
-                    data_use=self.data_use,
-                    as_of=self.as_of,
-                    at=at,
-                    mode="stream",
-                    lineage=self.lineage,
-                    now=moment,
-                )
-                decision.save(force_insert=True)
-                staged = connection.vendor == "postgresql"
-                if staged:
-                    stream_stage_open()
-                    with EphemeralSpool(max_size=SPOOL_IN_MEMORY) as ids_spool:
-                        # Phase 1: validate and stage every key; keep the ids, in order, aside.
-                        position = 0
-                        for numbers, lines in _line_batches(blocks, STREAM_CHUNK):
-                            ids = _parse_lines(numbers, lines)
-                            keys = hasher.many(ids)
-                            digest = id_set_digest_add(digest, keys)
-                            stream_stage_add(keys, start=position)
-                            position += len(ids)
-                            ids_spool.write(("\n".join(ids) + "\n").encode("utf-8"))
-                        # Phase 2: one ordered join, answered a batch at a time.
-                        ids_spool.rewind()
-                        for answers in stream_staged_answers(
-                            self.rule, at=at, as_of=self.as_of is not None, batch=STREAM_CHUNK
-                        ):
-                            batch_ids = [
-                                line.decode("utf-8") for line in ids_spool.read_lines(len(answers))
-                            ]
-                            self._answer(spool, batch_ids, answers, suffixes, decision)
-                else:
-                    for numbers, lines in _line_batches(blocks, STREAM_CHUNK):
-                        ids = _parse_lines(numbers, lines)
-                        keys = hasher.many(ids)
-                        digest = id_set_digest_add(digest, keys)
-                        answers = lookup(keys, self.rule, at=at, as_of=self.as_of is not None)
-                        self._answer(spool, ids, answers, suffixes, decision)
-                decision.total = self.allowed + self.denied
-                decision.allowed_count = self.allowed
-                decision.denied_count = self.denied
-                decision.id_set_digest = digest_hex(digest)
-                decision.save(
-                    update_fields=["total", "allowed_count", "denied_count", "id_set_digest"]
-                )
-                _decision_audit(self.actor, decision, self.rule.key)
-                self.decision = decision
+            with (
+                EphemeralSpool(max_size=SPOOL_IN_MEMORY) as ids_spool,
+                EphemeralSpool(max_size=SPOOL_IN_MEMORY) as rows_spool,
+            ):
+                total, digest = _spool_body(blocks, ids_spool, rows_spool)
+                ids_spool.rewind()
+                rows_spool.rewind()
+                with transaction.atomic():
+                    decision = _decision_new(
+                        actor=self.actor,
+                        rule=self.rule,
+                        data_use=self.data_use,
+                        as_of=self.as_of,
+                        at=at,
+                        mode="stream",
+                        lineage=self.lineage,
+                        now=moment,
+                    )
+                    decision.save(force_insert=True)
+                    self._answer_all(spool, decision, ids_spool, rows_spool, total, at)
+                    decision.total = self.allowed + self.denied
+                    decision.allowed_count = self.allowed
+                    decision.denied_count = self.denied
+                    decision.id_set_digest = digest_hex(digest)
+                    decision.save(
+                        update_fields=["total", "allowed_count", "denied_count", "id_set_digest"]
+                    )
+                    _decision_audit(self.actor, decision, self.rule.key)
+                    self.decision = decision
         except BaseException:
             spool.close()
             self._spool = None
             raise
+
+    def _answer_all(
+        self,
+        spool: EphemeralSpool,
+        decision: Decision,
+        ids_spool: EphemeralSpool,
+        rows_spool: EphemeralSpool,
+        total: int,
+        at: datetime,
+    ) -> None:
+        """Answers every spooled id, in order, into `spool` (inside the decision's
+        transaction)."""
+        suffixes: dict[tuple[bool, str], str] = {}
+        as_of = self.as_of is not None
+        if connection.vendor == "postgresql":
+            # Stage every key (one COPY), then one ordered join, answered a batch at a time.
+            stream_stage_open()
+            stream_stage_copy(rows_spool.read)
+            for answers in stream_staged_answers(self.rule, at=at, as_of=as_of, batch=STREAM_CHUNK):
+                ids = [line.decode("utf-8") for line in ids_spool.read_lines(len(answers))]
+                self._answer(spool, ids, answers, suffixes, decision)
+            return
+        for start in range(0, total, STREAM_CHUNK):
+            count = min(STREAM_CHUNK, total - start)
+            keys = stream_stage_keys(rows_spool.read_lines(count))
+            answers = lookup(keys, self.rule, at=at, as_of=as_of)
+            ids = [line.decode("utf-8") for line in ids_spool.read_lines(count)]
+            self._answer(spool, ids, answers, suffixes, decision)
 
     def _answer(
         self,
@@ -412,17 +428,67 @@ def decision_finish(*, decision: Decision, status: str) -> None:
         DecisionLineage.objects.filter(decision_id=decision.pk).delete()
 
 
-def _line_batches(blocks: Iterable[bytes], size: int) -> Iterator[tuple[list[int], list[bytes]]]:
-    """Non-blank lines in batches of `size`, each with its 1-based line number."""
+def _spool_body(
+    blocks: Iterable[bytes], ids_spool: EphemeralSpool, rows_spool: EphemeralSpool
+) -> tuple[int, int]:
+    """Reads, validates and hashes the whole body, before any transaction is opened: a
+    client that stalls midway then holds no lock (in embedded mode SQLite's BEGIN IMMEDIATE
+    would take the database's only write lock and every consent write would wait on the
+    upload). Keeps the ids, in order, and their staging rows aside; returns how many ids
+    and the id-set digest."""
+    hasher = SubjectHasher()
+    total = digest = 0
+    max_line = settings.CHECK_STREAM_MAX_LINE_BYTES
+    for numbers, lines in _line_batches(blocks, STREAM_CHUNK, max_line):
+        ids = _parse_lines(numbers, lines)
+        keys = hasher.many(ids)
+        digest = id_set_digest_add(digest, keys)
+        rows_spool.write(stream_stage_rows(keys, start=total))
+        ids_spool.write(("\n".join(ids) + "\n").encode("utf-8"))
+        total += len(ids)
+    return total, digest
+
+
+def _line_too_long(number: int, max_line: int) -> LineTooLong:
+    return LineTooLong(
+        f"Line {number} is longer than {max_line} bytes.",
+        detail={"line": number, "max_bytes": max_line},
+    )
+
+
+def _line_batches(
+    blocks: Iterable[bytes], size: int, max_line: int
+) -> Iterator[tuple[list[int], list[bytes]]]:
+    """Non-blank lines in batches of `size`, each with its 1-based line number.
+
+    A line longer than `max_line` bytes is a 400 line_too_long as soon as it grows past the
+    limit, before the rest of the body is read. Linear in the body: each block is split
+    once, and only the unfinished tail is copied into the carry (a bytearray, appended to
+    in place), so many small blocks of one long line cost no more than one large block.
+    """
     numbers: list[int] = []
     lines: list[bytes] = []
-    carry = b""
+    carry = bytearray()
     number = 0
     for block in blocks:
         if not block:
             continue
-        parts = (carry + block).split(b"\n")
-        carry = parts.pop()
+        parts = block.split(b"\n")
+        if len(parts) == 1:  # no line end in this block: the current line goes on
+            carry += block
+            if len(carry) > max_line:
+                raise _line_too_long(number + 1, max_line)
+            continue
+        tail = parts.pop()
+        if carry:
+            carry += parts[0]
+            parts[0] = bytes(carry)
+        if max(map(len, parts)) > max_line:
+            over = next(i for i, part in enumerate(parts) if len(part) > max_line)
+            raise _line_too_long(number + 1 + over, max_line)
+        if len(tail) > max_line:
+            raise _line_too_long(number + len(parts) + 1, max_line)
+        carry = bytearray(tail)
         for part in parts:
             number += 1
             stripped = part.strip()
@@ -434,7 +500,7 @@ def _line_batches(blocks: Iterable[bytes], size: int) -> Iterator[tuple[list[int
             numbers, lines = [], []
     if carry.strip():
         numbers.append(number + 1)
-        lines.append(carry.strip())
+        lines.append(bytes(carry.strip()))
     if lines:
         yield numbers, lines
 
@@ -443,15 +509,26 @@ def _parse_lines(numbers: list[int], lines: list[bytes]) -> list[str]:
     """The subject ids of a batch of NDJSON lines; a bad line is a 400 naming its number.
 
     Fast path: the batch parsed as one JSON array (one C call). When that fails or does not
-    give exactly one object per line, each line is parsed alone to find the culprit.
+    give exactly one object per line, each line is parsed alone to find the culprit. A line
+    nested deeper than MAX_JSON_DEPTH is refused as a body would be (governance.api.parsers).
     """
     ids: list[str] | None = None
     if all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):
+        joined = b"[" + b",".join(lines) + b"]"
         try:
-            items = json.loads(b"[" + b",".join(lines) + b"]")
-        except ValueError:
+            items = json.loads(joined)
+        except (ValueError, RecursionError):
             items = None
-        if items is not None and len(items) == len(lines):
+        # Each line brings its own "{": more brackets than lines means something nests
+        # (or an id holds a bracket), and only then are the lines' depths worth a look.
+        if (
+            items is not None
+            and len(items) == len(lines)
+            and not (
+                may_nest_deeper_than(joined, len(lines) + 1)
+                and nested_deeper_than(items, MAX_JSON_DEPTH + 1)
+            )
+        ):
             try:
                 ids = [item["subject_id"] for item in items]
             except (KeyError, TypeError):
@@ -461,15 +538,21 @@ def _parse_lines(numbers: list[int], lines: list[bytes]) -> list[str]:
         for number, line in zip(numbers, lines, strict=True):
             try:
                 item = json.loads(line)
+            except RecursionError:
+                raise too_deeply_nested(line=number) from None
             except ValueError as exc:
                 raise InvalidRequest(
                     f"Line {number}: not valid JSON.", detail={"line": number}
                 ) from exc
+            if may_nest_deeper_than(line, MAX_JSON_DEPTH) and nested_deeper_than(
+                item, MAX_JSON_DEPTH
+            ):
+                raise too_deeply_nested(line=number)
             if not isinstance(item, dict) or "subject_id" not in item:
                 raise InvalidRequest(
                     f'Line {number}: expected an object {{"subject_id": "..."}}.',
                     detail={"line": number},
                 )
             ids.append(item["subject_id"])
-    validate_ids(ids, line_numbers=numbers)
+    validate_identifiers(ids, line_numbers=numbers)
     return ids

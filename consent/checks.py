@@ -9,11 +9,10 @@ portable path looks them up in small batches. Both feed `consent.decisions.decid
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -21,13 +20,11 @@ from django.utils import timezone
 
 from consent.decisions import PurposeRule, Standing, Verdict, decide
 from consent.errors import UnknownPurpose
-from consent.identity import MAX_IDENTIFIER_LENGTH
 from consent.models import ConsentEvent, ConsentState, NoticeVersion, Purpose, Source, Subject
 from governance import db
 from governance.errors import InvalidRequest
 
 MAX_BULK_IDS = 100_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ACCOUNT = Subject.Namespace.ACCOUNT
 
 
@@ -55,36 +52,6 @@ class SubjectHasher:
 
     def many(self, identifiers: Sequence[str]) -> list[str]:
         return [self(i) for i in identifiers]
-
-
-def validate_ids(
-    ids: Any, *, field: str = "subject_ids", line_numbers: Sequence[int] | None = None
-) -> None:
-    """Plain-loop validation of many identifiers (no per-item serializer: 100,000 must be cheap).
-
-    With `line_numbers`, errors name the NDJSON line instead of the list index.
-    """
-    if not isinstance(ids, list):
-        raise InvalidRequest(f"{field} must be a list of strings.", detail={"field": field})
-    for index, value in enumerate(ids):
-        if type(value) is not str or not value or len(value) > MAX_IDENTIFIER_LENGTH:
-            _bad_id(index, field, line_numbers)
-    # One regular-expression pass over everything; locate the culprit only when there is one.
-    if _CONTROL.search("".join(ids)):
-        for index, value in enumerate(ids):
-            if _CONTROL.search(value):
-                _bad_id(index, field, line_numbers)
-
-
-def _bad_id(index: int, field: str, line_numbers: Sequence[int] | None) -> NoReturn:
-    message = (
-        f"each subject id must be a non-empty string of at most {MAX_IDENTIFIER_LENGTH} "
-        "characters without control characters"
-    )
-    if line_numbers is not None:
-        line = line_numbers[index]
-        raise InvalidRequest(f"Line {line}: {message}.", detail={"line": line})
-    raise InvalidRequest(f"{field}[{index}]: {message}.", detail={"field": field, "index": index})
 
 
 def id_set_digest_add(total: int, keys: Sequence[str]) -> int:
@@ -332,10 +299,23 @@ def stream_stage_open() -> None:
     cur.execute("TRUNCATE stream_keys")
 
 
-def stream_stage_add(keys: Sequence[str], *, start: int) -> None:
+def stream_stage_rows(keys: Sequence[str], *, start: int) -> bytes:
+    """Staging rows (`pos TAB key` lines, COPY's text format) for keys from `start` on:
+    made while the body is read, kept in an encrypted spool, copied in later at once."""
+    return "".join([f"{start + i}\t{k}\n" for i, k in enumerate(keys)]).encode()
+
+
+def stream_stage_keys(rows: Sequence[bytes]) -> list[str]:
+    """The keys of staging rows (lines without their line end)."""
+    return [row.partition(b"\t")[2].decode() for row in rows]
+
+
+def stream_stage_copy(read: Callable[[int], bytes], block_size: int = 1024 * 1024) -> None:
+    """COPYs staging rows into the stream's table, as blocks of bytes from `read`."""
     cur = _pg_cursor()
     with cur.copy("COPY stream_keys (pos, key) FROM STDIN") as copy:
-        copy.write("".join([f"{start + i}\t{k}\n" for i, k in enumerate(keys)]))
+        while block := read(block_size):
+            copy.write(block)
 
 
 def stream_staged_answers(

@@ -1,6 +1,6 @@
 """Errors of the consent domain, each with a stable code and an HTTP status."""
 
-from governance.errors import DomainError
+from governance.errors import DomainError, InvalidRequest
 
 
 class UnknownPurpose(DomainError):
@@ -97,3 +97,20 @@ class SubjectTokenExpired(DomainError):
     code = "subject_token_expired"
     status = 400
     message = "The subject token has expired; mint a new one."
+
+
+class InvalidSubjectId(InvalidRequest):
+    """One code for every endpoint that takes a subject identifier (consent.identity)."""
+
+    code = "invalid_subject_id"
+    status = 400
+    message = (
+        "A subject id must be a non-empty string of at most 255 characters, without control "
+        "characters or lone surrogates."
+    )
+
+
+class LineTooLong(InvalidRequest):
+    code = "line_too_long"
+    status = 400
+    message = "A line of the NDJSON body is longer than the service accepts."

@@ -53,6 +53,13 @@ class IdempotencyKeyReused(DomainError):
     message = "This Idempotency-Key was already used with a different request (path or body)."
 
 
+class TooDeeplyNested(InvalidRequest):
+    """JSON nested deeper than governance.api.parsers.MAX_JSON_DEPTH: malformed JSON for
+    this API, so the same code as any other (never the decoder's RecursionError, a 500)."""
+
+    message = "Malformed JSON: nested too deeply."
+
+
 class PayloadTooLarge(drf.APIException):
     status_code = 413
     default_detail = "The request body is too large."

@@ -197,6 +197,12 @@ CONSENT_MAX_BODY_BYTES = env_int("CONSENT_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONSENT_MAX_BODY_BYTES
 # Chunked request bodies (no Content-Length) are buffered up to this before parsing.
 CHUNKED_BODY_LIMIT_BYTES = env_int("CHUNKED_BODY_LIMIT_BYTES", 16 * 1024 * 1024)
+# A streamed check (NDJSON) refuses a longer line with a 400 line_too_long, before reading
+# on: one {"subject_id": ...} line needs at most about 3 KiB.
+CHECK_STREAM_MAX_LINE_BYTES = env_int("CHECK_STREAM_MAX_LINE_BYTES", 16 * 1024)
+if CHECK_STREAM_MAX_LINE_BYTES < 4096:
+    # 255 characters outside the BMP, each escaped as a \uXXXX\uXXXX pair: about 3.1 KB.
+    raise ImproperlyConfigured("CHECK_STREAM_MAX_LINE_BYTES must be at least 4096.")
 # Below this age a grant must be given by a parent or guardian (GDPR Art. 8).
 CHILD_CONSENT_AGE = env_int("CHILD_CONSENT_AGE", 16)
 # Reverse proxies in front of the service whose X-Forwarded-For entries are trusted.

@@ -108,8 +108,17 @@ class LegalHoldForm(forms.ModelForm):
     subject_id = forms.CharField(
         required=False,
         max_length=identity.MAX_IDENTIFIER_LENGTH,
+        strip=False,  # identifiers are compared exactly: " a" is not "a"
         help_text="The subject's identifier; only its keyed hash is stored.",
     )
+
+    def clean_subject_id(self) -> str:
+        value: str = self.cleaned_data.get("subject_id") or ""
+        if value and not identity.identifier_ok(value):
+            raise forms.ValidationError(
+                "Not a subject identifier: control characters or lone surrogates."
+            )
+        return value
 
     class Meta:
         model = LegalHold

@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent import banner_selectors, banner_services, selectors, services
-from consent.api.serializers import ContextSerializer, DecisionSerializer
+from consent.api.serializers import ContextSerializer, DecisionSerializer, SubjectIdField
 from consent.api.views import api_client_of, client_context, decision_inputs, validated
 from consent.identity import subject_key
 from consent.models import IndicationMethod, Property, Subject
@@ -329,7 +329,7 @@ class SubjectTokenApi(APIView):
 
     @extend_schema_serializer(component_name="SubjectTokenRequest")
     class InputSerializer(serializers.Serializer):
-        subject_id = serializers.CharField(max_length=255, trim_whitespace=False)
+        subject_id = SubjectIdField()
 
     @extend_schema_serializer(component_name="SubjectToken")
     class OutputSerializer(serializers.Serializer):

@@ -31,7 +31,7 @@ from consent import check_selectors, check_services, checks
 from consent.api.views import api_client_of, validated
 from consent.models import Decision
 from governance.actors import Actor
-from governance.api.parsers import read_limited
+from governance.api.parsers import json_parse, read_limited
 from governance.api.schema import error_responses
 from governance.csv import csv_dict_writer
 from governance.errors import DomainError, InvalidRequest
@@ -88,11 +88,7 @@ def _json_body(request: Request, limit: int) -> Any:
     if media_type != "application/json":
         raise drf_exceptions.UnsupportedMediaType(media_type or "none")
     django_request = request._request
-    raw = read_limited(django_request, django_request, limit)
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise drf_exceptions.ParseError(f"Malformed JSON: {exc}") from exc
+    return json_parse(read_limited(django_request, django_request, limit))
 
 
 CheckResultSerializer = inline_serializer(

@@ -7,17 +7,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import empty
 
-from consent.identity import MAX_IDENTIFIER_LENGTH
+from consent.identity import MAX_IDENTIFIER_LENGTH, identifier_ok, validate_identifier
 from consent.models import ConsentEvent, GivenBy, IndicationMethod, Source
 
 
 class SubjectIdField(serializers.CharField):
-    """Identifiers are opaque and compared exactly: no trimming, no normalising."""
+    """Identifiers are opaque and compared exactly: no trimming, no normalising, no
+    conversion of numbers. A present value is judged by consent.identity alone, so every
+    endpoint refuses the same ids with the same 400 invalid_subject_id; CharField's own
+    rules (max_length for the schema) only document it."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", MAX_IDENTIFIER_LENGTH)
         super().__init__(trim_whitespace=False, allow_blank=False, **kwargs)
+
+    def run_validation(self, data: Any = empty) -> Any:
+        if data is empty:
+            return super().run_validation(data)  # required or default, as any field
+        return validate_identifier(data, field=self.field_name or "subject_id")
 
 
 class DecisionSerializer(serializers.Serializer):
@@ -119,13 +128,7 @@ def record_input_fast(data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         return None
     subject_id = data.get("subject_id")
-    if not (
-        isinstance(subject_id, str)
-        and subject_id
-        and subject_id.isascii()
-        and "\x00" not in subject_id
-        and len(subject_id) <= MAX_IDENTIFIER_LENGTH
-    ):
+    if not identifier_ok(subject_id):
         return None
     raw = data.get("decisions")
     if not isinstance(raw, list) or not 1 <= len(raw) <= 100:

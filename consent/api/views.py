@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -35,6 +34,7 @@ from consent.api.serializers import (
 from consent.identity import subject_key
 from consent.models import GivenBy
 from consent.receipts import receipt_signed
+from governance.api.parsers import json_parse
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
@@ -188,10 +188,9 @@ def consent_record_lean(request: HttpRequest, client: ApiClient) -> HttpResponse
         or not 0 < int(length) <= settings.CONSENT_MAX_BODY_BYTES
     ):
         return None
-    try:
-        data = record_input_fast(json.loads(request.body.decode("utf-8")))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
+    # The same parser as the view's (its errors send the request to the view, which
+    # raises them again in the error shape).
+    data = record_input_fast(json_parse(request.body))
     if data is None:
         return None
     answer = consent_record_answer(request, client, data)

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from consent import identity
+from consent.api.serializers import SubjectIdField
 from governance import crypto
 from governance.actors import Actor
 from governance.api.schema import error_responses
@@ -175,9 +175,7 @@ class RunDetailApi(APIView):
 
 
 class SubjectInputSerializer(serializers.Serializer):
-    subject_id = serializers.CharField(
-        max_length=identity.MAX_IDENTIFIER_LENGTH, trim_whitespace=False
-    )
+    subject_id = SubjectIdField()
     namespace = serializers.ChoiceField(
         choices=["account", "device"], required=False, default="account"
     )

@@ -336,10 +336,10 @@ def test_a_check_naming_a_data_use_records_it_and_must_match_its_purpose(api):
         ({"subject_ids": ["a"]}, "unknown_purpose"),
         ({"purpose": "analytics"}, "invalid_request"),
         ({"purpose": "analytics", "subject_ids": "a"}, "invalid_request"),
-        ({"purpose": "analytics", "subject_ids": ["a", 7]}, "invalid_request"),
-        ({"purpose": "analytics", "subject_ids": [""]}, "invalid_request"),
-        ({"purpose": "analytics", "subject_ids": ["x" * 256]}, "invalid_request"),
-        ({"purpose": "analytics", "subject_ids": ["ok", "bad\x00"]}, "invalid_request"),
+        ({"purpose": "analytics", "subject_ids": ["a", 7]}, "invalid_subject_id"),
+        ({"purpose": "analytics", "subject_ids": [""]}, "invalid_subject_id"),
+        ({"purpose": "analytics", "subject_ids": ["x" * 256]}, "invalid_subject_id"),
+        ({"purpose": "analytics", "subject_ids": ["ok", "bad\x00"]}, "invalid_subject_id"),
         ({"purpose": "analytics", "subject_ids": ["a"], "as_of": "yesterday"}, "invalid_request"),
         ({"purpose": "analytics", "subject_ids": ["a"], "as_of": "2999-01-01T00:00:00Z"}, None),
         ({"purpose": "analytics", "subject_ids": ["a"], "explain": "maybe"}, "invalid_request"),
@@ -351,7 +351,7 @@ def test_bad_bulk_checks_are_400_and_record_nothing(api, payload, code):
 
 
 def test_malformed_id_error_names_its_index(api):
-    body = assert_error(bulk(api, "analytics", ["a", "b", ""]), 400, "invalid_request")
+    body = assert_error(bulk(api, "analytics", ["a", "b", ""]), 400, "invalid_subject_id")
     assert body["error"]["detail"] == {"field": "subject_ids", "index": 2}
 
 
@@ -446,7 +446,7 @@ def test_stream_malformed_line_is_400_naming_the_line_and_records_nothing(api, m
     monkeypatch.setattr(check_services, "STREAM_CHUNK", 2)
     raw = ndjson(["a", "b", "c"]) + "\n" + '{"subject_id": 5}\n' + ndjson(["d"])
     response = api.post(f"{STREAM}?purpose=analytics", raw=raw, content_type="application/x-ndjson")
-    body = assert_error(response, 400, "invalid_request")
+    body = assert_error(response, 400, "invalid_subject_id")
     assert body["error"]["detail"] == {"line": 5}
     assert "Line 5" in body["error"]["message"]
     not_json = api.post(

@@ -103,7 +103,7 @@ def test_superseded_notice_version_is_409_and_writes_nothing(api, purposes):
         (
             {"subject_id": "", "decisions": [{"purpose": "analytics", "granted": True}]},
             400,
-            "invalid_request",
+            "invalid_subject_id",
         ),
         ({"decisions": [{"purpose": "analytics", "granted": True}]}, 400, "invalid_request"),
         (
@@ -159,12 +159,12 @@ def test_superseded_notice_version_is_409_and_writes_nothing(api, purposes):
         (
             {"subject_id": "x" * 256, "decisions": [{"purpose": "analytics", "granted": True}]},
             400,
-            "invalid_request",
+            "invalid_subject_id",
         ),
         (
             {"subject_id": "a\nb", "decisions": [{"purpose": "analytics", "granted": True}]},
             400,
-            "invalid_request",
+            "invalid_subject_id",
         ),
         (["not", "an", "object"], 400, "invalid_request"),
     ],
@@ -381,8 +381,8 @@ def test_deeply_nested_json_is_400_not_500(api):
 def test_unicode_control_characters_are_refused_in_identifiers(api):
     for bad in ("a\u0085b", "a\x00b"):
         payload = body(bad, analytics=True)
-        assert_error(api.post(CONSENTS, payload), 400, "invalid_request")
-    assert_error(api.get("/api/v1/subjects/a%0Ab/consents"), 400, "invalid_request")
+        assert_error(api.post(CONSENTS, payload), 400, "invalid_subject_id")
+    assert_error(api.get("/api/v1/subjects/a%0Ab/consents"), 400, "invalid_subject_id")
 
 
 def test_unknown_api_paths_answer_in_the_error_shape(api):

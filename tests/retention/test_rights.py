@@ -77,7 +77,7 @@ def test_erasure_request_answers_202_the_same_for_known_and_unknown_subjects(api
 
 
 def test_erasure_request_bad_input_and_scope(api, make_api, purposes):
-    assert_error(api.post(ERASURE, {"subject_id": ""}), 400, "invalid_request")
+    assert_error(api.post(ERASURE, {"subject_id": ""}), 400, "invalid_subject_id")
     assert_error(api.post(ERASURE, {}), 400, "invalid_request")
     assert_error(api.post(ERASURE, ["x"]), 400, "invalid_request")
     assert_error(make_api("admin").post(ERASURE, {"subject_id": "x"}), 403, "permission_denied")
