@@ -71,8 +71,9 @@ identifier in `detail`."""
 
 @contextmanager
 def audit_purge_allowed() -> Iterator[None]:
-    """Inside this block, in this transaction only, the trigger lets DELETE through (for the
-    retention of audit rows). On SQLite deletes are not guarded."""
+    """Inside this block, in this transaction only, the trigger lets DELETE through: on
+    PostgreSQL only for the table's owner (migrations, tests, benchmarks; the app role goes
+    through AuditDefinerPurge). On SQLite deletes are not guarded."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
