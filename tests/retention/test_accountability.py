@@ -300,3 +300,11 @@ def test_the_migration_drops_lineage_policies_and_raises_short_accountability_on
     short.refresh_from_db()
     assert not held_lineage.enabled
     assert short.keep_for == MINIMUM
+
+
+def test_policy_update_needs_the_admin_scope(make_api, purposes):
+    audit_policy = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
+    response = make_api("rights").patch(f"{POLICIES}/{audit_policy.pk}", {"keep_for": "P3000D"})
+    assert_error(response, 403, "permission_denied")
+    audit_policy.refresh_from_db()
+    assert audit_policy.keep_for == MINIMUM
