@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/gov_bench_purge"
+# The audit trail's period: at its accountability minimum (6 years), which no policy may go
+# below; the expired half is seeded 3000 days old.
+KEEP_DAYS = 2192
 
 
 def _ensure_database(url: str) -> None:
@@ -61,7 +64,7 @@ SEED = """
 INSERT INTO governance_auditevent
     (at, actor_type, actor_id, actor_label, actor_key, action, target_type, target_id, ip_hash,
      detail)
-SELECT CASE WHEN g <= %(expired)s THEN now() - interval '1000 days' ELSE now() END
+SELECT CASE WHEN g <= %(expired)s THEN now() - interval '3000 days' ELSE now() END
            + g * interval '1 millisecond',
        'system', '', 'bench', '', 'consent.record', 'receipt', md5(g::text), '',
        jsonb_build_object('subject_key', md5(g::text), 'events', 1)
@@ -157,7 +160,7 @@ def main() -> None:
         name="bench: audit",
         defaults={
             "target": "governance.AuditEvent",
-            "keep_for": timedelta(days=730),
+            "keep_for": timedelta(days=KEEP_DAYS),
             "batch_size": args.batch,
             "enabled": True,
             "condition": {},
@@ -191,7 +194,10 @@ def main() -> None:
         # The audit trail's trigger lets DELETE through only with this transaction's permit
         # (the task's chunks take the same one), so both pay the same per-row trigger.
         cursor.execute("SELECT set_config('governance.audit_purge', 'on', true)")
-        cursor.execute("DELETE FROM governance_auditevent WHERE at < now() - interval '730 days'")
+        cursor.execute(
+            "DELETE FROM governance_auditevent WHERE at < now() - make_interval(days => %s)",
+            [KEEP_DAYS],
+        )
         raw_removed = cursor.rowcount
     raw_seconds = time.perf_counter() - t0
     assert raw_removed == expired
@@ -205,7 +211,7 @@ def main() -> None:
 
         _seed(args.rows)
         t0 = time.perf_counter()
-        cutoff = timezone.now() - timedelta(days=730)
+        cutoff = timezone.now() - timedelta(days=KEEP_DAYS)
         removed = engine.purge_rows(
             AuditEvent.objects.filter(at__lt=cutoff),
             action="delete",

@@ -1,4 +1,13 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _audit_floor_sync(sender: Any, using: str = "default", **kwargs: Any) -> None:
+    from governance.audit import audit_floor_sync
+
+    audit_floor_sync(using=using)
 
 
 class GovernanceConfig(AppConfig):
@@ -21,6 +30,8 @@ class GovernanceConfig(AppConfig):
         )
         from governance.reencrypt import register_encrypted_field
 
+        # The database's own floor under audit purges follows the setting at every migrate.
+        post_migrate.connect(_audit_floor_sync, sender=self, dispatch_uid="audit_floor_sync")
         # A saved key or client clears this process's memo of key lookups at once.
         memos_clear_on_change(ApiKey, ApiClient)
         # Every app's admin module is imported by now (django.contrib.admin comes first).

@@ -1,15 +1,21 @@
-"""The audit trail: call audit_record inside the transaction of the change it describes."""
+"""The audit trail: call audit_record inside the transaction of the change it describes.
+
+Rows go only through retention and erasure. On PostgreSQL that is through the owner-owned
+functions of migration 0008 (the app role cannot pass the trigger otherwise); elsewhere, and
+for the owner's own sessions, through the transaction-local permit audit_purge_allowed.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, ParamSpec
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from governance.actors import Actor
@@ -65,8 +71,9 @@ identifier in `detail`."""
 
 @contextmanager
 def audit_purge_allowed() -> Iterator[None]:
-    """Inside this block, in this transaction only, the trigger lets DELETE through (for the
-    retention of audit rows). On SQLite deletes are not guarded."""
+    """Inside this block, in this transaction only, the trigger lets DELETE through: on
+    PostgreSQL only for the table's owner (migrations, tests, benchmarks; the app role goes
+    through AuditDefinerPurge). On SQLite deletes are not guarded."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -77,3 +84,65 @@ def audit_purge_allowed() -> Iterator[None]:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('governance.audit_purge', '', true)")
+
+
+# Audit rows about retention policies are never purged, by any policy: they are the record of
+# who set the periods under which everything else went (and they name no subject). The
+# services write the first, the admin's own audit the second; audit_purge_before (migration
+# 0008) names the same two.
+POLICY_TARGET_TYPES = ("retention_policy", "retention.retentionpolicy")
+
+
+class AuditDefinerPurge:
+    """PostgreSQL: the audit trail's rows go through audit_purge_before / audit_purge_subject
+    (SECURITY DEFINER, owned by the migrating role), the only way past the trigger for the
+    app role. The other implementation is the ORM delete inside audit_purge_allowed."""
+
+    def range_chunk(
+        self,
+        cursor: Any,
+        *,
+        table: str,
+        lo: str,
+        hi: str,
+        where: str,
+        params: Sequence[Any],
+        cutoff: datetime,
+    ) -> int:
+        """Deletes, in the ctid range [lo, hi), the rows older than `cutoff` that `where`
+        selects. The function deletes by range and age; what `where` leaves out (a policy's
+        condition, held subjects) is passed as the ids to keep, read as the caller."""
+        cursor.execute(
+            "SELECT audit_purge_before(%s, %s::tid, %s::tid, ARRAY("  # noqa: S608 - names from _meta
+            f"SELECT id FROM {table} WHERE ctid >= %s::tid AND ctid < %s::tid AND at < %s "
+            f"AND NOT coalesce(({where}), false)))",
+            [cutoff, lo, hi, lo, hi, cutoff, *params],
+        )
+        return int(cursor.fetchone()[0])
+
+    def subject(self, *, subject_key: str, using: str = "default") -> int:
+        """A person's erasure: their rows go, except the record of their rights requests."""
+        with transaction.atomic(using=using), connections[using].cursor() as cursor:
+            cursor.execute("SELECT audit_purge_subject(%s)", [subject_key])
+            return int(cursor.fetchone()[0])
+
+
+def audit_floor_sync(*, using: str = "default") -> None:
+    """Writes RETENTION_MINIMUM_ACCOUNTABILITY_DAYS into audit_purge_before's own settings,
+    where the app role cannot change it (run as the owner, after every `migrate`)."""
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        return
+    days = max(0, int(settings.RETENTION_MINIMUM_ACCOUNTABILITY_DAYS))
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_proc WHERE proname = 'audit_purge_before' "
+            "AND pg_get_userbyid(proowner) = current_user"
+        )
+        if cursor.fetchone() is None:
+            return  # not migrated this far, or not the owner: nothing this role may change
+        # A literal, not a parameter: ALTER FUNCTION takes no bind parameters.
+        cursor.execute(
+            "ALTER FUNCTION audit_purge_before(timestamptz, tid, tid, bigint[]) "
+            f"SET governance.audit_floor_days = '{days}'"
+        )

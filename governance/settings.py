@@ -414,3 +414,8 @@ RETENTION_LEASE_SECONDS = env_int("RETENTION_LEASE_SECONDS", 300)
 RETENTION_RIGHTS_STALE_SECONDS = env_int("RETENTION_RIGHTS_STALE_SECONDS", 300)
 # Withdrawals younger than this are left for the next propagation pass (late commits).
 RETENTION_PROPAGATION_LAG_SECONDS = env_int("RETENTION_PROPAGATION_LAG_SECONDS", 60)
+# Accountability records (the audit trail, the consent ledger and its proof contexts) are
+# kept at least this long, whatever a policy says: 6 years (2192 days with leap days), the
+# limitation horizon most controllers keep proof for. Governs policies, never an erasure.
+# On PostgreSQL `migrate` also writes it into audit_purge_before, the database's own floor.
+RETENTION_MINIMUM_ACCOUNTABILITY_DAYS = env_int("RETENTION_MINIMUM_ACCOUNTABILITY_DAYS", 2192)

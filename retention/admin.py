@@ -49,23 +49,25 @@ class RetentionPolicyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["target"].choices = [(n, f"{n} — {t.label}") for n, t in targets().items()]  # type: ignore[attr-defined]
 
+    def policy_input(self) -> services.PolicyInput:
+        data = self.cleaned_data
+        return services.PolicyInput(
+            name=data.get("name", ""),
+            target=data.get("target", ""),
+            keep_for=data.get("keep_for"),
+            action=data.get("action", ""),
+            condition=data.get("condition") or {},
+            batch_size=data.get("batch_size") or 0,
+            enabled=bool(data.get("enabled")),
+            purpose=data["purpose"].key if data.get("purpose") else None,
+        )
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if self.errors:
             return data
         try:
-            services.policy_validate(
-                services.PolicyInput(
-                    name=data.get("name", ""),
-                    target=data.get("target", ""),
-                    keep_for=data.get("keep_for"),
-                    action=data.get("action", ""),
-                    condition=data.get("condition") or {},
-                    batch_size=data.get("batch_size") or 0,
-                    enabled=bool(data.get("enabled")),
-                    purpose=data["purpose"].key if data.get("purpose") else None,
-                )
-            )
+            services.policy_validate(self.policy_input())
         except DomainError as exc:
             raise forms.ValidationError(f"{exc.message} {exc.detail or ''}") from exc
         return data
@@ -82,6 +84,19 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Disable a policy instead: runs keep naming it.
         return False
+
+    def save_model(
+        self, request: HttpRequest, obj: RetentionPolicy, form: Any, change: bool
+    ) -> None:
+        # Through the services, like the API: the same validation and the policy's audit row.
+        actor = Actor.for_staff(request.user)
+        data = form.policy_input()
+        if change:
+            saved = services.policy_update(policy=obj, data=data, actor=actor)
+        else:
+            saved = services.policy_create(data=data, actor=actor)
+        obj.pk = saved.pk
+        obj.created_at, obj.updated_at = saved.created_at, saved.updated_at
 
     @admin.action(description="Dry run the selected policies (report what would go)")
     def dry_run(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:

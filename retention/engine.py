@@ -16,6 +16,7 @@ from typing import Any
 from django.db import connections, models, transaction
 from django.db.models import Q, QuerySet
 
+from governance.audit import AuditDefinerPurge
 from retention.registry import SubjectRef, Target
 
 OnChunk = Callable[[int], None]
@@ -42,6 +43,8 @@ def eligible(
 ) -> QuerySet[Any]:
     """Rows of a model target the policy would act on, before holds."""
     qs = target.model._default_manager.filter(**{f"{target.timestamp_field}__lt": cutoff})
+    if target.never_purge:
+        qs = qs.exclude(**target.never_purge)
     if condition:
         qs = qs.filter(**condition)
     if action == "anonymize":
@@ -108,18 +111,29 @@ def _table_pages(cursor: Any, table: str) -> tuple[int, float]:
     return int(pages), max(per_page, 1.0)
 
 
+ChunkRun = Callable[[Any, str, str], int]
+
+
+def _statement_chunk(statement: str, params: list[Any], guard: Guard = None) -> ChunkRun:
+    """A chunk that runs `statement` (a ctid range placeholder pair first), inside `guard`."""
+
+    def run(cursor: Any, lo: str, hi: str) -> int:
+        with _guarded(guard):
+            cursor.execute(statement, [lo, hi, *params])
+            return int(cursor.rowcount)
+
+    return run
+
+
 def _ctid_walk(
     *,
     using: str,
     table: str,
-    statement: str,
-    params: list[Any],
+    chunk: ChunkRun,
     batch_size: int,
     on_chunk: OnChunk,
-    guard: Guard = None,
 ) -> int:
-    """Runs `statement` (which has a ctid range placeholder pair first) over the whole table,
-    one range of pages per transaction."""
+    """Runs `chunk` over the whole table, one range of pages per transaction."""
     connection = connections[using]
     with connection.cursor() as cursor:
         pages, per_page = _table_pages(cursor, table)
@@ -128,9 +142,8 @@ def _ctid_walk(
     start = 0
     while start < pages:
         end = start + step
-        with transaction.atomic(using=using), _guarded(guard), connection.cursor() as cursor:
-            cursor.execute(statement, [f"({start},0)", f"({end},0)", *params])
-            count = cursor.rowcount
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            count = chunk(cursor, f"({start},0)", f"({end},0)")
             # Progress (and the lease) are written in the chunk's own transaction: one
             # commit per chunk, and a lost lease rolls the chunk back.
             on_chunk(count)
@@ -148,12 +161,22 @@ def purge_rows(
     on_chunk: OnChunk = _nothing,
     guard: Guard = None,
     physical_order: bool = True,
+    definer: AuditDefinerPurge | None = None,
+    cutoff: datetime | None = None,
 ) -> int:
     """Deletes (or anonymises) every row of `qs`, chunk by chunk. Returns rows changed.
 
-    `guard` is entered inside each deleting chunk's transaction (a guarded table's permit)."""
+    `guard` is entered inside each deleting chunk's transaction (a guarded table's permit).
+    `definer`, on PostgreSQL, deletes each chunk through the table's owner-owned function
+    instead (rows older than `cutoff` that `qs` selects); see deleter_for."""
     model: type[models.Model] = qs.model
     using = qs.db
+    if definer is not None:
+        if action != "delete" or cutoff is None or not _physical_order_possible(qs):
+            raise ValueError("A definer purge deletes by age, in physical order, only.")
+        return _definer_walk(
+            qs, definer=definer, cutoff=cutoff, batch_size=batch_size, on_chunk=on_chunk
+        )
     if physical_order and _physical_order_possible(qs):
         connection = connections[using]
         table = connection.ops.quote_name(model._meta.db_table)
@@ -188,11 +211,9 @@ def purge_rows(
         return _ctid_walk(
             using=using,
             table=table,
-            statement=statement,
-            params=list(params),
+            chunk=_statement_chunk(statement, list(params), guard),
             batch_size=batch_size,
             on_chunk=on_chunk,
-            guard=guard,
         )
     removed = 0
     label = model._meta.label
@@ -212,6 +233,46 @@ def purge_rows(
         if len(pks) < batch_size:
             break
     return removed
+
+
+def _definer_walk(
+    qs: QuerySet[Any],
+    *,
+    definer: AuditDefinerPurge,
+    cutoff: datetime,
+    batch_size: int,
+    on_chunk: OnChunk,
+) -> int:
+    using = qs.db
+    connection = connections[using]
+    table = connection.ops.quote_name(qs.model._meta.db_table)
+    where, params = qs.query.get_compiler(using).compile(qs.query.where)
+
+    def chunk(cursor: Any, lo: str, hi: str) -> int:
+        return definer.range_chunk(
+            cursor, table=table, lo=lo, hi=hi, where=where, params=params, cutoff=cutoff
+        )
+
+    return _ctid_walk(
+        using=using, table=table, chunk=chunk, batch_size=batch_size, on_chunk=on_chunk
+    )
+
+
+def deleter_for(target: Target, *, using: str) -> AuditDefinerPurge | None:
+    """The owner-owned functions of a guarded table, where the database has them (PostgreSQL):
+    the app role's only way past its trigger. None: delete through the ORM and the guard."""
+    if target.pg_purge is not None and connections[using].vendor == "postgresql":
+        return target.pg_purge
+    return None
+
+
+def subject_delete(target: Target, qs: QuerySet[Any], *, subject_key: str) -> int | None:
+    """A person's rows in a guarded table, through its function where there is one; None
+    when the caller should delete `qs` itself."""
+    definer = deleter_for(target, using=qs.db)
+    if definer is None:
+        return None
+    return definer.subject(subject_key=subject_key, using=qs.db)
 
 
 def _ctid_walk_update(
@@ -283,8 +344,7 @@ def external_purge(
     return _ctid_walk(
         using=target.database,
         table=table,
-        statement=statement,
-        params=[cutoff, held_keys],
+        chunk=_statement_chunk(statement, [cutoff, held_keys]),
         batch_size=batch_size,
         on_chunk=on_chunk,
     )

@@ -33,5 +33,14 @@ class DuplicatePolicy(DomainError):
     message = "A policy with this name exists."
 
 
+class RetentionBelowMinimum(DomainError):
+    code = "retention_below_minimum"
+    status = 400
+    message = (
+        "This target holds accountability records: no policy may keep them for less than the "
+        "minimum (RETENTION_MINIMUM_ACCOUNTABILITY_DAYS)."
+    )
+
+
 class LeaseLost(Exception):
     """Another enforcement took the lease (ours expired): stop at once, commit nothing more."""

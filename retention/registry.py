@@ -20,7 +20,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models import Q
 
-from governance.audit import audit_purge_allowed
+from governance.audit import POLICY_TARGET_TYPES, AuditDefinerPurge, audit_purge_allowed
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,18 @@ class Target:
     erasure_keep: dict[str, Any] = field(default_factory=dict)
     # Entered around each deleting chunk: a table whose trigger guards DELETE (the audit).
     delete_guard: Callable[[], AbstractContextManager[None]] | None = None
+    # PostgreSQL: the owner-owned functions that are the app role's only way past that
+    # trigger (a second implementation of the delete, chosen by the engine).
+    pg_purge: AuditDefinerPurge | None = None
+    # Rows no policy ever purges (field values), e.g. the audit of policy changes.
+    never_purge: dict[str, Any] = field(default_factory=dict)
+    # Proof the controller must be able to show (Art. 5(2), 7(1)): no policy may keep it for
+    # less than RETENTION_MINIMUM_ACCOUNTABILITY_DAYS. Erasure is not a policy: it still goes.
+    accountability: bool = False
+    # (target, field): rows that live exactly as long as their parent row in that target and
+    # are purged by the parent's policy, first, in chunks; such a target has no policy of
+    # its own.
+    purged_with: tuple[str, str] | None = None
     default_keep: timedelta = timedelta(days=365)
     default_action: str = "delete"
     default_condition: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +122,10 @@ def _context_of(ref: SubjectRef) -> Q:
     return Q(receipt_id__in=receipts)
 
 
+# The seeded period of accountability targets: the default minimum (6 years with leap days).
+ACCOUNTABILITY_DEFAULT_DAYS = 2192
+
+
 def _builtin() -> list[Target]:
     return [
         Target(
@@ -120,8 +136,10 @@ def _builtin() -> list[Target]:
             model_label="consent.ConsentEvent",
             subject_q=_fk("subject"),
             erasure=ErasureMode.LEDGER,
-            # Proof of consent is kept while it may be asked for (limitation periods).
-            default_keep=timedelta(days=3 * 365),
+            # Proof of consent (and what each receipt says) is kept while it may be asked
+            # for: limitation periods.
+            accountability=True,
+            default_keep=timedelta(days=ACCOUNTABILITY_DEFAULT_DAYS),
         ),
         Target(
             name="consent.ConsentContext",
@@ -130,7 +148,8 @@ def _builtin() -> list[Target]:
             model_label="consent.ConsentContext",
             subject_q=_context_of,
             erasure=ErasureMode.LEDGER,
-            default_keep=timedelta(days=365),
+            accountability=True,
+            default_keep=timedelta(days=ACCOUNTABILITY_DEFAULT_DAYS),
         ),
         Target(
             name="consent.Decision",
@@ -147,7 +166,9 @@ def _builtin() -> list[Target]:
             model_label="consent.DecisionLineage",
             subject_q=_fk("subject"),
             erasure=ErasureMode.LINEAGE,
-            default_keep=timedelta(days=365),
+            # "Which models used this person" must answer as long as the decision exists.
+            purged_with=("consent.Decision", "decision"),
+            default_keep=timedelta(days=2 * 365),
         ),
         Target(
             name="governance.AuditEvent",
@@ -158,10 +179,14 @@ def _builtin() -> list[Target]:
             subject_optional_field="detail__subject_key",
             # Append-only (trust issue): never updated; deleted only inside its guard.
             delete_guard=audit_purge_allowed,
+            pg_purge=AuditDefinerPurge(),
             # Accountability (Art. 5(2)): the record of the rights request itself stays; it
-            # holds only the keyed hash, as the tombstone does.
+            # holds only the keyed hash, as the tombstone does. (audit_purge_subject keeps
+            # the same rows on PostgreSQL.)
             erasure_keep={"action__startswith": "rights."},
-            default_keep=timedelta(days=2 * 365),
+            never_purge={"target_type__in": POLICY_TARGET_TYPES},
+            accountability=True,
+            default_keep=timedelta(days=ACCOUNTABILITY_DEFAULT_DAYS),
         ),
         Target(
             name="governance.IdempotencyRecord",
@@ -229,6 +254,18 @@ def targets() -> dict[str, Target]:
 
 def target_get(name: str) -> Target | None:
     return targets().get(name)
+
+
+def minimum_keep(target: Target) -> timedelta:
+    """The shortest period any policy may keep this target's rows (zero when no minimum)."""
+    if not target.accountability:
+        return timedelta(0)
+    return timedelta(days=max(0, int(settings.RETENTION_MINIMUM_ACCOUNTABILITY_DAYS)))
+
+
+def purged_with_it(target: Target) -> list[Target]:
+    """The targets whose rows this target's policy purges first (its rows' children)."""
+    return [t for t in targets().values() if t.purged_with and t.purged_with[0] == target.name]
 
 
 def model_fields(target: Target) -> set[str]:

@@ -56,6 +56,10 @@ def policy_list() -> QuerySet[RetentionPolicy]:
     return RetentionPolicy.objects.select_related("purpose").order_by("target", "name")
 
 
+def policy_get(*, policy_id: int) -> RetentionPolicy | None:
+    return RetentionPolicy.objects.select_related("purpose").filter(pk=policy_id).first()
+
+
 def run_get(*, run_id: Any) -> PurgeRun | None:
     return PurgeRun.objects.prefetch_related("items").filter(pk=run_id).first()
 

@@ -49,6 +49,7 @@ from retention.errors import (
     InvalidDuration,
     InvalidPolicy,
     LeaseLost,
+    RetentionBelowMinimum,
     UnknownTarget,
 )
 from retention.models import (
@@ -63,7 +64,16 @@ from retention.models import (
     RetentionPolicy,
     Watermark,
 )
-from retention.registry import ErasureMode, Kind, SubjectRef, Target, target_get, targets
+from retention.registry import (
+    ErasureMode,
+    Kind,
+    SubjectRef,
+    Target,
+    minimum_keep,
+    purged_with_it,
+    target_get,
+    targets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +171,24 @@ def policy_validate(data: PolicyInput) -> CleanPolicy:
     target = target_get(data.target)
     if target is None:
         raise UnknownTarget(detail={"target": data.target, "known": sorted(targets())})
+    if target.purged_with is not None:
+        parent = target.purged_with[0]
+        raise InvalidPolicy(
+            f"{target.name} has no policy of its own: its rows go with their row in {parent}, "
+            f"by {parent}'s policy.",
+            detail={"field": "target", "target": target.name, "purged_with": parent},
+        )
     keep_for = duration_parse(data.keep_for)
+    minimum = minimum_keep(target)
+    if keep_for < minimum:
+        raise RetentionBelowMinimum(
+            detail={
+                "field": "keep_for",
+                "target": target.name,
+                "minimum_days": minimum.days,
+                "keep_for_days": keep_for.total_seconds() / 86400,
+            }
+        )
     if data.action not in PolicyAction.values:
         raise InvalidPolicy(
             "action must be delete or anonymize.", detail={"field": "action", "known": ["delete"]}
@@ -178,9 +205,11 @@ def policy_validate(data: PolicyInput) -> CleanPolicy:
         purpose = Purpose.objects.filter(key=data.purpose).first()
         if purpose is None:
             raise InvalidPolicy("Unknown purpose.", detail={"field": "purpose"})
-        if not target.holds_personal_data or target.erasure in (
-            ErasureMode.LEDGER,
-            ErasureMode.LINEAGE,
+        # Accountability records never go with a withdrawal: that would undercut the minimum.
+        if (
+            not target.holds_personal_data
+            or target.accountability
+            or target.erasure in (ErasureMode.LEDGER, ErasureMode.LINEAGE)
         ):
             raise InvalidPolicy(
                 "Only a target holding subjects' data rows can be tied to a purpose.",
@@ -215,19 +244,68 @@ def policy_create(*, data: PolicyInput, actor: Actor) -> RetentionPolicy:
     return policy
 
 
+def policy_input(policy: RetentionPolicy) -> PolicyInput:
+    """A saved policy as the input that would save it again (a base for partial updates)."""
+    return PolicyInput(
+        name=policy.name,
+        target=policy.target,
+        keep_for=policy.keep_for,
+        action=policy.action,
+        condition=dict(policy.condition or {}),
+        batch_size=policy.batch_size,
+        enabled=policy.enabled,
+        purpose=policy.purpose.key if policy.purpose is not None else None,
+    )
+
+
+def policy_update(*, policy: RetentionPolicy, data: PolicyInput, actor: Actor) -> RetentionPolicy:
+    """Replaces a policy's settings (validated like a new one) and audits old and new."""
+    clean = policy_validate(data)
+    try:
+        with transaction.atomic():
+            locked = RetentionPolicy.objects.select_for_update().get(pk=policy.pk)
+            before = _policy_summary(locked)
+            for name, value in clean.__dict__.items():
+                setattr(locked, name, value)
+            locked.save()
+            audit_record(
+                actor=actor,
+                action="retention.policy_update",
+                target_type="retention_policy",
+                target_id=str(locked.pk),
+                detail={"before": before, "after": _policy_summary(locked)},
+            )
+    except IntegrityError as exc:
+        raise DuplicatePolicy(detail={"name": data.name}) from exc
+    return locked
+
+
+def _policy_summary(policy: RetentionPolicy) -> dict[str, Any]:
+    return {
+        "name": policy.name,
+        "target": policy.target,
+        "keep_for_days": policy.keep_for.total_seconds() / 86400,
+        "action": policy.action,
+        "condition": policy.condition,
+        "enabled": policy.enabled,
+    }
+
+
 def policies_seed_defaults() -> list[RetentionPolicy]:
     """One default policy per registered target that has none (run by a data migration and
     safe to run again)."""
     made = []
     with transaction.atomic():
         for target in targets().values():
+            if target.purged_with is not None:
+                continue  # goes with its parent, by the parent's policy
             if RetentionPolicy.objects.filter(target=target.name).exists():
                 continue
             made.append(
                 RetentionPolicy.objects.create(
                     name=f"default: {target.name}",
                     target=target.name,
-                    keep_for=target.default_keep,
+                    keep_for=max(target.default_keep, minimum_keep(target)),
                     action=target.default_action,
                     condition=target.default_condition,
                     batch_size=1000 if target.kind == Kind.SUBJECT_HISTORY else 10_000,
@@ -360,6 +438,13 @@ class _Progress:
     removed: int = 0
     chunks: int = 0
 
+    def renew(self, _count: int = 0) -> None:
+        """Keeps the lease through work that is not the policy's own rows (its children)."""
+        if self.holder is not None:
+            lease_renew(
+                name=ENFORCE_LEASE, holder=self.holder, now=self.clock.now(), ttl=_lease_ttl()
+            )
+
     def chunk(self, count: int) -> None:
         self.removed += count
         self.chunks += 1
@@ -376,7 +461,11 @@ def _policy_enforce(
     *, policy: RetentionPolicy, run: PurgeRun, clock: _Clock, holder: str | None
 ) -> PurgeRunItem:
     now = clock.now()
-    cutoff = now - policy.keep_for
+    target = target_get(policy.target)
+    # A policy saved before the minimum existed (or written around the services) still
+    # never purges accountability records younger than it.
+    keep_for = max(policy.keep_for, minimum_keep(target)) if target else policy.keep_for
+    cutoff = now - keep_for
     item = PurgeRunItem.objects.create(
         run=run,
         policy=policy,
@@ -387,9 +476,10 @@ def _policy_enforce(
     )
     t0 = time.monotonic()
     try:
-        target = target_get(policy.target)
         if target is None:
             raise UnknownTarget(f"No registered retention target {policy.target!r}.")
+        if target.purged_with is not None:
+            raise InvalidPolicy(f"{target.name} goes with {target.purged_with[0]}'s policy.")
         policy_held = selectors.policy_is_held(policy)
         held_refs = selectors.held_subjects()
         progress = _Progress(item=item, clock=clock, holder=holder)
@@ -432,6 +522,17 @@ def _policy_enforce(
             )
             hq = engine.held_q(target, held_refs)
             free = engine.not_held_q(target, held_refs)
+            children = purged_with_it(target)
+            for child in children:
+                # A row whose child row a hold keeps is kept too (deleting it would cascade).
+                child_held = engine.held_q(child, held_refs)
+                if child_held is not None:
+                    assert child.purged_with is not None
+                    parents = child.model._default_manager.filter(child_held).values(
+                        child.purged_with[1]
+                    )
+                    hq = Q(pk__in=parents) if hq is None else hq | Q(pk__in=parents)
+                    free = ~Q(pk__in=parents) if free is None else free & ~Q(pk__in=parents)
             if run.dry_run or policy_held:
                 examined = qs.count()
                 held = examined if policy_held else (qs.filter(hq).count() if hq else 0)
@@ -441,13 +542,33 @@ def _policy_enforce(
                 # A real run does not count first (that would read the rows twice):
                 # what it examined is what it removed plus what it held back.
                 item.held = qs.filter(hq).count() if hq else 0
+                going = qs.filter(free) if free is not None else qs
+                if policy.action == PolicyAction.DELETE:
+                    for child in children:
+                        # Children first, in chunks of their own: left to the cascade, one
+                        # chunk of parents could drag millions of lineage rows into one
+                        # transaction. Counted apart from the policy's own rows.
+                        assert child.purged_with is not None
+                        engine.purge_rows(
+                            child.model._default_manager.filter(
+                                **{f"{child.purged_with[1]}__in": going.values("pk")}
+                            ),
+                            action=PolicyAction.DELETE,
+                            values={},
+                            batch_size=policy.batch_size,
+                            on_chunk=progress.renew,
+                        )
                 item.removed = engine.purge_rows(
-                    qs.filter(free) if free is not None else qs,
+                    going,
                     action=policy.action,
                     values=target.anonymize,
                     batch_size=policy.batch_size,
                     on_chunk=progress.chunk,
                     guard=target.delete_guard,
+                    definer=engine.deleter_for(target, using=going.db)
+                    if policy.action == PolicyAction.DELETE
+                    else None,
+                    cutoff=cutoff,
                 )
                 item.examined = item.removed + item.held
         item.chunks = progress.chunks
@@ -612,8 +733,15 @@ def subject_rows_remove(
         return engine.external_subject_delete(target, subject_key=ref.key)
     assert target.subject_q is not None
     qs = target.model._default_manager.filter(target.subject_q(ref))
+    if action == PolicyAction.DELETE and keep == target.erasure_keep:
+        # A guarded table's own way past its trigger (PostgreSQL), which keeps the same rows.
+        removed = engine.subject_delete(target, qs, subject_key=ref.key)
+        if removed is not None:
+            return removed
     if keep:
         qs = qs.exclude(**keep)
+    if target.never_purge:
+        qs = qs.exclude(**target.never_purge)
     if action == PolicyAction.ANONYMIZE:
         qs = qs.exclude(engine.anonymized_q(target.anonymize))
     return engine.purge_rows(

@@ -47,6 +47,14 @@ class Api:
             path, data=data, content_type=content_type, headers=self._headers(headers)
         )
 
+    def patch(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.client.patch(
+            path,
+            data=json.dumps(body),
+            content_type="application/json",
+            headers=self._headers(headers),
+        )
+
 
 @pytest.fixture
 def purposes(db: None) -> dict[str, Any]:

@@ -10,4 +10,8 @@ ALTER DEFAULT PRIVILEGES FOR ROLE ${POSTGRES_USER} IN SCHEMA public
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO governance_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE ${POSTGRES_USER} IN SCHEMA public
     GRANT USAGE, SELECT ON SEQUENCES TO governance_app;
+-- The owner-owned purge functions migrations create: the only way past the ledger's and
+-- the audit trail's append-only triggers for this role.
+ALTER DEFAULT PRIVILEGES FOR ROLE ${POSTGRES_USER} IN SCHEMA public
+    GRANT EXECUTE ON FUNCTIONS TO governance_app;
 SQL

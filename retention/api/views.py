@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from typing import Any
@@ -101,6 +102,40 @@ class PolicyListApi(APIView):
         data = _validated(self.InputSerializer, request.data)
         policy = services.policy_create(data=services.PolicyInput(**data), actor=_actor(request))
         return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyDetailApi(APIView):
+    required_scope = Scope.ADMIN
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RetentionPolicyUpdate"
+
+        name = serializers.CharField(max_length=120, required=False)
+        target = serializers.CharField(max_length=200, required=False)
+        keep_for = serializers.CharField(
+            max_length=64, required=False, help_text="ISO 8601, e.g. P30D"
+        )
+        action = serializers.CharField(max_length=16, required=False)
+        condition = serializers.DictField(required=False)
+        batch_size = serializers.IntegerField(required=False)
+        enabled = serializers.BooleanField(required=False)
+        purpose = serializers.CharField(max_length=64, required=False, allow_null=True)
+
+    @extend_schema(
+        operation_id="retention_policies_update",
+        request=InputSerializer,
+        responses={200: PolicySerializer, **error_responses(400, 404, 409)},
+        description="Changes the fields given; validated like a new policy.",
+    )
+    def patch(self, request: Request, policy_id: int) -> Response:
+        policy = selectors.policy_get(policy_id=policy_id)
+        if policy is None:
+            raise NotFound()
+        data = _validated(self.InputSerializer, request.data)
+        changed = dataclasses.replace(services.policy_input(policy), **data)
+        policy = services.policy_update(policy=policy, data=changed, actor=_actor(request))
+        return Response(PolicySerializer(policy).data)
 
 
 class RunItemSerializer(serializers.Serializer):

@@ -68,7 +68,7 @@ ENDPOINTS = [
     (
         "post",
         "/api/v1/retention/policies",
-        {"name": "x", "target": "governance.AuditEvent", "keep_for": "P30D"},
+        {"name": "x", "target": "governance.IdempotencyRecord", "keep_for": "P30D"},
         "admin",
     ),
     ("post", "/api/v1/retention/runs", {"dry_run": False}, "admin"),

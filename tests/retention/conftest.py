@@ -20,6 +20,16 @@ def now() -> datetime:
     return timezone.now()
 
 
+@pytest.fixture
+def no_accountability_minimum(settings: Any) -> None:
+    """For tests of the purge mechanics with short periods: no minimum in the settings nor in
+    the database's own floor (audit_purge_before), both undone with the test's transaction."""
+    from governance.audit import audit_floor_sync
+
+    settings.RETENTION_MINIMUM_ACCOUNTABILITY_DAYS = 0
+    audit_floor_sync()
+
+
 def policy(target: str, *, days: float, **extra: Any) -> RetentionPolicy:
     return RetentionPolicy.objects.create(
         name=f"test {target} {days} {extra.get('action', 'delete')} {len(extra)}",

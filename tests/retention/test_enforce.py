@@ -30,7 +30,12 @@ from tests import factories
 from tests.conftest import assert_error
 from tests.retention.conftest import chain_verifies, ml_rows, policy
 
-pytestmark = pytest.mark.django_db(databases=["default", "features"])
+pytestmark = [
+    pytest.mark.django_db(databases=["default", "features"]),
+    # These tests are about the purge mechanics, with short periods; the accountability
+    # minimum has its own tests (test_accountability.py).
+    pytest.mark.usefixtures("no_accountability_minimum"),
+]
 
 STAFF = Actor.system("test")
 
@@ -257,7 +262,7 @@ def test_dry_run_reports_what_would_go_and_deletes_nothing(now):
 
 def test_dry_run_from_the_api_needs_admin_and_deletes_nothing(make_api, purposes):
     AuditEvent.objects.all().delete()
-    audit(timezone.now() - timedelta(days=3 * 365))
+    audit(timezone.now() - timedelta(days=7 * 365))
     api = make_api("admin")
     response = api.post("/api/v1/retention/runs", {"dry_run": True})
     assert response.status_code == 201, response.content
@@ -276,7 +281,7 @@ def test_dry_run_from_the_api_needs_admin_and_deletes_nothing(make_api, purposes
 
 
 def test_real_run_from_the_api_is_queued_then_carried_out_by_the_task(make_api, purposes):
-    audit(timezone.now() - timedelta(days=3 * 365))
+    audit(timezone.now() - timedelta(days=7 * 365))
     api = make_api("admin")
     response = api.post("/api/v1/retention/runs", {"dry_run": False})
     assert response.status_code == 202
@@ -295,7 +300,7 @@ def test_unknown_run_is_404(make_api):
 
 
 def test_dry_run_from_the_command_deletes_nothing(now, capsys):
-    audit(now - timedelta(days=3 * 365))
+    audit(now - timedelta(days=7 * 365))
     call_command("enforce_retention", "--dry-run", "--policy", "default: governance.AuditEvent")
     out = capsys.readouterr().out
     assert "would remove" in out and "default: governance.AuditEvent" in out
@@ -305,7 +310,7 @@ def test_dry_run_from_the_command_deletes_nothing(now, capsys):
 
 
 def test_dry_run_from_the_admin_action_deletes_nothing(now):
-    audit(now - timedelta(days=3 * 365))
+    audit(now - timedelta(days=7 * 365))
     user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-for-tests-1")
     client = Client()
     client.force_login(user)
@@ -343,9 +348,9 @@ def test_admin_policy_form_refuses_a_condition_on_a_missing_field():
 
 
 def test_enforcing_twice_reaches_the_same_end_state(now, purposes):
-    for days in (400, 800, 10):
+    for days in (7 * 365, 8 * 365, 10):  # the default policies: past the 6-year minimum
         audit(now - timedelta(days=days))
-    _record("old", now, 4 * 365, analytics=False)
+    _record("old", now, 7 * 365, analytics=False)
     _record("new", now, 1, analytics=True)
     first = retention.retention_enforce(now=now)
     state = (

@@ -24,7 +24,7 @@ now = timezone.now()
 policy = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
 RetentionPolicy.objects.filter(pk=policy.pk).update(batch_size=7)
 AuditEvent.objects.bulk_create(
-    AuditEvent(at=now - timedelta(days=3 * 365), actor_type="system", action="old", detail={})
+    AuditEvent(at=now - timedelta(days=7 * 365), actor_type="system", action="old", detail={})
     for _ in range(50)
 )
 AuditEvent.objects.create(at=now, actor_type="system", action="new", detail={})

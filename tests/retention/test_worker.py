@@ -128,7 +128,7 @@ def _audit_count(**filters: Any) -> int:
 
 def test_a_real_worker_enforces_policies_and_carries_out_erasures(worker, make_api):
     policy = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
-    _seed_audit(50, days_ago=3 * 365)
+    _seed_audit(50, days_ago=7 * 365)
     _seed_audit(5, days_ago=1)
     run = retention.run_queue(dry_run=False, trigger="test", actor=STAFF)
     done = wait_for(
@@ -158,8 +158,8 @@ def test_a_worker_killed_mid_purge_loses_nothing_and_the_next_run_finishes(worke
     RetentionPolicy.objects.exclude(pk=policy.pk).update(enabled=False)
     retention.hold_place(reason="litigation", actor=STAFF, subject_id="held-person")
     held_key = identity.subject_key("held-person")
-    _seed_audit(40_000, days_ago=3 * 365)
-    _seed_audit(500, days_ago=3 * 365, subject_key=held_key)
+    _seed_audit(40_000, days_ago=7 * 365)
+    _seed_audit(500, days_ago=7 * 365, subject_key=held_key)
     _seed_audit(500, days_ago=1)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE governance_auditevent")
@@ -193,7 +193,7 @@ def test_a_worker_killed_mid_purge_loses_nothing_and_the_next_run_finishes(worke
 
 def test_consent_writes_keep_succeeding_during_a_purge():
     factories.seed_purposes()
-    long_ago = timezone.now() - timedelta(days=4 * 365)
+    long_ago = timezone.now() - timedelta(days=7 * 365)
     for i in range(120):
         services.consent_record(
             subject_id=f"old-{i}",
@@ -201,7 +201,7 @@ def test_consent_writes_keep_succeeding_during_a_purge():
             actor=STAFF,
             now=long_ago,
         )
-    _seed_audit(20_000, days_ago=3 * 365)
+    _seed_audit(20_000, days_ago=7 * 365)
     ledger = RetentionPolicy.objects.get(name="default: consent.ConsentEvent")
     audit = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
     RetentionPolicy.objects.filter(pk=ledger.pk).update(batch_size=5)

@@ -1,8 +1,10 @@
 """`python manage.py create_app_role`: the least-privileged PostgreSQL role the app runs as.
 
-Run as the owner (the role migrations run as). The app role may read and write rows and use
-sequences, and nothing else: it owns no table, so it cannot ALTER, DISABLE or DROP the
-ledger's or the audit trail's trigger, nor drop or truncate their tables. Default
+Run as the owner (the role migrations run as). The app role may read and write rows, use
+sequences and call the owner's functions, and nothing else: it owns no table, so it cannot
+ALTER, DISABLE or DROP the ledger's or the audit trail's trigger, nor drop or truncate their
+tables; it deletes ledger and audit rows only through the owner-owned SECURITY DEFINER
+purge functions (consent 0007, governance 0008). Default
 privileges make tables created by later migrations reachable too. Idempotent.
 """
 
@@ -27,6 +29,9 @@ def app_role_statements(*, role: str, owner: str, database: str, password: str |
             r
         ),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(r),
+        # The owner-owned purge functions (ledger_purge_subject, audit_purge_before, ...):
+        # the app role's only way past the ledger's and the audit trail's triggers.
+        sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {}").format(r),
         sql.SQL(
             "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
             "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
@@ -34,6 +39,9 @@ def app_role_statements(*, role: str, owner: str, database: str, password: str |
         sql.SQL(
             "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
             "GRANT USAGE, SELECT ON SEQUENCES TO {}"
+        ).format(o, r),
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO {}"
         ).format(o, r),
     ]
     if password:
