@@ -127,5 +127,5 @@ def reverse(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("governance", "0007_drop_redundant_indexes")]
+    dependencies = [("governance", "0009_signingkey_last_signed_at")]
     operations = [migrations.RunPython(forward, reverse)]
