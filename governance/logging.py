@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from gunicorn.glogging import Logger as GunicornLogger
 
@@ -139,6 +139,7 @@ def redact_target(path: str, query: str = "") -> tuple[str, str]:
     runs from the first `/subjects/` to the route suffix that ends the path; without such a
     suffix it may have run on into what looks like the query (an unencoded `?`), which then
     goes too."""
+    path = _spelled_out(path)
     head, sep, rest = path.partition(SUBJECTS)
     if sep:
         suffix = _route_suffix(rest, free_text=False)
@@ -146,6 +147,14 @@ def redact_target(path: str, query: str = "") -> tuple[str, str]:
         if suffix is None and query:
             return path, REDACTED
     return path, redact_query(query)
+
+
+def _spelled_out(text: str) -> str:
+    """`text` decoded once when only its decoded form names the subjects route: Django
+    decodes a raw path once before routing, so `/%73ubjects/` reaches the same view."""
+    if "%" in text and SUBJECTS not in text and SUBJECTS in (decoded := unquote(text)):
+        return decoded
+    return text
 
 
 def redact_path(path: str) -> str:
@@ -208,6 +217,7 @@ _QUERY_IN_TEXT = re.compile(r"\?([^\s\"'#]*)")
 
 def redact(text: str) -> str:
     """Free text (a log message) with identifiers in paths and queries redacted."""
+    text = _spelled_out(text)
     if SUBJECTS in text:
         head, *regions = text.split(SUBJECTS)
         text = head + "".join(SUBJECTS + _redact_region(region) for region in regions)

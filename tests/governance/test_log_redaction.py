@@ -310,6 +310,21 @@ def test_free_text_redaction_keeps_the_route_and_drops_the_identifier(line, kept
         assert word not in cleaned
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/v1/%73ubjects/mallory%40x/consents",
+        "/api/v1/sub%6Aects/mallory/history",
+        "/api/v1/%73ubjects/mallory",
+    ],
+)
+def test_a_percent_encoded_route_word_is_redacted_like_the_plain_one(target):
+    # Django decodes the path once before routing: these reach the subject views.
+    for cleaned in (redact_url(target), redact(f'"GET {target} HTTP/1.1" 200')):
+        assert "mallory" not in cleaned
+        assert "/subjects/<redacted>" in cleaned
+
+
 def test_a_raw_question_mark_in_an_identifier_takes_the_query_with_it():
     # No route ends the path, so what looks like a query may be the identifier's end.
     assert redact_url("/api/v1/subjects/percival?gwen/consents") == (
