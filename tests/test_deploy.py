@@ -96,7 +96,9 @@ def test_every_variable_compose_needs_is_documented_in_the_readme():
 def test_every_setting_read_from_the_environment_is_documented():
     settings_text = (ROOT / "governance" / "settings.py").read_text()
     readme = (ROOT / "README.md").read_text()
-    names = set(re.findall(r'env_(?:str|bool|int|list|days)\(\s*"([A-Z_]+)"', settings_text))
+    names = set(
+        re.findall(r'env_(?:str|bool|int|float|list|days|ports)\(\s*"([A-Z_]+)"', settings_text)
+    )
     names |= set(
         re.findall(
             r'"(SECRET_KEY|SUBJECT_HASH_KEY|SUBJECT_ENCRYPTION_KEY|DATABASE_URL)"', settings_text
