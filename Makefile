@@ -8,12 +8,13 @@ RUN_ENV := DEBUG=1
 # Tests: real PostgreSQL and Redis on loopback (see tests/settings.py for the defaults).
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
-.PHONY: help install run test lint fmt bench services migrate clean
+.PHONY: help install run test lint fmt docs bench services migrate clean
 
 help:
 	@echo "make run    - install, migrate, seed demo data, serve on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install, ensure PostgreSQL and Redis, run ruff, mypy and pytest"
 	@echo "make lint   - ruff and mypy";  echo "make fmt    - ruff format and fix"
+	@echo "make docs   - build the documentation site (docs/, mkdocs.yml) strictly into var/site"
 	@echo "make bench  - benchmarks in bench/ (needs PostgreSQL)"
 	@echo "make services - start PostgreSQL and Redis if they are not answering"
 	@echo "make browser  - install Chromium, chromedriver and the examples' npm packages"
@@ -46,6 +47,11 @@ lint: install
 fmt: install
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+# The documentation site: ProperDocs (the maintained continuation of MkDocs 1.x) reads
+# mkdocs.yml; --strict fails on a broken link or anchor and on a page missing from the nav.
+docs: install
+	$(UV) run --frozen properdocs build --strict -f mkdocs.yml -d var/site
 
 test: install services lint
 	$(TEST_ENV) $(UV) run --frozen pytest
