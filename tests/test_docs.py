@@ -136,3 +136,25 @@ def test_benchmarks_keep_only_the_latest_table_per_bench():
         tables = re.findall(r"^\|[- |]+\|$", section, re.M)
         assert len(tables) <= 1, f"{section.splitlines()[0]}: keep only the latest table"
     assert "## Benchmark history" in (ROOT / "CHANGELOG.md").read_text()
+
+
+TOP_LEVEL = ("bench", "clients", "consent", "deploy", "docs", "governance", "retention")
+TOP_LEVEL += ("scripts", "tests")
+
+
+def test_every_file_the_docs_name_exists():
+    """`consent/identity.py` or `tests/x.py::test_y` in the docs and the README: a moved
+    module or a renamed function fails here, so the pages keep leading to the code."""
+    named = set()
+    for source in [README, *DOCS.rglob("*.md")]:
+        for span in re.findall(r"`([a-z_]+/[\w./-]*(?:::\w+)?)`", source.read_text()):
+            if span.split("/")[0] in TOP_LEVEL:
+                named.add(span)
+    assert len(named) > 20
+    stale = []
+    for span in sorted(named):
+        path, _, name = span.partition("::")
+        target = ROOT / path
+        if not target.exists() or (name and name not in target.read_text()):
+            stale.append(span)
+    assert not stale, f"the docs name files or functions that are not there: {stale}"
