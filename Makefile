@@ -48,10 +48,10 @@ fmt: install
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-# The documentation site: ProperDocs (the maintained continuation of MkDocs 1.x) reads
+# The documentation site: MkDocs (as DRF builds its own documentation) reads
 # mkdocs.yml; --strict fails on a broken link or anchor and on a page missing from the nav.
 docs: install
-	$(UV) run --frozen properdocs build --strict -f mkdocs.yml -d var/site
+	$(UV) run --frozen mkdocs build --strict -f mkdocs.yml -d var/site
 
 test: install services lint
 	$(TEST_ENV) $(UV) run --frozen pytest

@@ -20,7 +20,7 @@ DOCS = ROOT / "docs"
 
 def test_the_site_builds_strictly(tmp_path):
     """A broken link or anchor, a link out of docs/, or a page missing from the nav fails."""
-    command = [sys.executable, "-m", "properdocs", "build", "--strict", "-f", "mkdocs.yml"]
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "mkdocs.yml"]
     result = subprocess.run(
         [*command, "-d", str(tmp_path / "site")],
         cwd=ROOT,
