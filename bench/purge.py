@@ -212,13 +212,11 @@ def main() -> None:
         _seed(args.rows)
         t0 = time.perf_counter()
         cutoff = timezone.now() - timedelta(days=KEEP_DAYS)
-        removed = engine.purge_rows(
+        removed = engine.KeyOrderWalk().delete(
             AuditEvent.objects.filter(at__lt=cutoff),
-            action="delete",
-            values={},
             batch_size=args.batch,
+            on_chunk=lambda _: None,
             guard=audit_purge_allowed,
-            physical_order=False,
         )
         pk_seconds = time.perf_counter() - t0
         assert removed == expired, removed

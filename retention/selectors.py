@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import BinaryField, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
 from consent.models import ConsentEvent, ConsentState, Purpose, Subject
-from retention import engine
 from retention.models import (
     AccessRequest,
     ErasureRequest,
@@ -19,7 +18,8 @@ from retention.models import (
     RequestStatus,
     RetentionPolicy,
 )
-from retention.registry import ErasureMode, Kind, SubjectRef, Target, targets
+from retention.registry import targets
+from retention.targets.base import ErasureMode, SubjectRef
 
 
 def held_subjects() -> list[SubjectRef]:
@@ -92,7 +92,7 @@ def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:
     for policy in RetentionPolicy.objects.filter(enabled=True).order_by("target", "name"):
         target = targets().get(policy.target)
         tied = policy_purpose_key(policy) == purpose.key
-        if not tied and not (target and target.kind == Kind.SUBJECT_HISTORY):
+        if not tied and not (target and target.keeps_proof_of_consent):
             continue
         rows.append(
             {
@@ -104,18 +104,6 @@ def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _rows(qs: QuerySet[Any]) -> list[dict[str, Any]]:
-    fields = [f.attname for f in qs.model._meta.concrete_fields if not isinstance(f, BinaryField)]
-    return list(qs.values(*fields))
-
-
-def _export_target(target: Target, ref: SubjectRef) -> list[dict[str, Any]]:
-    if target.external:
-        return engine.external_subject_rows(target, subject_key=ref.key)
-    assert target.subject_q is not None
-    return _rows(target.model._default_manager.filter(target.subject_q(ref)))
 
 
 def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
@@ -175,8 +163,8 @@ def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
             continue
         if target.erasure == ErasureMode.LINEAGE:
             export["targets"][target.name] = [
-                {"decision_id": r["decision_id"]} for r in _export_target(target, full)
+                {"decision_id": r["decision_id"]} for r in target.subject_rows(full)
             ]
             continue
-        export["targets"][target.name] = _export_target(target, full)
+        export["targets"][target.name] = target.subject_rows(full)
     return export
