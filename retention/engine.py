@@ -85,17 +85,13 @@ class PhysicalOrderWalk(KeyOrderWalk):
     def delete(self, qs: QuerySet[Any], *, batch_size: int, on_chunk: OnChunk, guard: Guard) -> int:
         if not physical_order_possible(qs):
             return super().delete(qs, batch_size=batch_size, on_chunk=on_chunk, guard=guard)
-        table, where, params = compiled(qs)
-        statement = (
-            f"DELETE FROM {table} "  # noqa: S608 - names from the model
-            f"WHERE ctid >= %s::tid AND ctid < %s::tid AND ({where})"
-        )
-        return ctid_walk(
-            using=qs.db,
-            table=table,
-            chunk=statement_chunk(statement, params, guard=guard),
+        return self._ranges(
+            qs,
+            lambda table: f"DELETE FROM {table}",  # noqa: S608 - names from the model
+            [],
             batch_size=batch_size,
             on_chunk=on_chunk,
+            guard=guard,
         )
 
     def update(
@@ -104,7 +100,6 @@ class PhysicalOrderWalk(KeyOrderWalk):
         if not physical_order_possible(qs):
             return super().update(qs, values=values, batch_size=batch_size, on_chunk=on_chunk)
         connection = connections[qs.db]
-        table, where, params = compiled(qs)
         sets = []
         set_params: list[Any] = []
         for name, value in values.items():
@@ -112,14 +107,32 @@ class PhysicalOrderWalk(KeyOrderWalk):
             column = str(field.column)  # type: ignore[union-attr]
             sets.append(f"{connection.ops.quote_name(column)} = %s")
             set_params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
-        statement = (
-            f"UPDATE {table} SET {', '.join(sets)} "  # noqa: S608 - names from the model
-            f"WHERE ctid >= %s::tid AND ctid < %s::tid AND ({where})"
+        return self._ranges(
+            qs,
+            lambda table: f"UPDATE {table} SET {', '.join(sets)}",  # noqa: S608 - from the model
+            set_params,
+            batch_size=batch_size,
+            on_chunk=on_chunk,
         )
+
+    @staticmethod
+    def _ranges(
+        qs: QuerySet[Any],
+        head: Callable[[str], str],
+        before: list[Any],
+        *,
+        batch_size: int,
+        on_chunk: OnChunk,
+        guard: Guard = None,
+    ) -> int:
+        """Runs the statement `head(table)` begins over every ctid range, restricted to the
+        rows of `qs`; `before` are the parameters of `head` (an UPDATE's SET values)."""
+        table, where, params = compiled(qs)
+        statement = f"{head(table)} WHERE ctid >= %s::tid AND ctid < %s::tid AND ({where})"
         return ctid_walk(
             using=qs.db,
             table=table,
-            chunk=statement_chunk(statement, params, before=set_params),
+            chunk=statement_chunk(statement, params, guard=guard, before=before),
             batch_size=batch_size,
             on_chunk=on_chunk,
         )

@@ -8,7 +8,7 @@ import calendar
 import json
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -61,24 +61,68 @@ def erasure_request_create(
     """Records the request and queues its task. The same answer whether or not the subject
     is known: erasure must not reveal whether a person was."""
     identity.validate_identifier(subject_id)
-    moment = now or timezone.now()
     key = identity.subject_key(subject_id)
+    return _request_open(
+        ErasureRequest,
+        kind="erasure",
+        key=key,
+        namespace=namespace,
+        actor=actor,
+        now=now,
+        identifier_encrypted=identity.encrypt_identifier(subject_id, key=key),
+    )
+
+
+def access_request_create(
+    *,
+    subject_id: str,
+    actor: Actor,
+    namespace: str = Subject.Namespace.ACCOUNT,
+    now: datetime | None = None,
+) -> AccessRequest:
+    """Records the request and queues its task, which builds the export."""
+    identity.validate_identifier(subject_id)
+    return _request_open(
+        AccessRequest,
+        kind="access",
+        key=identity.subject_key(subject_id),
+        namespace=namespace,
+        actor=actor,
+        now=now,
+    )
+
+
+RequestT = TypeVar("RequestT", ErasureRequest, AccessRequest)
+_TASKS = {"erasure": ERASURE_TASK, "access": ACCESS_TASK}
+
+
+def _request_open(
+    model: type[RequestT],
+    *,
+    kind: str,
+    key: str,
+    namespace: str,
+    actor: Actor,
+    now: datetime | None,
+    **fields: Any,
+) -> RequestT:
+    moment = now or timezone.now()
     with transaction.atomic():
-        request = ErasureRequest.objects.create(
+        request = model.objects.create(
             subject_key=key,
             namespace=namespace,
-            identifier_encrypted=identity.encrypt_identifier(subject_id, key=key),
             created_at=moment,
             due_at=add_month(moment),
+            **fields,
         )
         audit_record(
             actor=actor,
-            action="rights.erasure_request",
-            target_type="erasure_request",
+            action=f"rights.{kind}_request",
+            target_type=f"{kind}_request",
             target_id=str(request.pk),
             detail={"subject_key": key},
         )
-        task_queue_on_commit(ERASURE_TASK, request_id=str(request.pk))
+        task_queue_on_commit(_TASKS[kind], request_id=str(request.pk))
     return request
 
 
@@ -242,31 +286,6 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             detail={"subject_key": locked.subject_key, "removed": elsewhere},
         )
     return locked
-
-
-def access_request_create(
-    *,
-    subject_id: str,
-    actor: Actor,
-    namespace: str = Subject.Namespace.ACCOUNT,
-    now: datetime | None = None,
-) -> AccessRequest:
-    identity.validate_identifier(subject_id)
-    moment = now or timezone.now()
-    key = identity.subject_key(subject_id)
-    with transaction.atomic():
-        request = AccessRequest.objects.create(
-            subject_key=key, namespace=namespace, created_at=moment, due_at=add_month(moment)
-        )
-        audit_record(
-            actor=actor,
-            action="rights.access_request",
-            target_type="access_request",
-            target_id=str(request.pk),
-            detail={"subject_key": key},
-        )
-        task_queue_on_commit(ACCESS_TASK, request_id=str(request.pk))
-    return request
 
 
 def access_execute(*, request_id: uuid.UUID | str, now: datetime | None = None) -> AccessRequest:
