@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from consent import identity
 from consent.models import ConsentEvent, ConsentState, Purpose, Subject
+from governance import crypto
 from retention.models import (
     AccessRequest,
     ErasureRequest,
@@ -62,6 +64,24 @@ def policy_get(*, policy_id: int) -> RetentionPolicy | None:
 
 def run_get(*, run_id: Any) -> PurgeRun | None:
     return PurgeRun.objects.prefetch_related("items").filter(pk=run_id).first()
+
+
+def erasure_request_get(*, request_id: Any) -> ErasureRequest | None:
+    return ErasureRequest.objects.filter(pk=request_id).first()
+
+
+def access_request_get(*, request_id: Any) -> AccessRequest | None:
+    return AccessRequest.objects.filter(pk=request_id).first()
+
+
+def access_export(request: AccessRequest) -> dict[str, Any] | None:
+    """The finished export, decrypted; None until the request is complete."""
+    if request.status != RequestStatus.COMPLETE or request.export_encrypted is None:
+        return None
+    export: dict[str, Any] = json.loads(
+        crypto.decrypt(bytes(request.export_encrypted), aad=str(request.pk).encode())
+    )
+    return export
 
 
 def erasure_targets_done(request: ErasureRequest) -> dict[str, dict[str, bool]]:

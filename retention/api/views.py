@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from typing import Any
 
@@ -14,13 +13,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent.api.serializers import SubjectIdField
-from governance import crypto
 from governance.actors import Actor
 from governance.api.schema import error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.models import ApiClient, Scope
 from retention import selectors
-from retention.models import AccessRequest, ErasureRequest, RequestStatus
+from retention.models import RequestStatus
 from retention.services import enforcement, policies, rights
 
 
@@ -274,7 +272,7 @@ class ErasureDetailApi(APIView):
         "holds are shown to staff in the admin.",
     )
     def get(self, request: Request, request_id: str) -> Response:
-        found = ErasureRequest.objects.filter(pk=_uuid(request_id)).first()
+        found = selectors.erasure_request_get(request_id=_uuid(request_id))
         if found is None:
             raise NotFound()
         return Response(ErasureDetailSerializer(found).data)
@@ -317,14 +315,10 @@ class AccessDetailApi(APIView):
         },
     )
     def get(self, request: Request, request_id: str) -> Response:
-        found = AccessRequest.objects.filter(pk=_uuid(request_id)).first()
+        found = selectors.access_request_get(request_id=_uuid(request_id))
         if found is None:
             raise NotFound()
-        export = None
-        if found.status == RequestStatus.COMPLETE and found.export_encrypted is not None:
-            export = json.loads(
-                crypto.decrypt(bytes(found.export_encrypted), aad=str(found.pk).encode())
-            )
+        export = selectors.access_export(found)
         return Response(
             {
                 "id": str(found.pk),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -64,7 +65,7 @@ class Progress:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Target:
+class Target(ABC):
     """A kind of retention target. Subclasses implement `count`, `purge`, `subject_remove`
     and `subject_rows`; the registry makes one instance per target."""
 
@@ -97,27 +98,27 @@ class Target:
     purpose: str | None = None
 
     @property
-    def holds_personal_data(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def holds_personal_data(self) -> bool: ...
 
+    @abstractmethod
     def count(self, sweep: Sweep) -> Tally:
         """What a run would examine and hold back; changes nothing (dry runs, held policies)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def purge(self, sweep: Sweep, progress: Progress) -> Tally:
         """Removes (or anonymises) what the sweep selects, chunk by chunk."""
-        raise NotImplementedError
 
+    @abstractmethod
     def subject_remove(
         self, ref: SubjectRef, *, action: str, erasure: bool = False, batch_size: int = 1000
     ) -> int:
         """Removes (or anonymises) one subject's rows: for an erasure (`erasure`: the rows the
         target keeps as the record of it stay) or a withdrawal's propagation."""
-        raise NotImplementedError
 
+    @abstractmethod
     def subject_rows(self, ref: SubjectRef) -> list[dict[str, Any]]:
         """One subject's rows, for an access export."""
-        raise NotImplementedError
 
 
 def no_rows() -> Q:
