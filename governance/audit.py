@@ -19,6 +19,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from governance.actors import Actor
+from governance.db import PerDatabase
 from governance.models import AuditEvent
 
 P = ParamSpec("P")
@@ -69,21 +70,60 @@ audit_record = _saved(audit_build)
 identifier in `detail`."""
 
 
+class _PostgresAuditGuard:
+    """PostgreSQL: the trigger reads a transaction-local setting (the permit), and
+    audit_purge_before keeps its own floor, which only the function's owner may change."""
+
+    def permit(self, cursor: Any, *, on: bool) -> None:
+        cursor.execute(
+            "SELECT set_config('governance.audit_purge', %s, true)", ["on" if on else ""]
+        )
+
+    def floor_sync(self, *, using: str) -> None:
+        days = max(0, int(settings.RETENTION_MINIMUM_ACCOUNTABILITY_DAYS))
+        with connections[using].cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM pg_proc WHERE proname = 'audit_purge_before' "
+                "AND pg_get_userbyid(proowner) = current_user"
+            )
+            if cursor.fetchone() is None:
+                return  # not migrated this far, or not the owner: nothing this role may change
+            # A literal, not a parameter: ALTER FUNCTION takes no bind parameters.
+            cursor.execute(
+                "ALTER FUNCTION audit_purge_before(timestamptz, tid, tid, bigint[]) "
+                f"SET governance.audit_floor_days = '{days}'"
+            )
+
+
+class _PortableAuditGuard:
+    """SQLite: the trail's deletes are not guarded and there is no function to hold a floor."""
+
+    def permit(self, cursor: Any, *, on: bool) -> None:
+        return None
+
+    def floor_sync(self, *, using: str) -> None:
+        return None
+
+
+_guard: PerDatabase[_PostgresAuditGuard | _PortableAuditGuard] = PerDatabase(
+    postgresql=_PostgresAuditGuard(), portable=_PortableAuditGuard()
+)
+
+
 @contextmanager
 def audit_purge_allowed() -> Iterator[None]:
     """Inside this block, in this transaction only, the trigger lets DELETE through: on
     PostgreSQL only for the table's owner (migrations, tests, benchmarks; the app role goes
     through AuditDefinerPurge). On SQLite deletes are not guarded."""
+    guard = _guard()
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('governance.audit_purge', 'on', true)")
+        with connection.cursor() as cursor:
+            guard.permit(cursor, on=True)
         yield
         # On an error the rollback (to this savepoint, or of the whole transaction) undoes
         # the setting with everything else.
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('governance.audit_purge', '', true)")
+        with connection.cursor() as cursor:
+            guard.permit(cursor, on=False)
 
 
 # Audit rows about retention policies are never purged, by any policy: they are the record of
@@ -130,19 +170,4 @@ class AuditDefinerPurge:
 def audit_floor_sync(*, using: str = "default") -> None:
     """Writes RETENTION_MINIMUM_ACCOUNTABILITY_DAYS into audit_purge_before's own settings,
     where the app role cannot change it (run as the owner, after every `migrate`)."""
-    conn = connections[using]
-    if conn.vendor != "postgresql":
-        return
-    days = max(0, int(settings.RETENTION_MINIMUM_ACCOUNTABILITY_DAYS))
-    with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM pg_proc WHERE proname = 'audit_purge_before' "
-            "AND pg_get_userbyid(proowner) = current_user"
-        )
-        if cursor.fetchone() is None:
-            return  # not migrated this far, or not the owner: nothing this role may change
-        # A literal, not a parameter: ALTER FUNCTION takes no bind parameters.
-        cursor.execute(
-            "ALTER FUNCTION audit_purge_before(timestamptz, tid, tid, bigint[]) "
-            f"SET governance.audit_floor_days = '{days}'"
-        )
+    _guard(using).floor_sync(using=using)

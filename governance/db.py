@@ -7,6 +7,10 @@ ledger event, state, subject chain head, outbox and audit rows) costs one round 
 instead of one ORM call per row. Column lists and value conversion come from the models'
 own fields, so a migration that adds a column is picked up here without an edit.
 PostgreSQL only: SQLite has no data-modifying CTEs, and the embedded default keeps the ORM.
+
+`PerDatabase` is how a PostgreSQL fast path sits beside its portable twin: one interface,
+two implementations, picked once per database alias. It holds the project's one `vendor`
+check; services and engines never write their own.
 """
 
 from __future__ import annotations
@@ -18,11 +22,32 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
+
+T = TypeVar("T")
+
+
+class PerDatabase(Generic[T]):
+    """One interface, two implementations: `postgresql` on PostgreSQL, `portable` elsewhere
+    (SQLite, the embedded default). Picked the first time an alias asks, then kept: a
+    database alias does not change vendor while the process runs."""
+
+    def __init__(self, *, postgresql: T, portable: T) -> None:
+        self.postgresql = postgresql
+        self.portable = portable
+        self._picked: dict[str, T] = {}
+
+    def __call__(self, using: str = DEFAULT_DB_ALIAS) -> T:
+        picked = self._picked.get(using)
+        if picked is None:
+            is_postgresql = connections[using].vendor == "postgresql"
+            picked = self.postgresql if is_postgresql else self.portable
+            self._picked[using] = picked
+        return picked
 
 
 def _json_value(value: Any) -> Any:
@@ -133,3 +158,24 @@ def server_cursor() -> Iterator[psycopg.Cursor[Any]]:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor
+
+
+def _fetchone_prepared(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    # Prepared once per connection, not parsed each time.
+    with server_cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
+
+
+def _fetchone_portable(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    adapt = connection.ops.adapt_datetimefield_value
+    values = [adapt(p) if isinstance(p, datetime) else p for p in params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
+
+
+fetchone_fixed = PerDatabase(postgresql=_fetchone_prepared, portable=_fetchone_portable)
+"""`fetchone_fixed()(sql, params)`: one row of a fixed statement on the default database,
+prepared once per connection on PostgreSQL (a hot path's lookup), plainly elsewhere."""

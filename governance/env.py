@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TypeVar
 
 N = TypeVar("N", int, float)
@@ -72,7 +71,3 @@ def env_ports(name: str) -> tuple[int | range, ...]:
             raise ImproperlyConfiguredEnv(f"{name}: {item!r} is outside 1-65535")
         ports.append(first if first == last else range(first, last + 1))
     return tuple(ports)
-
-
-def env_days(name: str, default: int) -> timedelta:
-    return timedelta(days=env_int(name, default))

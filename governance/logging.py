@@ -157,10 +157,6 @@ def _spelled_out(text: str) -> str:
     return text
 
 
-def redact_path(path: str) -> str:
-    return redact_target(path)[0]
-
-
 def redact_url(url: str) -> str:
     """A raw URL or request target (path and query, or absolute) with identifiers redacted."""
     path, sep, query = url.partition("?")

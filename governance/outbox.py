@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from governance import crypto
 from governance.models import OutboxEvent, WebhookDelivery
+from governance.queue import task_send
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def _dispatch_already_queued() -> bool:
 
 
 _coalesce_until = 0.0
+OUTBOX_DISPATCH_TASK = "governance.outbox_dispatch"
 
 
 def outbox_dispatch_notify() -> None:
@@ -152,17 +154,13 @@ def outbox_dispatch_notify() -> None:
     global _coalesce_until
     from kombu.exceptions import OperationalError
 
-    from governance.tasks import outbox_dispatch_task
-
     window = float(settings.WEBHOOK_DISPATCH_COALESCE_SECONDS)
     now = time.monotonic()
     if window > 0 and now < _coalesce_until:
         return
     _coalesce_until = now + window
     try:
-        outbox_dispatch_task.apply_async(
-            kwargs={"sweep": False}, countdown=window or None, retry=False
-        )
+        task_send(OUTBOX_DISPATCH_TASK, {"sweep": False}, countdown=window or None, retry=False)
     except (OperationalError, OSError) as exc:
         logger.warning(
             "outbox dispatch not queued, broker unavailable (%s); the sweeper will deliver",

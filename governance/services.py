@@ -30,9 +30,12 @@ from governance.models import (
     WebhookSubscription,
 )
 from governance.outbox import EVENT_TYPES, outbox_erased_identifiers_forget
+from governance.queue import task_queue_on_commit
 from governance.selectors import deliveries_due
 
 logger = logging.getLogger(__name__)
+
+WEBHOOK_DELIVER_TASK = "governance.webhook_deliver"
 
 
 def scopes_validate(scopes: Iterable[str]) -> list[str]:
@@ -361,8 +364,6 @@ def webhook_delivery_redeliver(
         ip=ip,
         detail={"deliveries": ids},
     )
-    from governance.tasks import webhook_deliver_task
-
     for delivery_id in ids:
-        webhook_deliver_task.delay_on_commit(delivery_id)
+        task_queue_on_commit(WEBHOOK_DELIVER_TASK, delivery_id=delivery_id)
     return ids

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from governance import services
-from governance.outbox import outbox_erased_identifiers_forget
+from governance.outbox import OUTBOX_DISPATCH_TASK, outbox_erased_identifiers_forget
 from governance.selectors import deliveries_due
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
     webhook_deliver_task.apply_async((delivery_id,), countdown=countdown)
 
 
-@shared_task(name="governance.outbox_dispatch", soft_time_limit=120, time_limit=150)
+@shared_task(name=OUTBOX_DISPATCH_TASK, soft_time_limit=120, time_limit=150)
 def outbox_dispatch_task(sweep: bool = True, limit: int = 1000) -> int:
     """Fans undispatched outbox events out to subscriptions and queues their deliveries.
 
@@ -50,7 +50,7 @@ def outbox_dispatch_task(sweep: bool = True, limit: int = 1000) -> int:
     return len(dispatched)
 
 
-@shared_task(name="governance.webhook_deliver", soft_time_limit=60, time_limit=90)
+@shared_task(name=services.WEBHOOK_DELIVER_TASK, soft_time_limit=60, time_limit=90)
 def webhook_deliver_task(delivery_id: int) -> str:
     """One attempt at one delivery; schedules its retry, or the next in its subject's line."""
     outcome = services.webhook_delivery_attempt(delivery_id=delivery_id)

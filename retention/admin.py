@@ -15,7 +15,6 @@ from consent import identity
 from governance.actors import Actor
 from governance.admin import HistoryAdmin as ReadOnlyAdmin
 from governance.errors import DomainError
-from retention import services
 from retention.models import (
     AccessRequest,
     ErasureRequest,
@@ -27,6 +26,7 @@ from retention.models import (
     RetentionPolicy,
 )
 from retention.registry import targets
+from retention.services import enforcement, holds, policies, rights
 
 
 class RetentionPolicyForm(forms.ModelForm):
@@ -49,9 +49,9 @@ class RetentionPolicyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["target"].choices = [(n, f"{n} — {t.label}") for n, t in targets().items()]  # type: ignore[attr-defined]
 
-    def policy_input(self) -> services.PolicyInput:
+    def policy_input(self) -> policies.PolicyInput:
         data = self.cleaned_data
-        return services.PolicyInput(
+        return policies.PolicyInput(
             name=data.get("name", ""),
             target=data.get("target", ""),
             keep_for=data.get("keep_for"),
@@ -67,7 +67,7 @@ class RetentionPolicyForm(forms.ModelForm):
         if self.errors:
             return data
         try:
-            services.policy_validate(self.policy_input())
+            policies.policy_validate(self.policy_input())
         except DomainError as exc:
             raise forms.ValidationError(f"{exc.message} {exc.detail or ''}") from exc
         return data
@@ -92,17 +92,17 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         actor = Actor.for_staff(request.user)
         data = form.policy_input()
         if change:
-            saved = services.policy_update(policy=obj, data=data, actor=actor)
+            saved = policies.policy_update(policy=obj, data=data, actor=actor)
         else:
-            saved = services.policy_create(data=data, actor=actor)
+            saved = policies.policy_create(data=data, actor=actor)
         obj.pk = saved.pk
         obj.created_at, obj.updated_at = saved.created_at, saved.updated_at
 
     @admin.action(description="Dry run the selected policies (report what would go)")
     def dry_run(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
-        run = services.retention_enforce(
+        run = enforcement.retention_enforce(
             dry_run=True, trigger="admin", policy_ids=list(queryset.values_list("pk", flat=True))
-        )
+        ).run
         for item in run.items.all():
             self.message_user(
                 request,
@@ -113,7 +113,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enforce now (queue a run of every enabled policy)")
     def run_now(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
-        run = services.run_queue(
+        run = enforcement.run_queue(
             dry_run=False, trigger="admin", actor=Actor.for_staff(request.user)
         )
         self.message_user(request, f"Run {run.pk} queued.", messages.INFO)
@@ -181,7 +181,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
             return
         subject_id = form.cleaned_data.get("subject_id") or None
         try:
-            hold = services.hold_place(
+            hold = holds.hold_place(
                 reason=form.cleaned_data["reason"],
                 actor=Actor.for_staff(request.user),
                 subject_id=subject_id,
@@ -196,7 +196,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
     @admin.action(description="Release the selected holds")
     def release(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
         for hold in queryset.filter(released_at__isnull=True):
-            services.hold_release(hold=hold, actor=Actor.for_staff(request.user))
+            holds.hold_release(hold=hold, actor=Actor.for_staff(request.user))
 
 
 class PurgeRunItemInline(admin.TabularInline):
@@ -255,7 +255,7 @@ class RightsRequestAdmin(ReadOnlyAdmin):
     @admin.action(description="Queue again (held since released, or failed)")
     def requeue(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for found in queryset.filter(status__in=[RequestStatus.HELD, RequestStatus.FAILED]):
-            services.rights_request_requeue(request=found, actor=Actor.for_staff(request.user))
+            rights.rights_request_requeue(request=found, actor=Actor.for_staff(request.user))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The change list's actions need it; every field stays read-only.

@@ -16,7 +16,7 @@ class RetentionConfig(AppConfig):
             lambda data_use: {"retention": retention_for_purpose(data_use.purpose)}
         )
         # Rotation must reach these too: an erasure opened before a rotation reads its
-        # identifier after it. Associated data as in retention.services.
+        # identifier after it. Associated data as in retention.services.rights.
         register_encrypted_field(
             ErasureRequest, "identifier_encrypted", lambda r: r.subject_key.encode()
         )

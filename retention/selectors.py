@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-from django.db.models import BinaryField, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
 from consent.models import ConsentEvent, ConsentState, Purpose, Subject
-from retention import engine
+from governance import crypto
 from retention.models import (
     AccessRequest,
     ErasureRequest,
@@ -19,7 +20,8 @@ from retention.models import (
     RequestStatus,
     RetentionPolicy,
 )
-from retention.registry import ErasureMode, Kind, SubjectRef, Target, targets
+from retention.registry import targets
+from retention.targets.base import ErasureMode, SubjectRef
 
 
 def held_subjects() -> list[SubjectRef]:
@@ -64,6 +66,24 @@ def run_get(*, run_id: Any) -> PurgeRun | None:
     return PurgeRun.objects.prefetch_related("items").filter(pk=run_id).first()
 
 
+def erasure_request_get(*, request_id: Any) -> ErasureRequest | None:
+    return ErasureRequest.objects.filter(pk=request_id).first()
+
+
+def access_request_get(*, request_id: Any) -> AccessRequest | None:
+    return AccessRequest.objects.filter(pk=request_id).first()
+
+
+def access_export(request: AccessRequest) -> dict[str, Any] | None:
+    """The finished export, decrypted; None until the request is complete."""
+    if request.status != RequestStatus.COMPLETE or request.export_encrypted is None:
+        return None
+    export: dict[str, Any] = json.loads(
+        crypto.decrypt(bytes(request.export_encrypted), aad=str(request.pk).encode())
+    )
+    return export
+
+
 def erasure_targets_done(request: ErasureRequest) -> dict[str, dict[str, bool]]:
     """Per target an erasure reaches, whether it is done. The names come from the registry,
     not from the request's progress, so the answer has the same shape at every step and for
@@ -92,7 +112,7 @@ def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:
     for policy in RetentionPolicy.objects.filter(enabled=True).order_by("target", "name"):
         target = targets().get(policy.target)
         tied = policy_purpose_key(policy) == purpose.key
-        if not tied and not (target and target.kind == Kind.SUBJECT_HISTORY):
+        if not tied and not (target and target.keeps_proof_of_consent):
             continue
         rows.append(
             {
@@ -104,18 +124,6 @@ def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _rows(qs: QuerySet[Any]) -> list[dict[str, Any]]:
-    fields = [f.attname for f in qs.model._meta.concrete_fields if not isinstance(f, BinaryField)]
-    return list(qs.values(*fields))
-
-
-def _export_target(target: Target, ref: SubjectRef) -> list[dict[str, Any]]:
-    if target.external:
-        return engine.external_subject_rows(target, subject_key=ref.key)
-    assert target.subject_q is not None
-    return _rows(target.model._default_manager.filter(target.subject_q(ref)))
 
 
 def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
@@ -175,8 +183,8 @@ def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
             continue
         if target.erasure == ErasureMode.LINEAGE:
             export["targets"][target.name] = [
-                {"decision_id": r["decision_id"]} for r in _export_target(target, full)
+                {"decision_id": r["decision_id"]} for r in target.subject_rows(full)
             ]
             continue
-        export["targets"][target.name] = _export_target(target, full)
+        export["targets"][target.name] = target.subject_rows(full)
     return export

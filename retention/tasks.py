@@ -8,23 +8,24 @@ from typing import Any
 from celery import shared_task
 
 from consent.services import consent_expire_due
-from retention import services
+from retention.services import enforcement, propagation, rights
 
 # Enforcement stops starting new policies after this, leaving room before the soft limit;
 # the task then queues its continuation (every chunk is found again by its predicate).
 ENFORCE_BUDGET_SECONDS = 480
 
 
-@shared_task(name="retention.enforce", soft_time_limit=540, time_limit=600)
+@shared_task(name=enforcement.ENFORCE_TASK, soft_time_limit=540, time_limit=600)
 def retention_enforce_task(run_id: str | None = None, dry_run: bool = False) -> dict[str, Any]:
-    run = services.retention_enforce(
+    result = enforcement.retention_enforce(
         dry_run=dry_run,
         trigger="task",
         run_id=uuid.UUID(run_id) if run_id else None,
         budget_seconds=ENFORCE_BUDGET_SECONDS,
     )
-    if "time budget spent" in run.error:
+    if result.more_to_do:
         retention_enforce_task.delay()
+    run = result.run
     return {"run_id": str(run.pk), "status": run.status, "removed": run.removed}
 
 
@@ -42,7 +43,7 @@ def consent_expire_task(batch: int = 500) -> int:
 def withdrawals_propagate_task(batch: int = 500) -> int:
     total = 0
     while True:
-        done = services.withdrawals_propagate(batch=batch)
+        done = propagation.withdrawals_propagate(batch=batch)
         total += done
         if done < batch:
             return total
@@ -50,16 +51,16 @@ def withdrawals_propagate_task(batch: int = 500) -> int:
 
 # Erasure and access are safe to run twice (each step recorded), so a lost worker's message
 # may be redelivered; the sweeper also re-queues them from database state.
-@shared_task(name="retention.erasure_execute", acks_late=True, soft_time_limit=540, time_limit=600)
+@shared_task(name=rights.ERASURE_TASK, acks_late=True, soft_time_limit=540, time_limit=600)
 def erasure_execute_task(request_id: str) -> str:
-    return services.erasure_execute(request_id=request_id).status
+    return rights.erasure_execute(request_id=request_id).status
 
 
-@shared_task(name="retention.access_execute", acks_late=True, soft_time_limit=240, time_limit=300)
+@shared_task(name=rights.ACCESS_TASK, acks_late=True, soft_time_limit=240, time_limit=300)
 def access_execute_task(request_id: str) -> str:
-    return services.access_execute(request_id=request_id).status
+    return rights.access_execute(request_id=request_id).status
 
 
 @shared_task(name="retention.sweep_rights_requests", soft_time_limit=50, time_limit=60)
 def rights_requests_sweep_task() -> dict[str, list[str]]:
-    return services.rights_requests_sweep()
+    return rights.rights_requests_sweep()

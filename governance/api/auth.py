@@ -134,13 +134,4 @@ def _key_lookup(key_hash: str, now: datetime) -> tuple[ApiClient, int, str, bool
 
 def _key_row(key_hash: str, now: datetime) -> tuple[Any, ...] | None:
     touch_before = now - timedelta(seconds=settings.API_KEY_TOUCH_INTERVAL)
-    if connection.vendor == "postgresql":
-        # Prepared once per connection, not parsed each time.
-        with db.server_cursor() as cursor:
-            cursor.execute(_KEY_LOOKUP, [touch_before, key_hash, now], prepare=True)
-            return cursor.fetchone()
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(_KEY_LOOKUP, [adapt(touch_before), key_hash, adapt(now)])
-        row: tuple[Any, ...] | None = cursor.fetchone()
-        return row
+    return db.fetchone_fixed()(_KEY_LOOKUP, [touch_before, key_hash, now])

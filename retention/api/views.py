@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from typing import Any
 
@@ -14,13 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent.api.serializers import SubjectIdField
-from governance import crypto
 from governance.actors import Actor
 from governance.api.schema import error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.models import ApiClient, Scope
-from retention import selectors, services
-from retention.models import AccessRequest, ErasureRequest, RequestStatus
+from retention import selectors
+from retention.models import RequestStatus
+from retention.services import enforcement, policies, rights
 
 
 def _actor(request: Request) -> Actor:
@@ -100,7 +99,7 @@ class PolicyListApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
-        policy = services.policy_create(data=services.PolicyInput(**data), actor=_actor(request))
+        policy = policies.policy_create(data=policies.PolicyInput(**data), actor=_actor(request))
         return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 
@@ -133,8 +132,8 @@ class PolicyDetailApi(APIView):
         if policy is None:
             raise NotFound()
         data = _validated(self.InputSerializer, request.data)
-        changed = dataclasses.replace(services.policy_input(policy), **data)
-        policy = services.policy_update(policy=policy, data=changed, actor=_actor(request))
+        changed = dataclasses.replace(policies.policy_input(policy), **data)
+        policy = policies.policy_update(policy=policy, data=changed, actor=_actor(request))
         return Response(PolicySerializer(policy).data)
 
 
@@ -189,9 +188,9 @@ class RunCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
         if data["dry_run"]:
-            run = services.retention_enforce(dry_run=True, trigger="api")
+            run = enforcement.retention_enforce(dry_run=True, trigger="api").run
             return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
-        run = services.run_queue(dry_run=False, trigger="api", actor=_actor(request))
+        run = enforcement.run_queue(dry_run=False, trigger="api", actor=_actor(request))
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -234,7 +233,7 @@ class ErasureRequestApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(SubjectInputSerializer, request.data)
-        created = services.erasure_request_create(
+        created = rights.erasure_request_create(
             subject_id=data["subject_id"], namespace=data["namespace"], actor=_actor(request)
         )
         return Response(RequestAcceptedSerializer(created).data, status=status.HTTP_202_ACCEPTED)
@@ -273,7 +272,7 @@ class ErasureDetailApi(APIView):
         "holds are shown to staff in the admin.",
     )
     def get(self, request: Request, request_id: str) -> Response:
-        found = ErasureRequest.objects.filter(pk=_uuid(request_id)).first()
+        found = selectors.erasure_request_get(request_id=_uuid(request_id))
         if found is None:
             raise NotFound()
         return Response(ErasureDetailSerializer(found).data)
@@ -289,7 +288,7 @@ class AccessRequestApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(SubjectInputSerializer, request.data)
-        created = services.access_request_create(
+        created = rights.access_request_create(
             subject_id=data["subject_id"], namespace=data["namespace"], actor=_actor(request)
         )
         return Response(RequestAcceptedSerializer(created).data, status=status.HTTP_202_ACCEPTED)
@@ -316,14 +315,10 @@ class AccessDetailApi(APIView):
         },
     )
     def get(self, request: Request, request_id: str) -> Response:
-        found = AccessRequest.objects.filter(pk=_uuid(request_id)).first()
+        found = selectors.access_request_get(request_id=_uuid(request_id))
         if found is None:
             raise NotFound()
-        export = None
-        if found.status == RequestStatus.COMPLETE and found.export_encrypted is not None:
-            export = json.loads(
-                crypto.decrypt(bytes(found.export_encrypted), aad=str(found.pk).encode())
-            )
+        export = selectors.access_export(found)
         return Response(
             {
                 "id": str(found.pk),

@@ -15,7 +15,7 @@ SCHEDULES = [
 
 
 def seed(apps, schema_editor):
-    from retention.registry import Kind, targets
+    from retention.registry import targets
 
     RetentionPolicy = apps.get_model("retention", "RetentionPolicy")
     Purpose = apps.get_model("consent", "Purpose")
@@ -28,7 +28,7 @@ def seed(apps, schema_editor):
             keep_for=target.default_keep,
             action=target.default_action,
             condition=target.default_condition,
-            batch_size=1000 if target.kind == Kind.SUBJECT_HISTORY else 10_000,
+            batch_size=target.default_batch_size,
             purpose=Purpose.objects.filter(key=target.purpose).first() if target.purpose else None,
         )
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")

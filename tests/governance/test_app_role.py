@@ -164,12 +164,12 @@ def test_audit_purge_subject_keeps_the_record_of_rights_requests(app_role):
 
 def test_app_role_runs_the_audit_retention_policy_through_the_function(app_role):
     from retention.models import RetentionPolicy
-    from retention.services import retention_enforce
+    from retention.services.enforcement import retention_enforce
 
     old = _old_audit(action="consent.record")
     kept = _old_audit(years=1, action="consent.record")
     policy = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
-    run = retention_enforce(policy_ids=[policy.pk])
+    run = retention_enforce(policy_ids=[policy.pk]).run
     assert run.status == "complete", run.error
     assert run.items.get().removed == 1
     assert not AuditEvent.objects.filter(pk=old.pk).exists()
@@ -178,7 +178,7 @@ def test_app_role_runs_the_audit_retention_policy_through_the_function(app_role)
 
 def test_app_role_can_erase_a_person_completely(app_role, settings):
     from consent import identity
-    from retention.services import erasure_execute, erasure_request_create
+    from retention.services.rights import erasure_execute, erasure_request_create
 
     settings.RETENTION_EXTERNAL_TABLES = []  # the feature store is the retention tests' business
 

@@ -15,9 +15,9 @@ from consent import identity
 from consent.models import Decision, DecisionLineage, Subject
 from governance.actors import Actor
 from governance.models import AuditEvent
-from retention import services as retention
 from retention.errors import RetentionBelowMinimum
 from retention.models import LegalHold, RetentionPolicy
+from retention.services import enforcement, holds, policies, rights
 from tests import factories
 from tests.conftest import assert_error
 from tests.retention.conftest import policy
@@ -74,17 +74,17 @@ def test_a_policy_update_is_validated_saved_and_audited(api):
 
 def test_services_refuse_a_policy_below_the_minimum():
     with pytest.raises(RetentionBelowMinimum):
-        retention.policy_create(
-            data=retention.PolicyInput(
+        policies.policy_create(
+            data=policies.PolicyInput(
                 name="short", target="governance.AuditEvent", keep_for="P30D"
             ),
             actor=STAFF,
         )
     existing = RetentionPolicy.objects.get(name="default: consent.ConsentEvent")
     with pytest.raises(RetentionBelowMinimum):
-        retention.policy_update(
+        policies.policy_update(
             policy=existing,
-            data=retention.PolicyInput(
+            data=policies.PolicyInput(
                 name=existing.name, target=existing.target, keep_for=timedelta(days=30)
             ),
             actor=STAFF,
@@ -186,7 +186,7 @@ def test_a_short_policy_saved_before_the_minimum_still_keeps_records_for_it(now)
     old_short = policy("governance.AuditEvent", days=30)
     inside = audit(now, days_ago=60)
     past = audit(now, days_ago=2200)
-    run = retention.retention_enforce(now=now, policy_ids=[old_short.pk])
+    run = enforcement.retention_enforce(now=now, policy_ids=[old_short.pk]).run
     assert run.status == "complete", run.error
     assert AuditEvent.objects.filter(pk=inside.pk).exists()
     assert not AuditEvent.objects.filter(pk=past.pk).exists()
@@ -208,7 +208,7 @@ def test_an_audit_purge_leaves_the_rows_about_retention_policies(now, api):
         condition={"action__startswith": "retention."},
     )
     default = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
-    run = retention.retention_enforce(now=now, policy_ids=[aimed.pk, default.pk])
+    run = enforcement.retention_enforce(now=now, policy_ids=[aimed.pk, default.pk]).run
     assert run.status == "complete", run.error
     assert not AuditEvent.objects.filter(pk=other.pk).exists()
     assert AuditEvent.objects.filter(pk__in=[r.pk for r in about_policies]).count() == 2
@@ -220,8 +220,8 @@ def test_erasure_removes_a_persons_audit_rows_inside_the_minimum_window(purposes
     factories.record("erin", analytics=True)
     key = identity.subject_key("erin")
     assert AuditEvent.objects.filter(detail__subject_key=key, action="consent.record").exists()
-    request = retention.erasure_request_create(subject_id="erin", actor=STAFF)
-    done = retention.erasure_execute(request_id=request.pk)
+    request = rights.erasure_request_create(subject_id="erin", actor=STAFF)
+    done = rights.erasure_execute(request_id=request.pk)
     assert done.status == "complete", done.error
     left = set(AuditEvent.objects.filter(detail__subject_key=key).values_list("action", flat=True))
     assert left == {"rights.erasure_request", "rights.erasure_complete"}
@@ -255,7 +255,7 @@ def test_lineage_lives_as_long_as_its_decision_under_the_seeded_policies(now, pu
     subject = Subject.objects.get()
     year_old = _decision(now, purposes, subject, days_ago=400)
     expired = _decision(now, purposes, subject, days_ago=800)
-    run = retention.retention_enforce(now=now)
+    run = enforcement.retention_enforce(now=now).run
     assert run.status == "complete", run.error
     # "Which models used this person" still answers for every decision that exists.
     assert list(Decision.objects.values_list("pk", flat=True)) == [year_old.pk]
@@ -268,11 +268,11 @@ def test_a_held_subjects_lineage_keeps_its_decision(now, purposes):
     factories.record("free-user", analytics=True)
     held = Subject.objects.get(key=identity.subject_key("held-user"))
     free = Subject.objects.get(key=identity.subject_key("free-user"))
-    retention.hold_place(reason="litigation", actor=STAFF, subject_id="held-user")
+    holds.hold_place(reason="litigation", actor=STAFF, subject_id="held-user")
     kept = _decision(now, purposes, held, days_ago=800)
     gone = _decision(now, purposes, free, days_ago=800)
     decisions = RetentionPolicy.objects.get(name="default: consent.Decision")
-    run = retention.retention_enforce(now=now, policy_ids=[decisions.pk])
+    run = enforcement.retention_enforce(now=now, policy_ids=[decisions.pk]).run
     item = run.items.get()
     assert (item.removed, item.held) == (1, 1)
     assert list(Decision.objects.values_list("pk", flat=True)) == [kept.pk]

@@ -23,8 +23,8 @@ from consent.models import (
 )
 from governance.actors import Actor
 from governance.models import AuditEvent, IdempotencyRecord, OutboxEvent
-from retention import services as retention
 from retention.models import AccessRequest, Lease, PurgeRun, RetentionPolicy
+from retention.services import enforcement, holds, lease
 from retention.tasks import retention_enforce_task
 from tests import factories
 from tests.conftest import assert_error
@@ -51,7 +51,7 @@ def key(identifier: str) -> str:
 
 
 def enforce(p: RetentionPolicy, now, **kw):
-    run = retention.retention_enforce(now=now, policy_ids=[p.pk], **kw)
+    run = enforcement.retention_enforce(now=now, policy_ids=[p.pk], **kw).run
     return run, run.items.get()
 
 
@@ -197,7 +197,7 @@ def test_external_table_in_a_second_database_is_purged_except_held_subjects(
     ml_features("a" * 64, now - timedelta(days=200), n=3)
     ml_features("b" * 64, now - timedelta(days=200), n=2)
     ml_features("a" * 64, now - timedelta(days=10), n=1)
-    retention.hold_place(reason="litigation", actor=STAFF, subject_id="held-person")
+    holds.hold_place(reason="litigation", actor=STAFF, subject_id="held-person")
     ml_features(key("held-person"), now - timedelta(days=200), n=4)
     _, item = enforce(p, now)
     assert (item.examined, item.removed, item.held) == (9, 5, 4)
@@ -206,7 +206,7 @@ def test_external_table_in_a_second_database_is_purged_except_held_subjects(
 
 def test_subject_hold_keeps_that_subjects_rows(now):
     p = policy("governance.AuditEvent", days=30)
-    retention.hold_place(reason="litigation", actor=STAFF, subject_id="held")
+    holds.hold_place(reason="litigation", actor=STAFF, subject_id="held")
     kept = audit(now - timedelta(days=90), key("held"))
     gone = audit(now - timedelta(days=90), key("other"))
     # A row naming no subject at all is not held by a subject's hold.
@@ -223,7 +223,7 @@ def test_subject_hold_keeps_a_ledger_history(now, purposes):
     p = policy("consent.ConsentEvent", days=365)
     _record("held", now, 800, analytics=False)
     _record("free", now, 800, analytics=False)
-    retention.hold_place(reason="audit", actor=STAFF, subject_id="held")
+    holds.hold_place(reason="audit", actor=STAFF, subject_id="held")
     _, item = enforce(p, now)
     assert (item.examined, item.removed, item.held) == (2, 1, 1)
     assert set(ConsentEvent.objects.values_list("subject__key", flat=True)) == {key("held")}
@@ -231,12 +231,12 @@ def test_subject_hold_keeps_a_ledger_history(now, purposes):
 
 def test_policy_hold_keeps_every_row_until_released(now):
     p = policy("governance.AuditEvent", days=30)
-    hold = retention.hold_place(reason="regulator inquiry", actor=STAFF, policy=p)
+    hold = holds.hold_place(reason="regulator inquiry", actor=STAFF, policy=p)
     rows = [audit(now - timedelta(days=60)) for _ in range(3)]
     _, item = enforce(p, now)
     assert (item.examined, item.removed, item.held) == (3, 0, 3)
     assert AuditEvent.objects.filter(pk__in=[r.pk for r in rows]).count() == 3
-    retention.hold_release(hold=hold, actor=STAFF)
+    holds.hold_release(hold=hold, actor=STAFF)
     _, item = enforce(p, now)
     assert item.removed == 3
 
@@ -245,12 +245,12 @@ def test_hold_needs_a_subject_or_a_policy():
     from governance.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest):
-        retention.hold_place(reason="x", actor=STAFF)
+        holds.hold_place(reason="x", actor=STAFF)
 
 
 def test_dry_run_reports_what_would_go_and_deletes_nothing(now):
     p = policy("governance.AuditEvent", days=30)
-    retention.hold_place(reason="x", actor=STAFF, subject_id="held")
+    holds.hold_place(reason="x", actor=STAFF, subject_id="held")
     audit(now - timedelta(days=60))
     audit(now - timedelta(days=60), key("held"))
     audit(now)
@@ -352,13 +352,13 @@ def test_enforcing_twice_reaches_the_same_end_state(now, purposes):
         audit(now - timedelta(days=days))
     _record("old", now, 7 * 365, analytics=False)
     _record("new", now, 1, analytics=True)
-    first = retention.retention_enforce(now=now)
+    first = enforcement.retention_enforce(now=now).run
     state = (
         set(AuditEvent.objects.filter(action="test").values_list("pk", flat=True)),
         set(ConsentEvent.objects.values_list("pk", flat=True)),
         SubjectTombstone.objects.count(),
     )
-    second = retention.retention_enforce(now=now)
+    second = enforcement.retention_enforce(now=now).run
     assert first.status == second.status == PurgeRun.Status.COMPLETE, (first.error, second.error)
     assert first.removed > 0 and second.removed == 0
     assert state == (
@@ -371,14 +371,14 @@ def test_enforcing_twice_reaches_the_same_end_state(now, purposes):
 def test_only_one_enforcement_runs_at_a_time(now):
     p = policy("governance.AuditEvent", days=30)
     audit(now - timedelta(days=60))
-    assert retention.lease_acquire(
-        name=retention.ENFORCE_LEASE, holder="other", now=now, ttl=timedelta(minutes=5)
+    assert lease.lease_acquire(
+        name=lease.ENFORCE_LEASE, holder="other", now=now, ttl=timedelta(minutes=5)
     )
-    skipped = retention.retention_enforce(now=now, policy_ids=[p.pk])
+    skipped = enforcement.retention_enforce(now=now, policy_ids=[p.pk]).run
     assert skipped.status == PurgeRun.Status.SKIPPED and not skipped.items.exists()
     assert AuditEvent.objects.filter(action="test").count() == 1
     # Once the holder's lease has run out (it died), the next run takes over.
-    later = retention.retention_enforce(now=now + timedelta(minutes=6), policy_ids=[p.pk])
+    later = enforcement.retention_enforce(now=now + timedelta(minutes=6), policy_ids=[p.pk]).run
     assert later.status == PurgeRun.Status.COMPLETE
     assert AuditEvent.objects.filter(action="test").count() == 0
 
@@ -388,14 +388,14 @@ def test_a_failing_policy_is_recorded_and_the_others_still_run(now):
     RetentionPolicy.objects.filter(pk=broken.pk).update(target="governance.Gone")
     fine = policy("governance.OutboxEvent", days=1)
     OutboxEvent.objects.create(event_type="x", created_at=now - timedelta(days=2))
-    run = retention.retention_enforce(now=now, policy_ids=[broken.pk, fine.pk])
+    run = enforcement.retention_enforce(now=now, policy_ids=[broken.pk, fine.pk]).run
     assert run.status == PurgeRun.Status.FAILED and "governance.Gone" in run.error
     assert not OutboxEvent.objects.filter(event_type="x").exists()
 
 
 def test_run_completion_is_announced_in_the_outbox(now):
     p = policy("governance.AuditEvent", days=30)
-    run = retention.retention_enforce(now=now, policy_ids=[p.pk])
+    run = enforcement.retention_enforce(now=now, policy_ids=[p.pk]).run
     announced = OutboxEvent.objects.get(event_type="retention.run_completed")
     assert announced.payload["run_id"] == str(run.pk)
 
@@ -406,3 +406,28 @@ def test_grants_are_not_expired_histories_while_they_stand(now, purposes):
     _, item = enforce(p, now)
     assert item.examined == 0
     assert ConsentEvent.objects.filter(action=Action.GRANTED).count() == 1
+
+
+def test_a_run_out_of_time_says_more_to_do_and_the_next_run_continues(now):
+    audit_policy = policy("governance.AuditEvent", days=30)
+    audit(now - timedelta(days=60))
+    ids = [audit_policy.pk]
+    # A budget spent before the first policy: nothing done, and the answer says so.
+    cut = enforcement.retention_enforce(now=now, policy_ids=ids, budget_seconds=-1)
+    assert cut.more_to_do and "time budget spent" in cut.run.error
+    assert AuditEvent.objects.filter(action="test").count() == 1
+    done = enforcement.retention_enforce(now=now, policy_ids=ids, budget_seconds=60)
+    assert not done.more_to_do and done.run.status == PurgeRun.Status.COMPLETE
+    assert AuditEvent.objects.filter(action="test").count() == 0
+
+
+def test_the_task_queues_its_continuation_only_when_there_is_more_to_do(now, monkeypatch):
+    from retention import tasks
+
+    queued: list[bool] = []
+    monkeypatch.setattr(retention_enforce_task, "delay", lambda: queued.append(True))
+    retention_enforce_task.apply()
+    assert queued == []
+    monkeypatch.setattr(tasks, "ENFORCE_BUDGET_SECONDS", -1)
+    retention_enforce_task.apply()
+    assert queued == [True]

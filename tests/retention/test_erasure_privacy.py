@@ -21,8 +21,8 @@ from governance.models import IdempotencyRecord, OutboxEvent, WebhookDelivery
 from governance.outbox import outbox_erased_identifiers_forget
 from governance.reencrypt import encrypted_fields, encrypted_fields_unregistered
 from governance.tasks import outbox_dispatch_task
-from retention import services as retention
 from retention.models import AccessRequest, ErasureRequest, RequestStatus
+from retention.services import rights
 from tests import factories, live
 
 pytestmark = pytest.mark.django_db(databases=["default", "features"])
@@ -60,15 +60,15 @@ def _known_everywhere(api: Any) -> None:
     factories.record(PERSON, ml_training=True)
     factories.record("bystander", analytics=True)
     access_id = api.post(ACCESS, {"subject_id": PERSON}).json()["id"]
-    retention.access_execute(request_id=access_id)
+    rights.access_execute(request_id=access_id)
     assert AccessRequest.objects.get(pk=access_id).export_encrypted is not None
 
 
 def _erase(api: Any, identifier: str = PERSON, namespace: str = "account") -> ErasureRequest:
-    request = retention.erasure_request_create(
+    request = rights.erasure_request_create(
         subject_id=identifier, actor=Actor.system("test"), namespace=namespace
     )
-    return retention.erasure_execute(request_id=request.pk)
+    return rights.erasure_execute(request_id=request.pk)
 
 
 def _traces_of(identifier: str) -> list[str]:
@@ -199,8 +199,8 @@ def test_erasure_removes_the_subjects_idempotency_records(api):
 def test_erasure_opened_before_a_key_rotation_completes_after_the_old_key_is_dropped(api, settings):
     factories.record(PERSON, analytics=True)
     access_id = api.post(ACCESS, {"subject_id": PERSON}).json()["id"]
-    retention.access_execute(request_id=access_id)
-    opened = retention.erasure_request_create(subject_id=PERSON, actor=Actor.system("test"))
+    rights.access_execute(request_id=access_id)
+    opened = rights.erasure_request_create(subject_id=PERSON, actor=Actor.system("test"))
 
     old_key = settings.SUBJECT_ENCRYPTION_KEY
     settings.SUBJECT_ENCRYPTION_KEY = crypto.generate_key()
@@ -210,7 +210,7 @@ def test_erasure_opened_before_a_key_rotation_completes_after_the_old_key_is_dro
 
     export = api.get(f"{ACCESS}/{access_id}")  # an export made before still opens
     assert export.status_code == 200 and PERSON in export.content.decode()
-    done = retention.erasure_execute(request_id=opened.pk, now=timezone.now())
+    done = rights.erasure_execute(request_id=opened.pk, now=timezone.now())
     assert done.status == RequestStatus.COMPLETE
     announcement = OutboxEvent.objects.get(event_type="subject.erased")
     assert (

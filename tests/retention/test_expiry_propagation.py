@@ -11,8 +11,8 @@ from consent import identity, services
 from consent.models import Action, ConsentEvent, ConsentState, IndicationMethod, Source, Subject
 from governance.actors import Actor
 from governance.models import AuditEvent, OutboxEvent
-from retention import services as retention
 from retention.models import Watermark
+from retention.services import holds, propagation
 from retention.tasks import consent_expire_task, withdrawals_propagate_task
 from tests.retention.conftest import chain_verifies, ml_rows
 
@@ -65,7 +65,7 @@ def test_expiry_leaves_a_renewed_grant_alone(purposes):
 
 def propagate() -> int:
     # Pass an instant past the lag, as the scheduled task would see it a minute later.
-    return retention.withdrawals_propagate(now=timezone.now() + timedelta(minutes=2))
+    return propagation.withdrawals_propagate(now=timezone.now() + timedelta(minutes=2))
 
 
 def test_withdrawal_removes_the_subjects_rows_in_targets_tied_to_the_purpose(purposes, ml_features):
@@ -112,7 +112,7 @@ def test_withdrawal_of_another_purpose_deletes_nothing_here(purposes, ml_feature
 def test_withdrawal_does_not_reach_held_subjects(purposes, ml_features):
     grant("lou", "ml_training")
     ml_features(key("lou"), timezone.now(), n=2)
-    retention.hold_place(reason="litigation", actor=STAFF, subject_id="lou")
+    holds.hold_place(reason="litigation", actor=STAFF, subject_id="lou")
     services.consent_withdraw(subject_id="lou", actor=STAFF, purposes=["ml_training"])
     assert propagate() == 1
     assert ml_rows(key("lou")) == 2
@@ -122,7 +122,7 @@ def test_withdrawals_younger_than_the_lag_wait_for_the_next_pass(purposes, ml_fe
     grant("max", "ml_training")
     ml_features(key("max"), timezone.now(), n=1)
     services.consent_withdraw(subject_id="max", actor=STAFF, purposes=["ml_training"])
-    assert retention.withdrawals_propagate(now=timezone.now()) == 0
+    assert propagation.withdrawals_propagate(now=timezone.now()) == 0
     assert ml_rows(key("max")) == 1
     assert propagate() == 1 and ml_rows(key("max")) == 0
 

@@ -25,8 +25,8 @@ from governance import crypto
 from governance.actors import Actor
 from governance.models import AuditEvent, OutboxEvent
 from retention import selectors
-from retention import services as retention
 from retention.models import AccessRequest, ErasureRequest, RequestStatus, RetentionPolicy
+from retention.services import holds, rights
 from tests import factories
 from tests.conftest import assert_error
 from tests.retention.conftest import chain_verifies, ml_rows, policy
@@ -88,7 +88,7 @@ def test_erasure_removes_the_subject_everywhere_and_announces_the_decisions(api,
     decision = known["decision"]
     response = api.post(ERASURE, {"subject_id": "alice"})
     request_id = response.json()["id"]
-    done = retention.erasure_execute(request_id=request_id)
+    done = rights.erasure_execute(request_id=request_id)
     assert done.status == RequestStatus.COMPLETE
 
     # Lineage first: the decision records it lost a subject, and subscribers learn which.
@@ -144,7 +144,7 @@ def test_erasure_removes_the_subject_everywhere_and_announces_the_decisions(api,
 
 def test_erasure_of_an_unknown_subject_leaves_a_tombstone_all_the_same(api, purposes):
     request_id = api.post(ERASURE, {"subject_id": "nobody"}).json()["id"]
-    retention.erasure_execute(request_id=request_id)
+    rights.erasure_execute(request_id=request_id)
     tomb = SubjectTombstone.objects.get(subject_key=key("nobody"))
     assert tomb.reason == SubjectTombstone.Reason.ERASURE
     assert not Subject.objects.filter(key=key("nobody")).exists()
@@ -161,7 +161,7 @@ def _without_ids_and_times(body: dict) -> dict:
 def test_erasure_status_is_the_same_for_a_known_and_an_unknown_subject(api, known, ledger_hold):
     if ledger_hold:
         ledger = RetentionPolicy.objects.filter(target="consent.ConsentEvent").first()
-        retention.hold_place(
+        holds.hold_place(
             reason="litigation",
             actor=STAFF,
             policy=ledger or policy("consent.ConsentEvent", days=3650),
@@ -183,7 +183,7 @@ def test_erasure_status_is_the_same_for_a_known_and_an_unknown_subject(api, know
         assert _without_ids_and_times(bodies[0]) == _without_ids_and_times(bodies[1])
         if step == "pending":
             for request_id in ids:
-                retention.erasure_execute(request_id=request_id)
+                rights.erasure_execute(request_id=request_id)
     # Staff still see what was removed, in the admin: the counts are kept on the request.
     alice, stranger = (ErasureRequest.objects.get(pk=request_id) for request_id in ids)
     assert alice.progress["targets"]["external:features.ml_features"]["removed"] == 3
@@ -192,16 +192,16 @@ def test_erasure_status_is_the_same_for_a_known_and_an_unknown_subject(api, know
 
 def test_erasure_runs_once_even_when_its_task_runs_twice(api, known):
     request_id = api.post(ERASURE, {"subject_id": "alice"}).json()["id"]
-    retention.erasure_execute(request_id=request_id)
-    retention.erasure_execute(request_id=request_id)
+    rights.erasure_execute(request_id=request_id)
+    rights.erasure_execute(request_id=request_id)
     assert SubjectTombstone.objects.filter(subject_key=key("alice")).count() == 1
     assert OutboxEvent.objects.filter(event_type="subject.erased").count() == 1
 
 
 def test_held_subject_is_not_erased(api, known):
-    retention.hold_place(reason="litigation", actor=STAFF, subject_id="alice")
+    holds.hold_place(reason="litigation", actor=STAFF, subject_id="alice")
     request_id = api.post(ERASURE, {"subject_id": "alice"}).json()["id"]
-    done = retention.erasure_execute(request_id=request_id)
+    done = rights.erasure_execute(request_id=request_id)
     assert done.status == RequestStatus.HELD
     assert ConsentEvent.objects.filter(subject=known["alice"]).count() == 2
     assert ml_rows(key("alice")) == 3
@@ -214,9 +214,9 @@ def test_held_subject_is_not_erased(api, known):
 
 def test_policy_hold_keeps_that_targets_rows_and_the_rest_is_erased(api, known):
     features = RetentionPolicy.objects.get(target="external:features.ml_features")
-    retention.hold_place(reason="model audit", actor=STAFF, policy=features)
+    holds.hold_place(reason="model audit", actor=STAFF, policy=features)
     request_id = api.post(ERASURE, {"subject_id": "alice"}).json()["id"]
-    retention.erasure_execute(request_id=request_id)
+    rights.erasure_execute(request_id=request_id)
     assert ml_rows(key("alice")) == 3
     assert not ConsentEvent.objects.filter(subject=known["alice"]).exists()
     targets = api.get(f"{ERASURE}/{request_id}").json()["targets"]
@@ -240,19 +240,19 @@ def test_sweeper_requeues_requests_whose_worker_died(
     ErasureRequest.objects.filter(pk=request_id).update(
         status=RequestStatus.RUNNING, heartbeat_at=now
     )
-    assert retention.rights_requests_sweep(now=now + timedelta(seconds=10))["erasure"] == []
-    assert retention.erasure_execute(request_id=request_id, now=now).status == "running"
+    assert rights.rights_requests_sweep(now=now + timedelta(seconds=10))["erasure"] == []
+    assert rights.erasure_execute(request_id=request_id, now=now).status == "running"
     later = now + timedelta(minutes=6)
     with django_capture_on_commit_callbacks() as queued:
-        swept = retention.rights_requests_sweep(now=later)
+        swept = rights.rights_requests_sweep(now=later)
     assert swept["erasure"] == [request_id] and len(queued) == 1
-    assert retention.erasure_execute(request_id=request_id, now=later).status == "complete"
+    assert rights.erasure_execute(request_id=request_id, now=later).status == "complete"
 
 
 def test_replay_erasures_erases_again_what_a_restore_brought_back(api, known):
     before = timezone.now() - timedelta(days=1)
     request_id = api.post(ERASURE, {"subject_id": "alice"}).json()["id"]
-    retention.erasure_execute(request_id=request_id)
+    rights.erasure_execute(request_id=request_id)
     # A backup restore brings back the subject as it was before the erasure.
     Subject.objects.filter(key=key("alice")).update(erased_at=None)
     services.consent_record(
@@ -266,7 +266,7 @@ def test_replay_erasures_erases_again_what_a_restore_brought_back(api, known):
     assert alice.erased_at is not None and alice.identifier_encrypted is None
     assert not ConsentEvent.objects.filter(subject=alice).exists()
     # Applying it again changes nothing more.
-    assert retention.erasures_replay() == []
+    assert rights.erasures_replay() == []
 
 
 def test_access_request_exports_everything_held_about_the_subject(api, known):
@@ -274,7 +274,7 @@ def test_access_request_exports_everything_held_about_the_subject(api, known):
     assert response.status_code == 202
     request_id = response.json()["id"]
     assert api.get(f"{ACCESS}/{request_id}").json()["export"] is None
-    retention.access_execute(request_id=request_id)
+    rights.access_execute(request_id=request_id)
     body = api.get(f"{ACCESS}/{request_id}").json()
     assert body["status"] == "complete"
     export = body["export"]
@@ -295,7 +295,7 @@ def test_access_request_exports_everything_held_about_the_subject(api, known):
 
 def test_access_request_for_an_unknown_subject_exports_nothing(api, purposes):
     request_id = api.post(ACCESS, {"subject_id": "stranger"}).json()["id"]
-    retention.access_execute(request_id=request_id)
+    rights.access_execute(request_id=request_id)
     export = api.get(f"{ACCESS}/{request_id}").json()["export"]
     assert export["subject"] is None and export["consent_history"] == []
 
@@ -314,13 +314,13 @@ def test_overdue_rights_requests_are_flagged_in_the_admin(api, purposes):
 
 
 def test_a_request_held_back_is_erased_when_queued_again_after_the_release(api, known):
-    hold = retention.hold_place(reason="litigation", actor=STAFF, subject_id="alice")
+    hold = holds.hold_place(reason="litigation", actor=STAFF, subject_id="alice")
     request_id = api.post(ERASURE, {"subject_id": "alice"}).json()["id"]
-    held = retention.erasure_execute(request_id=request_id)
+    held = rights.erasure_execute(request_id=request_id)
     assert held.status == RequestStatus.HELD
-    retention.hold_release(hold=hold, actor=STAFF)
-    retention.rights_request_requeue(request=held, actor=STAFF)
-    done = retention.erasure_execute(request_id=request_id)
+    holds.hold_release(hold=hold, actor=STAFF)
+    rights.rights_request_requeue(request=held, actor=STAFF)
+    done = rights.erasure_execute(request_id=request_id)
     assert done.status == RequestStatus.COMPLETE
     assert ml_rows(key("alice")) == 0
     assert not ConsentEvent.objects.filter(subject=known["alice"]).exists()

@@ -17,7 +17,7 @@ SCRIPT = """
 from datetime import timedelta
 from django.utils import timezone
 from governance.models import AuditEvent
-from retention import services
+from retention.services import enforcement, lease
 from retention.models import PurgeRun, RetentionPolicy
 
 now = timezone.now()
@@ -28,13 +28,13 @@ AuditEvent.objects.bulk_create(
     for _ in range(50)
 )
 AuditEvent.objects.create(at=now, actor_type="system", action="new", detail={})
-assert services.lease_acquire(
-    name=services.ENFORCE_LEASE, holder="other", now=now, ttl=timedelta(minutes=5)
+assert lease.lease_acquire(
+    name=lease.ENFORCE_LEASE, holder="other", now=now, ttl=timedelta(minutes=5)
 )
-skipped = services.retention_enforce(now=now, policy_ids=[policy.pk])
+skipped = enforcement.retention_enforce(now=now, policy_ids=[policy.pk]).run
 assert skipped.status == PurgeRun.Status.SKIPPED, skipped.status
 assert AuditEvent.objects.filter(action="old").count() == 50
-run = services.retention_enforce(now=now + timedelta(minutes=6), policy_ids=[policy.pk])
+run = enforcement.retention_enforce(now=now + timedelta(minutes=6), policy_ids=[policy.pk]).run
 item = run.items.get()
 assert run.status == PurgeRun.Status.COMPLETE, run.error
 assert (item.removed, item.chunks) == (50, 8), (item.removed, item.chunks)

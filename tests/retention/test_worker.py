@@ -25,8 +25,8 @@ from consent.models import ConsentEvent, Subject
 from governance.actors import Actor
 from governance.celery import app
 from governance.models import AuditEvent
-from retention import services as retention
 from retention.models import ErasureRequest, PurgeRun, PurgeRunItem, RetentionPolicy
+from retention.services import enforcement, holds, policies
 from retention.tasks import retention_enforce_task
 from tests import factories
 from tests.retention.conftest import chain_verifies
@@ -54,7 +54,7 @@ def wait_for(condition: Any, *, timeout: float = 60.0, what: str = "") -> Any:
 @pytest.fixture(autouse=True)
 def _default_policies() -> None:
     # An earlier transactional test may have flushed the seeded rows: seed them again.
-    retention.policies_seed_defaults()
+    policies.policies_seed_defaults()
 
 
 def _db_url(alias: str) -> str:
@@ -130,7 +130,7 @@ def test_a_real_worker_enforces_policies_and_carries_out_erasures(worker, make_a
     policy = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
     _seed_audit(50, days_ago=7 * 365)
     _seed_audit(5, days_ago=1)
-    run = retention.run_queue(dry_run=False, trigger="test", actor=STAFF)
+    run = enforcement.run_queue(dry_run=False, trigger="test", actor=STAFF)
     done = wait_for(
         lambda: PurgeRun.objects.filter(pk=run.pk, status__in=["complete", "failed"]).first(),
         what="the worker to finish the run",
@@ -156,7 +156,7 @@ def test_a_worker_killed_mid_purge_loses_nothing_and_the_next_run_finishes(worke
     policy = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
     RetentionPolicy.objects.filter(pk=policy.pk).update(batch_size=40)
     RetentionPolicy.objects.exclude(pk=policy.pk).update(enabled=False)
-    retention.hold_place(reason="litigation", actor=STAFF, subject_id="held-person")
+    holds.hold_place(reason="litigation", actor=STAFF, subject_id="held-person")
     held_key = identity.subject_key("held-person")
     _seed_audit(40_000, days_ago=7 * 365)
     _seed_audit(500, days_ago=7 * 365, subject_key=held_key)
@@ -182,7 +182,7 @@ def test_a_worker_killed_mid_purge_loses_nothing_and_the_next_run_finishes(worke
 
     # The dead worker's lease runs out; the next run takes over and finishes the job.
     later = timezone.now() + timedelta(seconds=settings.RETENTION_LEASE_SECONDS + 1)
-    run = retention.retention_enforce(now=later, policy_ids=[policy.pk])
+    run = enforcement.retention_enforce(now=later, policy_ids=[policy.pk]).run
     assert run.status == PurgeRun.Status.COMPLETE, run.error
     assert run.items.get().removed == expired_left
     assert PurgeRun.objects.get(pk=item.run_id).status == PurgeRun.Status.ABANDONED
@@ -214,7 +214,7 @@ def test_consent_writes_keep_succeeding_during_a_purge():
 
     def purge() -> None:
         try:
-            runs.append(retention.retention_enforce(policy_ids=[ledger.pk, audit.pk]))
+            runs.append(enforcement.retention_enforce(policy_ids=[ledger.pk, audit.pk]).run)
         except BaseException as exc:
             errors.append(exc)
         finally:

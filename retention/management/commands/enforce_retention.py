@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from retention import services
 from retention.models import RetentionPolicy
+from retention.services.enforcement import retention_enforce
 
 
 class Command(BaseCommand):
@@ -27,9 +27,9 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"Unknown policy: {', '.join(missing)}")
             policy_ids = list(found.values())
-        run = services.retention_enforce(
+        run = retention_enforce(
             dry_run=options["dry_run"], trigger="command", policy_ids=policy_ids
-        )
+        ).run
         verb = "would remove" if run.dry_run else "removed"
         for item in run.items.all():
             self.stdout.write(
