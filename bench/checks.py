@@ -88,7 +88,7 @@ def django_setup() -> None:
 def seed() -> str:
     """1,000,000 subjects with states, by COPY; returns an API key with scope `checks`."""
     from consent import services
-    from consent.checks import SubjectHasher
+    from consent.checks.inputs import SubjectHasher
     from consent.models import ConsentState, Purpose, Subject
     from governance import services as governance_services
     from governance.models import ApiClient
@@ -146,7 +146,7 @@ def seed() -> str:
 
 def raw_sql_lookup(conn: psycopg.Connection[Any], ids: list[str]) -> tuple[float, float, int]:
     """Hash the ids, COPY them into a temporary table, join, fetch: (total s, SQL s, rows)."""
-    from consent.checks import SubjectHasher
+    from consent.checks.inputs import SubjectHasher
 
     started = time.perf_counter()
     hasher = SubjectHasher()

@@ -7,7 +7,6 @@ from the ledger for a past instant) and the rule decides, with a reason and the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -103,7 +102,3 @@ def decide(
             return Verdict(False, Reason.OBJECTED, event_id)
         return Verdict(True, Reason.LEGITIMATE_INTEREST, event_id)
     return Verdict(True, basis, event_id)
-
-
-def material_versions_of(rows: Iterable[tuple[int, datetime]]) -> tuple[tuple[int, datetime], ...]:
-    return tuple((int(v), p) for v, p in rows)
