@@ -156,8 +156,8 @@ class ChecksApi(APIView):
         )
         allowed: list[str] = []
         denied: list[str] = []
-        for subject_id, answer in zip(result.ids, result.answers, strict=True):
-            (allowed if answer.verdict.allowed else denied).append(subject_id)
+        for subject_id, verdict in zip(result.ids, result.answers.verdicts, strict=True):
+            (allowed if verdict.allowed else denied).append(subject_id)
         body: dict[str, Any] = {
             "decision_id": str(result.decision.id),
             "purpose": rule.key,
@@ -169,11 +169,11 @@ class ChecksApi(APIView):
             body["results"] = [
                 {
                     "subject_id": subject_id,
-                    "allowed": a.verdict.allowed,
-                    "reason": a.verdict.reason,
-                    "event_id": a.verdict.event_id,
+                    "allowed": verdict.allowed,
+                    "reason": verdict.reason,
+                    "event_id": verdict.event_id,
                 }
-                for subject_id, a in zip(result.ids, result.answers, strict=True)
+                for subject_id, verdict in zip(result.ids, result.answers.verdicts, strict=True)
             ]
         return json_response(body)
 

@@ -4,7 +4,7 @@
 (`consent.checks.facts_pg`, one SQL template over staged keys or a single key) or the
 portable ORM path below (SQLite, the embedded default). The bulk check, the stream, the
 single check and drift all read through it; `consent.checks.rule.decide` is the only rule
-turning a standing into a verdict, and `answerer` below the only place a Standing is built.
+turning a standing into a verdict, and `verdict_of` below the only place a Standing is built.
 Reads for "now" come from ConsentState; reads "as of" an instant from the ledger (the
 latest event at or before it).
 """
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -26,40 +27,46 @@ ACCOUNT = Subject.Namespace.ACCOUNT.value
 GPC = Source.GPC.value
 
 
-class Looked(NamedTuple):
-    """The answer for one position of a batch: the subject row's pk (None: unknown)."""
+@dataclass(slots=True)
+class Answers:
+    """The answers for a batch of keys, by position: each verdict, and the subject row's
+    pk (None: an unknown subject), which a decision's lineage records."""
 
-    subject_pk: int | None
-    verdict: Verdict
+    subject_pks: list[int | None]
+    verdicts: list[Verdict]
+
+    def allowed_pks(self) -> Iterator[int | None]:
+        return (pk for pk, v in zip(self.subject_pks, self.verdicts, strict=True) if v.allowed)
 
 
-# One gathered row: (pos, subject pk, erased_at, action, notice version, effective since,
-# expires_at, event id, gpc); the facts of an unknown subject or one without a standing
-# event are None.
-Answerer = Callable[..., Looked]
+# A gathered row: (pos, subject pk, erased_at, action, notice version, effective since,
+# expires_at, event id, gpc[, anything after]); an unknown subject, or one without a
+# standing event, has None from the action on.
+Row = Sequence[Any]
 
 
-def answerer(rule: PurposeRule, at: datetime) -> Answerer:
-    """The answer for the facts of one gathered row (its columns after `pos`)."""
+def verdict_of(rule: PurposeRule, at: datetime) -> Callable[[Row], Verdict]:
+    """The verdict on one gathered row: the one place a Standing is built from facts."""
+    make = Standing._make
 
-    def answer(
-        pk: int | None,
-        erased_at: datetime | None,
-        action: str | None,
-        version: int,
-        since: datetime,
-        expires_at: datetime | None,
-        event_id: str,
-        gpc: bool | None,
-    ) -> Looked:
-        standing = (
-            Standing(action, version, since, expires_at, event_id, bool(gpc))
-            if action is not None
-            else None
-        )
-        return Looked(pk, decide(rule=rule, standing=standing, erased_at=erased_at, at=at))
+    def verdict(row: Row) -> Verdict:
+        standing = make(row[3:9]) if row[3] is not None else None
+        return decide(rule=rule, standing=standing, erased_at=row[2], at=at)
 
-    return answer
+    return verdict
+
+
+def answers_of(rows: Sequence[Row], count: int, verdict: Callable[[Row], Verdict]) -> Answers:
+    """Answers for `count` positions from rows in any order; positions without a row are
+    unknown subjects."""
+    unknown = verdict((None, None, None, None))
+    pks: list[int | None] = [None] * count
+    verdicts = [unknown] * count
+    for row in rows:
+        pos = row[0]
+        pks[pos] = row[1]
+        verdicts[pos] = verdict(row)
+    return Answers(pks, verdicts)
 
 
 def stage_rows(keys: Sequence[str], *, start: int) -> bytes:
@@ -96,7 +103,7 @@ class Facts(ABC):
     @abstractmethod
     def standings(
         self, keys: Sequence[str], rule: PurposeRule, *, at: datetime, as_of: bool
-    ) -> list[Looked]:
+    ) -> Answers:
         """One answer per key, in order. `as_of`: replay the ledger at `at`; else now."""
 
     @abstractmethod
@@ -109,13 +116,13 @@ class Facts(ABC):
         at: datetime,
         as_of: bool,
         batch: int,
-    ) -> Iterator[list[Looked]]:
+    ) -> Iterator[Answers]:
         """The answers for `total` staging rows (see `stage_rows`), in order, by batches."""
 
     @abstractmethod
     def one(
         self, key: str, purpose_key: str, *, at: datetime, as_of: bool
-    ) -> tuple[PurposeRule, Looked]:
+    ) -> tuple[PurposeRule, Verdict]:
         """The purpose's rule and the answer for one key (UnknownPurpose if none)."""
 
 
@@ -152,19 +159,18 @@ class PortableFacts(Facts):
 
     def standings(
         self, keys: Sequence[str], rule: PurposeRule, *, at: datetime, as_of: bool
-    ) -> list[Looked]:
-        answer = answerer(rule, at)
-        out = [answer(None, None, None, 0, at, None, "", None)] * len(keys)
+    ) -> Answers:
         positions: dict[str, list[int]] = {}
         for pos, key in enumerate(keys):
             positions.setdefault(key, []).append(pos)
         unique = list(positions)
-        for start in range(0, len(unique), 500):
-            for key, facts in self._facts(unique[start : start + 500], rule, at, as_of):
-                looked = answer(*facts)
-                for pos in positions[key]:
-                    out[pos] = looked
-        return out
+        rows = [
+            (pos, *facts)
+            for start in range(0, len(unique), 500)
+            for key, facts in self._facts(unique[start : start + 500], rule, at, as_of)
+            for pos in positions[key]
+        ]
+        return answers_of(rows, len(keys), verdict_of(rule, at))
 
     @staticmethod
     def _facts(
@@ -206,7 +212,7 @@ class PortableFacts(Facts):
             for sid, status, version, since, exp, eid, gpc in states:
                 found[sid] = (status, version, since, exp, str(eid), gpc)
         for pk, (key, erased_at) in subjects.items():
-            yield key, (pk, erased_at, *found.get(pk, (None, 0, at, None, "", None)))
+            yield key, (pk, erased_at, *found.get(pk, (None,) * 6))
 
     def staged_answers(
         self,
@@ -217,16 +223,16 @@ class PortableFacts(Facts):
         at: datetime,
         as_of: bool,
         batch: int,
-    ) -> Iterator[list[Looked]]:
+    ) -> Iterator[Answers]:
         for start in range(0, total, batch):
             keys = staged_keys(rows.read_lines(min(batch, total - start)))
             yield self.standings(keys, rule, at=at, as_of=as_of)
 
     def one(
         self, key: str, purpose_key: str, *, at: datetime, as_of: bool
-    ) -> tuple[PurposeRule, Looked]:
+    ) -> tuple[PurposeRule, Verdict]:
         rule = self.purpose_rule(purpose_key)
-        return rule, self.standings([key], rule, at=at, as_of=as_of)[0]
+        return rule, self.standings([key], rule, at=at, as_of=as_of).verdicts[0]
 
 
 def facts_for(connection: BaseDatabaseWrapper) -> Facts:

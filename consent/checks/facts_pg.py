@@ -22,13 +22,14 @@ from django.db import connection
 from consent.checks.facts import (
     ACCOUNT,
     GPC,
+    Answers,
     Facts,
-    Looked,
     StagedRows,
-    answerer,
+    answers_of,
     unknown_purpose,
+    verdict_of,
 )
-from consent.checks.rule import PurposeRule
+from consent.checks.rule import PurposeRule, Verdict
 from governance import db
 
 # A purpose's rule: its basis, GPC flag and material notice versions.
@@ -123,7 +124,7 @@ class PostgresFacts(Facts):
 
     def standings(
         self, keys: Sequence[str], rule: PurposeRule, *, at: datetime, as_of: bool
-    ) -> list[Looked]:
+    ) -> Answers:
         cur = _stage_open()
         with cur.copy("COPY check_keys (pos, key) FROM STDIN") as copy:
             copy.write("".join([f"{i}\t{k}\n" for i, k in enumerate(keys)]))
@@ -134,11 +135,7 @@ class PostgresFacts(Facts):
         with db.server_cursor() as reader:
             reader.execute(sql, _params(rule, at, as_of), binary=True)
             rows = reader.fetchall()
-        answer = answerer(rule, at)
-        out = [answer(None, None, None, 0, at, None, "", None)] * len(keys)
-        for pos, *facts in rows:
-            out[pos] = answer(*facts)
-        return out
+        return answers_of(rows, len(keys), verdict_of(rule, at))
 
     def staged_answers(
         self,
@@ -149,22 +146,22 @@ class PostgresFacts(Facts):
         at: datetime,
         as_of: bool,
         batch: int,
-    ) -> Iterator[list[Looked]]:
+    ) -> Iterator[Answers]:
         cur = _stage_open()
         with cur.copy("COPY check_keys (pos, key) FROM STDIN") as copy:
             while block := rows.read(1024 * 1024):
                 copy.write(block)
         cur.execute("ANALYZE check_keys")
         sql = facts_sql(keys=_STAGED, as_of=as_of, with_rule=False, ordered=True)
-        answer = answerer(rule, at)
+        verdict = verdict_of(rule, at)
         with psycopg.ServerCursor(connection.connection, "check_stream") as reader:
             reader.execute(sql, _params(rule, at, as_of), binary=True)
             while found := reader.fetchmany(batch):
-                yield [answer(*facts) for _pos, *facts in found]
+                yield Answers([row[1] for row in found], [verdict(row) for row in found])
 
     def one(
         self, key: str, purpose_key: str, *, at: datetime, as_of: bool
-    ) -> tuple[PurposeRule, Looked]:
+    ) -> tuple[PurposeRule, Verdict]:
         sql = facts_sql(keys=_ONE_KEY, as_of=as_of, with_rule=True, ordered=False)
         params = {"key": key, "purpose_key": purpose_key, "at": at}
         if not as_of:
@@ -176,4 +173,4 @@ class PostgresFacts(Facts):
         if row is None:
             raise unknown_purpose(purpose_key)
         rule = _rule(row[9:])
-        return rule, answerer(rule, at)(*row[1:9])
+        return rule, verdict_of(rule, at)(row)

@@ -25,7 +25,6 @@ def check_one(
     notices, subject and standing together), then the decision rule."""
     identity.validate_identifier(identifier)
     at = as_of or timezone.now()
-    rule, looked = facts_for(connection).one(
+    return facts_for(connection).one(
         identity.subject_key(identifier), purpose_key, at=at, as_of=as_of is not None
     )
-    return rule, looked.verdict

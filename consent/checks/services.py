@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from consent.checks import stream
-from consent.checks.facts import Looked, facts_for
+from consent.checks.facts import Answers, facts_for
 from consent.checks.inputs import MAX_BULK_IDS, SubjectHasher, digest_hex, id_set_digest_add
 from consent.checks.rule import PurposeRule
 from consent.decisions.lineage import lineage_load
@@ -37,7 +37,7 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 class BulkResult:
     decision: Decision
     ids: list[str]
-    answers: list[Looked]
+    answers: Answers
 
 
 def checks_run(
@@ -62,7 +62,7 @@ def checks_run(
     keys = SubjectHasher().many(ids)
     with transaction.atomic():
         answers = facts_for(connection).standings(keys, rule, at=at, as_of=as_of is not None)
-        allowed = sum(1 for a in answers if a.verdict.allowed)
+        allowed = sum([v.allowed for v in answers.verdicts])
         decision = decision_new(
             actor=actor,
             rule=rule,
@@ -82,7 +82,7 @@ def checks_run(
         if lineage:
             lineage_load(
                 decision_id=decision.id,
-                subject_pks=(a.subject_pk for a in answers if a.verdict.allowed),
+                subject_pks=answers.allowed_pks(),
             )
         decision_audit(actor, decision, rule.key)
     return BulkResult(decision=decision, ids=ids, answers=answers)
@@ -181,21 +181,20 @@ class StreamCheck:
             batch=stream.STREAM_CHUNK,
         )
         for answers in batches:
-            ids = [line.decode("utf-8") for line in ids_spool.read_lines(len(answers))]
+            ids = [line.decode("utf-8") for line in ids_spool.read_lines(len(answers.verdicts))]
             self._answer(spool, ids, answers, suffixes, decision)
 
     def _answer(
         self,
         spool: EphemeralSpool,
         ids: list[str],
-        answers: list[Looked],
+        answers: Answers,
         suffixes: dict[tuple[bool, str], str],
         decision: Decision,
     ) -> None:
         """Writes one batch of answer lines to the spool and its allowed subjects' lineage."""
         out = []
-        for subject_id, answer in zip(ids, answers, strict=True):
-            verdict = answer.verdict
+        for subject_id, verdict in zip(ids, answers.verdicts, strict=True):
             tag = (verdict.allowed, verdict.reason)
             suffix = suffixes.get(tag)
             if suffix is None:
@@ -211,7 +210,7 @@ class StreamCheck:
         if self.lineage:
             lineage_load(
                 decision_id=decision.id,
-                subject_pks=(a.subject_pk for a in answers if a.verdict.allowed),
+                subject_pks=answers.allowed_pks(),
             )
 
     def summary(self) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def decision_drift(
         live = [s for pk in batch if (s := subjects.get(pk)) and s.erased_at is None]
         with transaction.atomic():
             answers = facts.standings([s.key for s in live], rule, at=moment, as_of=False)
-        verdicts = {s.pk: (s, a.verdict) for s, a in zip(live, answers, strict=True)}
+        verdicts = {s.pk: (s, v) for s, v in zip(live, answers.verdicts, strict=True)}
         for pk in batch:
             after = pk
             if pk not in verdicts:

@@ -253,11 +253,10 @@ def test_fast_paths_and_ledger_replay_agree(db, history, ttl_hours, gpc_opt_out,
                 expected = [replay(purpose=purpose, subject=subjects.get(k), at=at) for k in keys]
                 with transaction.atomic():
                     answers = facts.standings(keys, rule, at=at, as_of=as_of)
-                got = [(a.verdict.allowed, a.verdict.reason, a.verdict.event_id) for a in answers]
+                got = [(v.allowed, v.reason, v.event_id) for v in answers.verdicts]
                 assert got == expected, (facts, purpose.key, at, as_of, history)
                 for key, subject_id, want in zip(keys, subject_ids, expected, strict=True):
-                    _, looked = facts.one(key, purpose.key, at=at, as_of=as_of)
-                    verdict = looked.verdict
+                    _, verdict = facts.one(key, purpose.key, at=at, as_of=as_of)
                     assert (verdict.allowed, verdict.reason, verdict.event_id) == want
                     _, one = check_one(
                         identifier=subject_id, purpose_key=purpose.key, as_of=at if as_of else None
