@@ -91,8 +91,14 @@ def _cursor() -> Any:
     return connection.connection.cursor()
 
 
+# Enough for the staged keys' hash joins and the stream's sort to stay in memory (with the
+# default 4 MB they spill to disk in batches); for this transaction only.
+_WORK_MEM = "64MB"
+
+
 def _stage_open() -> Any:
     cur = _cursor()
+    cur.execute(f"SET LOCAL work_mem = '{_WORK_MEM}'")
     cur.execute(
         "CREATE TEMP TABLE IF NOT EXISTS check_keys (pos bigint, key text) ON COMMIT DELETE ROWS"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +39,17 @@ class SubjectHasher:
         return outer.hexdigest()
 
     def many(self, identifiers: Sequence[str]) -> list[str]:
-        return [self(i) for i in identifiers]
+        # __call__ inlined: on 100,000 ids a method call each is a measurable share.
+        inner0, outer0 = self._inner, self._outer
+        keys: list[str] = []
+        append = keys.append
+        for identifier in identifiers:
+            inner = inner0.copy()
+            inner.update(identifier.encode("utf-8"))
+            outer = outer0.copy()
+            outer.update(inner.digest())
+            append(outer.hexdigest())
+        return keys
 
 
 def id_set_digest_add(total: int, keys: Sequence[str]) -> int:
@@ -47,7 +58,7 @@ def id_set_digest_add(total: int, keys: Sequence[str]) -> int:
     Additive, so a stream can fold chunk after chunk in constant memory, and the same ids
     in any order give the same digest (a training run can be re-verified later).
     """
-    return (total + sum(int(k, 16) for k in keys)) % (1 << 256)
+    return (total + sum(map(int, keys, repeat(16)))) % (1 << 256)
 
 
 def digest_hex(value: int) -> str:

@@ -193,19 +193,18 @@ class StreamCheck:
         decision: Decision,
     ) -> None:
         """Writes one batch of answer lines to the spool and its allowed subjects' lineage."""
-        out = []
+        out: list[str] = []
+        append = out.append
         for subject_id, verdict in zip(ids, answers.verdicts, strict=True):
-            tag = (verdict.allowed, verdict.reason)
-            suffix = suffixes.get(tag)
+            suffix = suffixes.get(verdict[:2])
             if suffix is None:
                 flag = "true" if verdict.allowed else "false"
                 suffix = f',"allowed":{flag},"reason":"{verdict.reason}"}}\n'
-                suffixes[tag] = suffix
-            out.append('{"subject_id":' + _encode_id(subject_id) + suffix)
-            if verdict.allowed:
-                self.allowed += 1
-            else:
-                self.denied += 1
+                suffixes[verdict[:2]] = suffix
+            append('{"subject_id":' + _encode_id(subject_id) + suffix)
+        allowed = sum([v.allowed for v in answers.verdicts])
+        self.allowed += allowed
+        self.denied += len(out) - allowed
         spool.write("".join(out).encode("utf-8"))
         if self.lineage:
             lineage_load(
