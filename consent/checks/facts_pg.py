@@ -26,6 +26,7 @@ from consent.checks.facts import (
     Facts,
     StagedRows,
     answers_of,
+    stage_rows,
     unknown_purpose,
     verdict_of,
 )
@@ -133,7 +134,7 @@ class PostgresFacts(Facts):
     ) -> Answers:
         cur = _stage_open()
         with cur.copy("COPY check_keys (pos, key) FROM STDIN") as copy:
-            copy.write("".join([f"{i}\t{k}\n" for i, k in enumerate(keys)]))
+            copy.write(stage_rows(keys, start=0))
         if len(keys) > 1000:
             cur.execute("ANALYZE check_keys")
         # Not prepared: the plan should follow the staged table's size, which varies.
