@@ -92,9 +92,9 @@ def _cursor() -> Any:
     return connection.connection.cursor()
 
 
-# Enough for the staged keys' hash joins and the stream's sort to stay in memory (with the
-# default 4 MB they spill to disk in batches); for this transaction only.
-_WORK_MEM = "64MB"
+# Enough for the staged keys' hash joins, and most of a stream's sort, to stay in memory
+# (with the default 4 MB they spill to disk in batches); for this transaction only.
+_WORK_MEM = "128MB"
 
 
 def _stage_open() -> Any:
