@@ -17,8 +17,8 @@ import pytest
 from django.test import RequestFactory
 from rest_framework.views import APIView
 
-from consent.api.check_views import SubjectCheckApi
 from consent.api.views import ConsentRecordApi
+from consent.checks.api import SubjectCheckApi
 from governance import ratelimit
 from tests import factories
 from tests.conftest import assert_error

@@ -1,6 +1,8 @@
 from django.urls import path, re_path
 
-from consent.api import banner_views, check_views, views
+from consent.api import banner_views, views
+from consent.checks import api as checks_api
+from consent.decisions import api as decisions_api
 from governance.api.hot import lean
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
@@ -19,28 +21,28 @@ urlpatterns = [
     ),
     path("receipts/<str:receipt_id>", views.ReceiptDetailApi.as_view(), name="receipt-detail"),
     # Checks, data uses and decisions (scope `checks`).
-    path("checks", check_views.ChecksApi.as_view(), name="checks"),
-    path("checks/stream", check_views.ChecksStreamApi.as_view(), name="checks-stream"),
+    path("checks", checks_api.ChecksApi.as_view(), name="checks"),
+    path("checks/stream", checks_api.ChecksStreamApi.as_view(), name="checks-stream"),
     re_path(
         rf"^{SUBJECT}/checks/(?P<purpose>[^/]+)$",
-        lean(check_views.SubjectCheckApi, "GET", check_views.subject_check_lean),
+        lean(checks_api.SubjectCheckApi, "GET", checks_api.subject_check_lean),
         name="subject-check",
     ),
     re_path(
         rf"^{SUBJECT}/decisions$",
-        check_views.SubjectDecisionsApi.as_view(),
+        decisions_api.SubjectDecisionsApi.as_view(),
         name="subject-decisions",
     ),
-    path("data-uses", check_views.DataUseListApi.as_view(), name="data-uses"),
-    path("data-uses/export", check_views.DataUseExportApi.as_view(), name="data-uses-export"),
+    path("data-uses", decisions_api.DataUseListApi.as_view(), name="data-uses"),
+    path("data-uses/export", decisions_api.DataUseExportApi.as_view(), name="data-uses-export"),
     path(
         "decisions/<str:decision_id>",
-        check_views.DecisionDetailApi.as_view(),
+        decisions_api.DecisionDetailApi.as_view(),
         name="decision-detail",
     ),
     path(
         "decisions/<str:decision_id>/drift",
-        check_views.DecisionDriftApi.as_view(),
+        decisions_api.DecisionDriftApi.as_view(),
         name="decision-drift",
     ),
     path("banner/config", banner_views.BannerConfigApi.as_view(), name="banner-config"),

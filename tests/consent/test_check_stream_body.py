@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from consent import check_services, checks
+from consent.checks import services as check_services
+from consent.checks import stream as check_stream
+from consent.checks.selectors import purpose_rule_get
 from consent.errors import LineTooLong
 from consent.models import Decision
 from governance.actors import Actor
@@ -31,7 +33,7 @@ def line(subject_id: str, width: int | None = None) -> bytes:
 
 def stream_check() -> check_services.StreamCheck:
     return check_services.StreamCheck(
-        actor=Actor.system("test"), rule=checks.purpose_rule_get("analytics")
+        actor=Actor.system("test"), rule=purpose_rule_get("analytics")
     )
 
 
@@ -89,7 +91,7 @@ def test_stream_long_line_is_refused_once_past_the_cap_without_reading_the_rest(
 def test_stream_lines_are_split_alike_whatever_the_block_sizes(block_size):
     body = b'{"subject_id":"a"}\n\n  {"subject_id":"b"}  \r\n\n{"subject_id":"c"}'
     blocks = [body[i : i + block_size] for i in range(0, len(body), block_size)]
-    batches = list(check_services._line_batches(blocks, 2, 4096))
+    batches = list(check_stream.line_batches(blocks, 2, 4096))
     assert batches == [
         ([1, 3], [b'{"subject_id":"a"}', b'{"subject_id":"b"}']),
         ([5], [b'{"subject_id":"c"}']),

@@ -29,7 +29,9 @@ from django.db import connection
 
 call_command("migrate", verbosity=0)
 
-from consent import check_services, checks, services
+from consent import services
+from consent.checks import services as check_services
+from consent.checks.selectors import purpose_rule_get
 from consent.models import Decision
 from governance.actors import Actor
 from tests import factories
@@ -48,7 +50,7 @@ def upload():
 def stream():
     try:
         check = check_services.StreamCheck(
-            actor=Actor.system("test"), rule=checks.purpose_rule_get("analytics")
+            actor=Actor.system("test"), rule=purpose_rule_get("analytics")
         )
         check.consume(upload())
         outcome["lines"] = b"".join(check.answers()).decode().splitlines()

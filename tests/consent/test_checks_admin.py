@@ -6,7 +6,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from consent import check_services, checks
+from consent.checks import services as check_services
+from consent.checks.selectors import purpose_rule_get
 from consent.models import DataUse, Decision
 from governance.actors import Actor
 from governance.models import AuditEvent
@@ -46,7 +47,7 @@ def test_staff_add_a_data_use_in_the_admin_and_it_is_audited(staff, purposes):
 
 def test_decisions_are_listed_read_only(staff, purposes):
     check_services.checks_run(
-        actor=Actor.system("test"), rule=checks.purpose_rule_get("analytics"), ids=["a", "b"]
+        actor=Actor.system("test"), rule=purpose_rule_get("analytics"), ids=["a", "b"]
     )
     decision = Decision.objects.get()
     assert staff.get("/admin/consent/decision/").status_code == 200

@@ -11,8 +11,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from consent import check_services, checks, identity, services
-from consent.lineage import decisions_forget_subject
+from consent import identity, services
+from consent.checks import services as check_services
+from consent.checks import stream as check_stream
+from consent.checks.inputs import SubjectHasher
+from consent.checks.selectors import purpose_rule_get
+from consent.decisions.services import decisions_forget_subject
 from consent.models import DataUse, Decision, DecisionLineage, Source, Subject
 from governance.actors import Actor
 from governance.errors import InvalidRequest
@@ -216,7 +220,7 @@ def test_lineage_keeps_allowed_subjects_and_drift_names_who_changed(api):
 
 
 def check_services_drift(decision_id: str, days_ahead: int) -> list[Any]:
-    from consent.check_selectors import decision_drift
+    from consent.decisions.selectors import decision_drift
 
     drifted, _ = decision_drift(
         decision=Decision.objects.select_related("purpose").get(pk=decision_id),
@@ -369,7 +373,7 @@ def test_100000_ids_fit_the_body_limit(api):
 
 
 def test_body_above_the_checks_limit_is_413(api):
-    from consent.api.check_views import CHECKS_MAX_BODY_BYTES
+    from consent.checks.api import CHECKS_MAX_BODY_BYTES
 
     raw = '{"purpose": "analytics", "subject_ids": ["' + "x" * CHECKS_MAX_BODY_BYTES + '"]}'
     assert_error(api.post(CHECKS, raw=raw), 413, "payload_too_large")
@@ -429,7 +433,7 @@ def test_stream_answers_each_line_then_a_summary(api):
 
 
 def test_stream_with_many_chunks_and_unicode_ids(api, monkeypatch):
-    monkeypatch.setattr(check_services, "STREAM_CHUNK", 3)
+    monkeypatch.setattr(check_stream, "STREAM_CHUNK", 3)
     ids = [f"zoë-{i}" for i in range(10)]
     for name in ids[:4]:
         record(name, analytics=True)
@@ -443,7 +447,7 @@ def test_stream_with_many_chunks_and_unicode_ids(api, monkeypatch):
 
 
 def test_stream_malformed_line_is_400_naming_the_line_and_records_nothing(api, monkeypatch):
-    monkeypatch.setattr(check_services, "STREAM_CHUNK", 2)
+    monkeypatch.setattr(check_stream, "STREAM_CHUNK", 2)
     raw = ndjson(["a", "b", "c"]) + "\n" + '{"subject_id": 5}\n' + ndjson(["d"])
     response = api.post(f"{STREAM}?purpose=analytics", raw=raw, content_type="application/x-ndjson")
     body = assert_error(response, 400, "invalid_subject_id")
@@ -467,7 +471,7 @@ def test_stream_bad_parameters_are_400(api, query):
 
 
 def test_stream_dropped_midway_leaves_the_decision_abandoned_not_complete(api, monkeypatch):
-    monkeypatch.setattr(check_services, "STREAM_CHUNK", 2)
+    monkeypatch.setattr(check_stream, "STREAM_CHUNK", 2)
     record("a", analytics=True)
     response = api.post(
         f"{STREAM}?purpose=analytics&lineage=true",
@@ -489,7 +493,7 @@ def test_stream_upload_cut_short_rolls_back_everything(purposes):
         raise InvalidRequest("client went away")
 
     stream = check_services.StreamCheck(
-        actor=Actor.system("test"), rule=checks.purpose_rule_get("analytics"), lineage=True
+        actor=Actor.system("test"), rule=purpose_rule_get("analytics"), lineage=True
     )
     with pytest.raises(InvalidRequest):
         stream.consume(blocks())
@@ -507,11 +511,11 @@ def test_stream_accepts_ndjson_accept_header(api):
 
 
 def test_subject_hasher_matches_the_identity_key(settings):
-    hasher = checks.SubjectHasher()
+    hasher = SubjectHasher()
     for identifier in ["a", "Zoë", "x" * 255, "tenant/7"]:
         assert hasher(identifier) == identity.subject_key(identifier)
     settings.SUBJECT_HASH_KEY = "k" * 100  # longer than a SHA-256 block
-    assert checks.SubjectHasher()("a") == identity.subject_key("a")
+    assert SubjectHasher()("a") == identity.subject_key("a")
 
 
 def test_factories_still_work(purposes):

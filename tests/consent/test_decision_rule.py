@@ -12,8 +12,11 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consent import check_selectors, checks, identity, services
-from consent.decisions import PurposeRule, Reason, Standing, decide
+from consent import identity, services
+from consent.checks.facts import PortableFacts
+from consent.checks.facts_pg import PostgresFacts
+from consent.checks.rule import PurposeRule, Reason, Standing, decide
+from consent.checks.selectors import check_one
 from consent.models import (
     Action,
     ConsentEvent,
@@ -244,17 +247,18 @@ def test_fast_paths_and_ledger_replay_agree(db, history, ttl_hours, gpc_opt_out,
     keys = [identity.subject_key(s) for s in subject_ids]
     subjects = {s.key: s for s in Subject.objects.filter(key__in=keys)}
     for purpose in purposes.values():
-        rule = checks.purpose_rule_for(purpose)
-        for at, as_of in [(now, False), (now, True), *[(i, True) for i in instants]]:
-            expected = [replay(purpose=purpose, subject=subjects.get(k), at=at) for k in keys]
-            with transaction.atomic():
-                fast = checks.lookup(keys, rule, at=at, as_of=as_of)
-            portable = checks.lookup(keys, rule, at=at, as_of=as_of, portable=True)
-            for answers in (fast, portable):
-                got = [(a.verdict.allowed, a.verdict.reason, a.verdict.event_id) for a in answers]
-                assert got == expected, (purpose.key, at, as_of, history)
-            for subject_id, want in zip(subject_ids, expected, strict=True):
-                _, one = check_selectors.check_one(
-                    identifier=subject_id, purpose_key=purpose.key, as_of=at if as_of else None
-                )
-                assert (one.allowed, one.reason, one.event_id) == want
+        for facts in (PostgresFacts(), PortableFacts()):
+            rule = facts.purpose_rule_of(purpose.pk)
+            for at, as_of in [(now, False), (now, True), *[(i, True) for i in instants]]:
+                expected = [replay(purpose=purpose, subject=subjects.get(k), at=at) for k in keys]
+                with transaction.atomic():
+                    answers = facts.standings(keys, rule, at=at, as_of=as_of)
+                got = [(v.allowed, v.reason, v.event_id) for v in answers.verdicts]
+                assert got == expected, (facts, purpose.key, at, as_of, history)
+                for key, subject_id, want in zip(keys, subject_ids, expected, strict=True):
+                    _, verdict = facts.one(key, purpose.key, at=at, as_of=as_of)
+                    assert (verdict.allowed, verdict.reason, verdict.event_id) == want
+                    _, one = check_one(
+                        identifier=subject_id, purpose_key=purpose.key, as_of=at if as_of else None
+                    )
+                    assert (one.allowed, one.reason, one.event_id) == want

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from consent.check_services import data_use_create
+from consent.decisions.services import data_use_create
 from consent.models import LegalBasis
 from consent.services import purpose_create
 from governance.actors import Actor

@@ -7,14 +7,14 @@ import io
 
 import pytest
 
-from consent import check_services
+from consent.decisions import services as decision_services
 from governance.actors import Actor
 
 pytestmark = pytest.mark.django_db(databases=["default", "features"])
 
 
 def test_export_names_the_retention_of_each_data_use(api, purposes):
-    check_services.data_use_create(
+    decision_services.data_use_create(
         key="churn-model",
         name="Churn model",
         purpose_key="ml_training",

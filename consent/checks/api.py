@@ -1,0 +1,291 @@
+"""Check API views: bulk, streamed and single checks (and the lean twin of the single one).
+
+The bulk and stream answers are built without DRF serializers (100,000 ids must be cheap);
+the OpenAPI schema still documents their shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from consent.api.views import api_client_of
+from consent.checks import selectors, services
+from consent.checks.inputs import as_of_parse
+from consent.decisions.services import data_use_for_check
+from governance.actors import Actor
+from governance.api.parsers import json_parse, read_limited
+from governance.api.schema import error_responses
+from governance.errors import DomainError, InvalidRequest
+from governance.models import ApiClient, Scope
+
+# 100,000 ids of up to 255 characters, JSON-escaped, fit well within this.
+CHECKS_MAX_BODY_BYTES = 40 * 1024 * 1024
+READ_BLOCK = 1024 * 1024
+
+
+class UploadIncomplete(DomainError):
+    code = "upload_incomplete"
+    status = 400
+    message = "The request body ended before its declared length."
+
+
+class JSONErrorsOnly:
+    """These views answer NDJSON or CSV themselves; DRF renders only their errors, as JSON.
+
+    Skipping DRF's negotiation keeps `Accept: application/x-ndjson` and `?format=csv` from
+    being refused (406/404) before the view runs.
+    """
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+
+def _bool(raw: Any, name: str) -> bool:
+    if raw is None or isinstance(raw, bool):
+        return bool(raw)
+    if isinstance(raw, str) and raw.lower() in ("true", "1", "false", "0", ""):
+        return raw.lower() in ("true", "1")
+    raise InvalidRequest(f"{name} must be a boolean.", detail={"field": name})
+
+
+def json_response(body: Any, status_code: int = 200) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(body, ensure_ascii=False), status=status_code, content_type="application/json"
+    )
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _json_body(request: Request, limit: int) -> Any:
+    """Reads and parses the JSON body under `limit`, bypassing request.data.
+
+    DRF's JSON parsing goes through `request.body`, which Django caps at
+    DATA_UPLOAD_MAX_MEMORY_SIZE (1 MiB here) whatever the view's own limit.
+    """
+    media_type = (request.content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise drf_exceptions.UnsupportedMediaType(media_type or "none")
+    django_request = request._request
+    return json_parse(read_limited(django_request, django_request, limit))
+
+
+CheckResultSerializer = inline_serializer(
+    name="CheckResult",
+    many=True,
+    required=False,
+    fields={
+        "subject_id": serializers.CharField(),
+        "allowed": serializers.BooleanField(),
+        "reason": serializers.CharField(),
+        "event_id": serializers.UUIDField(allow_null=True),
+    },
+)
+
+
+class ChecksApi(APIView):
+    required_scope = Scope.CHECKS
+    max_body_bytes = CHECKS_MAX_BODY_BYTES
+
+    @extend_schema_serializer(component_name="CheckInput")
+    class InputSerializer(serializers.Serializer):
+        # Documents the body; the view validates it in plain code (see check_services).
+        purpose = serializers.CharField()
+        subject_ids = serializers.ListField(child=serializers.CharField(), max_length=100_000)
+        as_of = serializers.DateTimeField(required=False)
+        data_use = serializers.CharField(required=False)
+        explain = serializers.BooleanField(required=False, default=False)
+        lineage = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(
+        operation_id="checks_bulk",
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                "CheckAnswer",
+                {
+                    "decision_id": serializers.UUIDField(),
+                    "purpose": serializers.CharField(),
+                    "as_of": serializers.DateTimeField(),
+                    "allowed": serializers.ListField(child=serializers.CharField()),
+                    "denied": serializers.ListField(child=serializers.CharField()),
+                    "results": CheckResultSerializer,
+                },
+            ),
+            **error_responses(400, 413, 415),
+        },
+        description="Checks up to 100,000 subject ids for one purpose, now or as of an "
+        "instant, and records a Decision (with lineage of the allowed subjects on request).",
+    )
+    def post(self, request: Request) -> HttpResponse:
+        data = _json_body(request, self.max_body_bytes)
+        if not isinstance(data, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        rule = selectors.purpose_rule_get(data.get("purpose"))
+        data_use = data_use_for_check(data.get("data_use"), rule)
+        as_of = as_of_parse(data.get("as_of"))
+        explain = _bool(data.get("explain"), "explain")
+        lineage = _bool(data.get("lineage"), "lineage")
+        ids = data.get("subject_ids")
+        result = services.checks_run(
+            actor=Actor.for_client(api_client_of(request)),
+            rule=rule,
+            ids=ids,  # type: ignore[arg-type]  # validated inside, in a plain loop
+            data_use=data_use,
+            as_of=as_of,
+            lineage=lineage,
+        )
+        allowed: list[str] = []
+        denied: list[str] = []
+        for subject_id, verdict in zip(result.ids, result.answers.verdicts, strict=True):
+            (allowed if verdict.allowed else denied).append(subject_id)
+        body: dict[str, Any] = {
+            "decision_id": str(result.decision.id),
+            "purpose": rule.key,
+            "as_of": iso(result.decision.as_of),
+            "allowed": allowed,
+            "denied": denied,
+        }
+        if explain:
+            body["results"] = [
+                {
+                    "subject_id": subject_id,
+                    "allowed": verdict.allowed,
+                    "reason": verdict.reason,
+                    "event_id": verdict.event_id,
+                }
+                for subject_id, verdict in zip(result.ids, result.answers.verdicts, strict=True)
+            ]
+        return json_response(body)
+
+
+def _body_blocks(request: Request) -> Iterator[bytes]:
+    """The raw body, a block at a time: Content-Length bodies and chunked uploads alike."""
+    django_request = request._request
+    declared = django_request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit():
+        remaining = int(declared)
+        while remaining > 0:
+            block = django_request.read(min(READ_BLOCK, remaining))
+            if not block:
+                raise UploadIncomplete(detail={"missing_bytes": remaining})
+            remaining -= len(block)
+            yield block
+        return
+    if "chunked" in django_request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Django reads nothing without a Content-Length; the server decodes the chunks.
+        stream = django_request.META["wsgi.input"]
+        while block := stream.read(READ_BLOCK):
+            yield block
+
+
+class ChecksStreamApi(JSONErrorsOnly, APIView):
+    required_scope = Scope.CHECKS
+
+    @extend_schema(
+        operation_id="checks_stream",
+        parameters=[
+            OpenApiParameter("purpose", str, required=True),
+            OpenApiParameter("as_of", OpenApiTypes.DATETIME, required=False),
+            OpenApiParameter("data_use", str, required=False),
+            OpenApiParameter("lineage", bool, required=False),
+        ],
+        request={"application/x-ndjson": OpenApiTypes.STR},
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description='One line per id: {"subject_id", "allowed", "reason"}; then '
+                '{"summary": {"decision_id", "allowed", "denied"}}.',
+            ),
+            **error_responses(400),
+        },
+        description='NDJSON in ({"subject_id": "..."} a line), NDJSON out, any number of '
+        "ids in bounded memory. The whole body is read (and answered into a spool) before "
+        "the first answer byte is sent, so clients that send everything first work.",
+    )
+    def post(self, request: Request) -> StreamingHttpResponse:
+        params = request.query_params
+        rule = selectors.purpose_rule_get(params.get("purpose"))
+        data_use = data_use_for_check(params.get("data_use"), rule)
+        stream = services.StreamCheck(
+            actor=Actor.for_client(api_client_of(request)),
+            rule=rule,
+            data_use=data_use,
+            as_of=as_of_parse(params.get("as_of")),
+            lineage=_bool(params.get("lineage"), "lineage"),
+        )
+        stream.consume(_body_blocks(request))
+        response = StreamingHttpResponse(stream.answers(), content_type="application/x-ndjson")
+        response["X-Decision-Id"] = stream.summary()["decision_id"]
+        return response
+
+
+class SubjectCheckApi(APIView):
+    required_scope = Scope.CHECKS
+
+    @extend_schema(
+        operation_id="subject_check",
+        parameters=[OpenApiParameter("as_of", OpenApiTypes.DATETIME, required=False)],
+        responses={
+            200: inline_serializer(
+                "SubjectCheck",
+                {
+                    "subject_id": serializers.CharField(),
+                    "purpose": serializers.CharField(),
+                    "as_of": serializers.DateTimeField(allow_null=True),
+                    "allowed": serializers.BooleanField(),
+                    "reason": serializers.CharField(),
+                    "event_id": serializers.UUIDField(allow_null=True),
+                },
+            ),
+            **error_responses(400),
+        },
+    )
+    def get(self, request: Request, subject_id: str, purpose: str) -> HttpResponse:
+        return subject_check_response(subject_id, purpose, request.query_params.get("as_of"))
+
+
+def subject_check_lean(
+    request: HttpRequest, client: ApiClient, subject_id: str, purpose: str
+) -> HttpResponse:
+    """SubjectCheckApi's answer for the lean path (governance.api.hot)."""
+    return subject_check_response(subject_id, purpose, request.GET.get("as_of"))
+
+
+def subject_check_response(subject_id: str, purpose: str, as_of_raw: str | None) -> HttpResponse:
+    """The answer to one check. Shared by the DRF view and the lean path
+    (governance.api.hot), so both answer alike; raises the same domain errors."""
+    as_of = as_of_parse(as_of_raw)
+    rule, verdict = selectors.check_one(identifier=subject_id, purpose_key=purpose, as_of=as_of)
+    return json_response(
+        {
+            "subject_id": subject_id,
+            "purpose": rule.key,
+            "as_of": iso(as_of),
+            "allowed": verdict.allowed,
+            "reason": verdict.reason,
+            "event_id": verdict.event_id,
+        }
+    )
+
+
+__all__ = ["ChecksApi", "ChecksStreamApi", "SubjectCheckApi", "subject_check_lean"]

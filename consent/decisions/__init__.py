@@ -1,0 +1,2 @@
+"""Records of what was checked: data uses (records of processing), the Decision every bulk
+or streamed check leaves, its lineage of allowed subjects, and drift against it."""
