@@ -7,7 +7,7 @@ class RetentionConfig(AppConfig):
 
     def ready(self) -> None:
         # The Art. 30 records of processing name the retention that applies to each data use.
-        from consent.check_selectors import records_of_processing_register
+        from consent.decisions.selectors import records_of_processing_register
         from governance.reencrypt import register_encrypted_field
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose

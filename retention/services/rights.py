@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from consent import identity
-from consent.lineage import decisions_forget_subject
+from consent.decisions.services import decisions_forget_subject
 from consent.models import ConsentEvent, Subject, SubjectTombstone
 from consent.purge import subject_history_purge
 from consent.services import subject_mark_erased
