@@ -1,8 +1,8 @@
 """The one fact gatherer of checks: standings of subjects for one purpose, now or as of T.
 
-`facts_for(connection)` picks the implementation once, by database vendor: PostgreSQL
-(`consent.checks.facts_pg`, one SQL template over staged keys or a single key) or the
-portable ORM path below (SQLite, the embedded default). The bulk check, the stream, the
+`consent.checks.gather.facts_for(connection)` picks the implementation once per database:
+PostgreSQL's (`consent.checks.facts_pg`, one SQL template over staged keys or a single
+key) or the portable ORM path below (SQLite, the embedded default). The bulk check, the stream, the
 single check and drift all read through it; `consent.checks.rule.decide` is the only rule
 turning a standing into a verdict, and `verdict_of` below the only place a Standing is built.
 Reads for "now" come from ConsentState; reads "as of" an instant from the ledger (the
@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-
-from django.db.backends.base.base import BaseDatabaseWrapper
 
 from consent.checks.rule import PurposeRule, Standing, Verdict, decide
 from consent.errors import UnknownPurpose
@@ -233,12 +231,3 @@ class PortableFacts(Facts):
     ) -> tuple[PurposeRule, Verdict]:
         rule = self.purpose_rule(purpose_key)
         return rule, self.standings([key], rule, at=at, as_of=as_of).verdicts[0]
-
-
-def facts_for(connection: BaseDatabaseWrapper) -> Facts:
-    """The fact gatherer for this database: the one place that looks at its vendor."""
-    if connection.vendor == "postgresql":
-        from consent.checks.facts_pg import PostgresFacts
-
-        return PostgresFacts()
-    return PortableFacts()

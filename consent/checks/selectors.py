@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from consent import identity
-from consent.checks.facts import facts_for
+from consent.checks.gather import facts_for
 from consent.checks.rule import PurposeRule, Verdict
 
 

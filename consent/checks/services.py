@@ -16,7 +16,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from consent.checks import stream
-from consent.checks.facts import Answers, facts_for
+from consent.checks.facts import Answers
+from consent.checks.gather import facts_for
 from consent.checks.inputs import MAX_BULK_IDS, SubjectHasher, digest_hex, id_set_digest_add
 from consent.checks.rule import PurposeRule
 from consent.decisions.lineage import lineage_load

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
-from consent.checks.facts import facts_for
+from consent.checks.gather import facts_for
 from consent.models import DataUse, Decision, DecisionLineage, Subject
 from governance.actors import Actor
 from governance.errors import NotFound
