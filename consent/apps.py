@@ -9,7 +9,7 @@ def banner_cors_allowed(sender: Any, request: Any, **kwargs: Any) -> bool:
     Preflights carry no key, so this cannot know the property; the views then refuse (403)
     a request whose origin is not one of its own key's property.
     """
-    from consent.banner_selectors import origin_allowed_anywhere
+    from consent.banner.selectors import origin_allowed_anywhere
 
     origin = request.headers.get("Origin")
     return bool(

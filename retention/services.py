@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_duration
 
 from consent import identity
+from consent.ledger.purge import subject_history_purge
 from consent.lineage import decisions_forget_subject
 from consent.models import (
     Action,
@@ -35,7 +36,6 @@ from consent.models import (
     Subject,
     SubjectTombstone,
 )
-from consent.purge import subject_history_purge
 from consent.services import subject_mark_erased
 from governance import crypto
 from governance.actors import Actor

@@ -1,16 +1,20 @@
 from django.urls import path, re_path
 
-from consent.api import banner_views, check_views, views
-from governance.api.hot import lean
+from consent.api import check_views, lean, views
+from consent.banner import api as banner_views
+from governance.api.hot import lean as hot_path
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
 SUBJECT = r"subjects/(?P<subject_id>(?s:.+))"
 
 urlpatterns = [
     path("purposes", views.PurposeListApi.as_view(), name="purposes"),
-    # The two hottest endpoints take the lean path first (governance/api/hot.py).
+    # The two hottest endpoints take the lean path first (governance/api/hot.py), served by
+    # their twins in consent/api/lean.py.
     path(
-        "consents", lean(views.ConsentRecordApi, "POST", views.consent_record_lean), name="consents"
+        "consents",
+        hot_path(views.ConsentRecordApi, "POST", lean.consent_record_lean),
+        name="consents",
     ),
     re_path(rf"^{SUBJECT}/consents$", views.SubjectConsentsApi.as_view(), name="subject-consents"),
     re_path(rf"^{SUBJECT}/history$", views.SubjectHistoryApi.as_view(), name="subject-history"),
@@ -23,7 +27,7 @@ urlpatterns = [
     path("checks/stream", check_views.ChecksStreamApi.as_view(), name="checks-stream"),
     re_path(
         rf"^{SUBJECT}/checks/(?P<purpose>[^/]+)$",
-        lean(check_views.SubjectCheckApi, "GET", check_views.subject_check_lean),
+        hot_path(check_views.SubjectCheckApi, "GET", check_views.subject_check_lean),
         name="subject-check",
     ),
     re_path(

@@ -10,7 +10,8 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
-from consent import banner_services, identity, services
+from consent import identity, services
+from consent.banner import services as banner_services
 from consent.models import (
     ConsentEvent,
     ConsentState,

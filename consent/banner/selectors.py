@@ -9,23 +9,22 @@ from datetime import datetime
 from typing import Any
 
 from django.conf.locale import LANG_INFO
-from django.db.models import Max
 from django.utils import timezone
 
 from consent.errors import OriginNotAllowed, UnknownLanguage, UnknownProperty
+from consent.ledger.states import effective_status
 from consent.models import (
     Action,
     BannerText,
     ConsentState,
     LegalBasis,
     NoticeText,
-    NoticeVersion,
     Property,
     Purpose,
     Source,
     Subject,
 )
-from consent.services import effective_status
+from consent.notices import notice_versions
 
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$")
 _KNOWN_LANGUAGES = {code.split("-")[0] for code in LANG_INFO}
@@ -87,18 +86,8 @@ class PurposeView:
 def _texts_for(
     *, prop: Property, language: str, purposes: list[Purpose], now: datetime
 ) -> list[PurposeView]:
-    current = dict(
-        NoticeVersion.objects.filter(purpose__in=purposes, published_at__lte=now)
-        .values("purpose_id")
-        .annotate(v=Max("version"))
-        .values_list("purpose_id", "v")
-    )
-    material = dict(
-        NoticeVersion.objects.filter(purpose__in=purposes, published_at__lte=now, material=True)
-        .values("purpose_id")
-        .annotate(v=Max("version"))
-        .values_list("purpose_id", "v")
-    )
+    versions = notice_versions([p.pk for p in purposes], now=now)
+    current = {pk: version for pk, (version, _) in versions.items()}
     texts: dict[int, dict[str, NoticeText]] = {}
     for text in NoticeText.objects.filter(
         notice_version__purpose__in=purposes, notice_version__published_at__lte=now
@@ -119,7 +108,7 @@ def _texts_for(
             PurposeView(
                 purpose=purpose,
                 notice_version=current[purpose.pk],
-                material_version=material.get(purpose.pk, 0),
+                material_version=versions[purpose.pk][1],
                 title=chosen.title if chosen else purpose.name,
                 body=chosen.body if chosen else purpose.description,
                 language=chosen.language if chosen else "",
