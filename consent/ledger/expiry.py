@@ -22,9 +22,8 @@ def consent_expire_due(*, now: datetime | None = None, batch: int = 500) -> int:
     due = list(
         ConsentState.objects.filter(status=Action.GRANTED, expires_at__lte=moment)
         .order_by("expires_at", "pk")
-        .values_list("subject__namespace", "subject__key", "purpose_id")[:batch]
+        .select_related("subject", "purpose")[:batch]
     )
-    purposes = Purpose.objects.in_bulk({purpose_id for _, _, purpose_id in due})
     write = Write(
         actor=Actor.system("consent expiry"),
         source=Source.SYSTEM,
@@ -33,10 +32,11 @@ def consent_expire_due(*, now: datetime | None = None, batch: int = 500) -> int:
         audit_action="consent.expire",
     )
     expired = 0
-    for namespace, key, purpose_id in due:
+    for due_state in due:
+        purpose = due_state.purpose
 
-        def plan(states: Mapping[int, ConsentState], purpose_id: int = purpose_id) -> list[Entry]:
-            state = states.get(purpose_id)
+        def plan(states: Mapping[int, ConsentState], purpose: Purpose = purpose) -> list[Entry]:
+            state = states.get(purpose.pk)
             # Checked again under the lock: a new grant or a withdrawal may have come first.
             if (
                 state is None
@@ -47,15 +47,14 @@ def consent_expire_due(*, now: datetime | None = None, batch: int = 500) -> int:
                 return []
             return [
                 Entry(
-                    purposes[purpose_id],
+                    purpose,
                     Action.EXPIRED,
                     state.notice_version,
                     effective_at=state.expires_at,
                 )
             ]
 
-        result = ledger_write(
-            subject=SubjectRef(namespace=namespace, key=key), plan=plan, write=write, now=moment
-        )
+        subject = SubjectRef(namespace=due_state.subject.namespace, key=due_state.subject.key)
+        result = ledger_write(subject=subject, plan=plan, write=write, now=moment)
         expired += len(result.events)
     return expired

@@ -191,7 +191,10 @@ def ledger_write(*, subject: SubjectRef, plan: Plan, write: Write, now: datetime
     transaction; the outbox is dispatched on commit. Nothing is written when the plan
     chooses nothing (or the subject does not exist and `subject` cannot create it)."""
     store = ledger_store()
-    with transaction.atomic():
+    # Nested in a caller's transaction (the banner, linking, an idempotent request), the
+    # write is part of it: a failure fails the caller whole, as every caller lets it, and
+    # no savepoint costs two more round trips.
+    with transaction.atomic(savepoint=False):
         locked = store.subject_lock(subject)
         if locked is None:
             return RecordResult(receipt_id=None, subject=None, recorded_at=now)
