@@ -24,12 +24,13 @@ class ConsentConfig(AppConfig):
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
 
-        from consent.models import NoticeVersion, Purpose, Subject
+        from consent.models import NoticeVersion, Property, Purpose, Subject
         from governance.memo import memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
 
-        # A saved purpose or notice version clears this process's memo of purposes at once.
-        memos_clear_on_change(Purpose, NoticeVersion)
+        # A saved purpose, notice version or property clears this process's memos of purposes
+        # and of the banners' origins at once.
+        memos_clear_on_change(Purpose, NoticeVersion, Property)
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())

@@ -4,6 +4,7 @@ and whether a person must be asked again."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from consent.models import (
     Subject,
 )
 from consent.notices import notice_versions
+from governance.memo import Memo, memos_version
 
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$")
 _KNOWN_LANGUAGES = {code.split("-")[0] for code in LANG_INFO}
@@ -45,15 +47,20 @@ def property_for_client(client: Any) -> Property:
     return prop
 
 
+_ORIGINS = Memo()
+
+
 def origin_allowed_anywhere(origin: str) -> bool:
-    """Whether any active property lists the origin (CORS preflights carry no key)."""
-    wanted = origin.strip().lower().rstrip("/")
-    return any(
-        wanted in origins
-        for origins in Property.objects.filter(active=True).values_list(
-            "allowed_origins", flat=True
-        )
-    )
+    """Whether any active property lists the origin (CORS preflights carry no key). Every
+    banner request asks, so the origins are memoised for a second (governance.memo): the
+    view still refuses an origin that is not its own property's."""
+    now, version = time.time(), memos_version()
+    origins: frozenset[str] | None = _ORIGINS.get("active", at=now)
+    if origins is None:
+        listed = Property.objects.filter(active=True).values_list("allowed_origins", flat=True)
+        origins = frozenset(origin for origins in listed for origin in origins)
+        _ORIGINS.put("active", origins, version=version, at=now)
+    return origin.strip().lower().rstrip("/") in origins
 
 
 def origin_check(*, prop: Property, origin: str | None) -> None:
@@ -148,7 +155,8 @@ def banner_config(
     version was published after the one decided on, or when a grant has expired.
     """
     moment = now or timezone.now()
-    purposes = sorted(prop.purposes.filter(active=True), key=lambda p: p.key)
+    # property_for_client prefetched them.
+    purposes = sorted((p for p in prop.purposes.all() if p.active), key=lambda p: p.key)
     views = _texts_for(prop=prop, language=language, purposes=purposes, now=moment)
     states: dict[int, ConsentState] = (
         {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)} if subject else {}
