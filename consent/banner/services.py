@@ -319,39 +319,34 @@ def banner_consent_record(
             )
             if link is not None:
                 result.carried = list(link.carried)
-        for chosen, source, method in (
-            (own, Source.BANNER, indication_method),
-            (
-                [DecisionInput(purpose=key, granted=False) for key in refused_by_gpc],
-                Source.GPC,
-                IndicationMethod.GPC,
-            ),
-        ):
+        refusals = [DecisionInput(purpose=key, granted=False) for key in refused_by_gpc]
+        namespace = result.subject_namespace
+        # (whose identifier and namespace, the decisions, source, indication, whether the
+        # answer reports them)
+        writes = [
+            (identifier, namespace, own, Source.BANNER, indication_method, True),
+            (identifier, namespace, refusals, Source.GPC, IndicationMethod.GPC, True),
+        ]
+        if subject_id is not None and device_id is not None:
+            # GPC is recorded against the device as well as the account it belongs to.
+            device = Subject.Namespace.DEVICE
+            writes.append((device_id, device, refusals, Source.GPC, IndicationMethod.GPC, False))
+        for whose, whose_namespace, chosen, source, method, reported in writes:
             if not chosen:
                 continue
             recorded = consent_record(
-                subject_id=identifier,
+                subject_id=whose,
                 decisions=chosen,
                 actor=actor,
                 source=source,
                 indication_method=method,
                 context=context,
-                namespace=result.subject_namespace,
+                namespace=whose_namespace,
                 now=moment,
             )
+            if not reported:
+                continue
             if recorded.receipt_id is not None:
                 result.receipt_ids.append(recorded.receipt_id)
             result.events.extend(recorded.events)
-        if refused_by_gpc and subject_id is not None and device_id is not None:
-            # GPC is recorded against the device as well as the account it belongs to.
-            consent_record(
-                subject_id=device_id,
-                decisions=[DecisionInput(purpose=key, granted=False) for key in refused_by_gpc],
-                actor=actor,
-                source=Source.GPC,
-                indication_method=IndicationMethod.GPC,
-                context=context,
-                namespace=Subject.Namespace.DEVICE,
-                now=moment,
-            )
     return result
