@@ -23,14 +23,25 @@ class ConsentConfig(AppConfig):
 
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
+        from django.db.models.signals import m2m_changed
 
-        from consent.models import NoticeVersion, Property, Purpose, Subject
-        from governance.memo import memos_clear_on_change
+        from consent.models import (
+            BannerText,
+            NoticeText,
+            NoticeVersion,
+            Property,
+            Purpose,
+            Subject,
+        )
+        from governance.memo import memos_clear, memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
 
-        # A saved purpose, notice version or property clears this process's memos of purposes
-        # and of the banners' origins at once.
-        memos_clear_on_change(Purpose, NoticeVersion, Property)
+        # A saved purpose, notice, property or banner text clears this process's memos (the
+        # write path's purposes, the banners' origins, properties and texts) at once.
+        memos_clear_on_change(Purpose, NoticeVersion, NoticeText, Property, BannerText)
+        m2m_changed.connect(
+            memos_clear, sender=Property.purposes.through, dispatch_uid="memo-property-purposes"
+        )
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf.locale import LANG_INFO
+from django.db.models import Min
 from django.utils import timezone
 
 from consent.errors import OriginNotAllowed, UnknownLanguage, UnknownProperty
@@ -20,6 +21,7 @@ from consent.models import (
     ConsentState,
     LegalBasis,
     NoticeText,
+    NoticeVersion,
     Property,
     Purpose,
     Source,
@@ -38,12 +40,26 @@ class Reason:
     EXPIRED = "expired"
 
 
+# Every banner request reads its property and the property's texts: both are memoised for
+# a second (governance.memo), cleared in-process when a property, its purposes, a notice or a
+# text changes (consent/apps.py), never past a notice version's publication. Read-only.
+_PROPERTIES = Memo()
+_TEXTS = Memo()
+
+
 def property_for_client(client: Any) -> Property:
-    prop = (
-        Property.objects.filter(api_client=client, active=True).prefetch_related("purposes").first()
-    )
+    """The active property of a publishable key's client, its purposes prefetched."""
+    now, version = time.time(), memos_version()
+    prop: Property | None = _PROPERTIES.get(client.pk, at=now)
     if prop is None:
-        raise UnknownProperty()
+        prop = (
+            Property.objects.filter(api_client=client, active=True)
+            .prefetch_related("purposes")
+            .first()
+        )
+        if prop is None:
+            raise UnknownProperty()
+        _PROPERTIES.put(client.pk, prop, version=version, at=now)
     return prop
 
 
@@ -141,6 +157,29 @@ def banner_texts(*, prop: Property, language: str) -> tuple[dict[str, str], str]
     )
 
 
+_Texts = tuple[list[PurposeView], dict[str, str], str]
+
+
+def _property_texts(*, prop: Property, language: str, now: datetime | None) -> _Texts:
+    """The property's purposes with their notices in `language`, and its banner texts (the
+    language they are in); memoised when asked for the present (`now` None)."""
+    moment = now or timezone.now()
+    at, version = moment.timestamp(), memos_version()
+    found: _Texts | None = _TEXTS.get((prop.pk, language), at=at) if now is None else None
+    if found is None:
+        # The property's purposes as property_for_client prefetched them.
+        purposes = sorted((p for p in prop.purposes.all() if p.active), key=lambda p: p.key)
+        views = _texts_for(prop=prop, language=language, purposes=purposes, now=moment)
+        found = (views, *banner_texts(prop=prop, language=language))
+        if now is None:
+            upcoming = NoticeVersion.objects.filter(
+                purpose__in=purposes, published_at__gt=moment
+            ).aggregate(at=Min("published_at"))["at"]
+            until = upcoming.timestamp() if upcoming is not None else None
+            _TEXTS.put((prop.pk, language), found, version=version, at=at, until=until)
+    return found
+
+
 def banner_config(
     *,
     prop: Property,
@@ -155,9 +194,7 @@ def banner_config(
     version was published after the one decided on, or when a grant has expired.
     """
     moment = now or timezone.now()
-    # property_for_client prefetched them.
-    purposes = sorted((p for p in prop.purposes.all() if p.active), key=lambda p: p.key)
-    views = _texts_for(prop=prop, language=language, purposes=purposes, now=moment)
+    views, texts, texts_language = _property_texts(prop=prop, language=language, now=now)
     states: dict[int, ConsentState] = (
         {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)} if subject else {}
     )
@@ -193,7 +230,6 @@ def banner_config(
                 "status_source": Source.GPC if state is not None and state.gpc else None,
             }
         )
-    texts, texts_language = banner_texts(prop=prop, language=language)
     return {
         "property": prop.name,
         "language": texts_language,
