@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from django.db.models import Max, Q
+from django.db.models import IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from consent.models import NoticeVersion
@@ -48,3 +50,20 @@ def current_notice_versions(
 ) -> dict[int, int]:
     """Per purpose with a published notice: its current version as of `now` (default: now)."""
     return {pk: current for pk, (current, _) in notice_versions(purpose_ids, now=now).items()}
+
+
+def with_notice_versions(
+    rows: QuerySet[Any], *, purpose: str = "purpose_id", now: datetime | None = None
+) -> QuerySet[Any]:
+    """`rows` (of a model naming a purpose in the field `purpose`) annotated, in the same
+    query, with `current_notice` (None when none is published) and `material_notice` (0
+    when none) as of `now` (default: now)."""
+    published = NoticeVersion.objects.filter(
+        purpose_id=OuterRef(purpose), published_at__lte=now or timezone.now()
+    ).order_by("-version")
+    latest = published.values("version")[:1]
+    material = published.filter(material=True).values("version")[:1]
+    return rows.annotate(
+        current_notice=Subquery(latest, output_field=IntegerField()),
+        material_notice=Coalesce(Subquery(material, output_field=IntegerField()), Value(0)),
+    )

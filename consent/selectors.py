@@ -18,7 +18,7 @@ from consent.models import (
     Purpose,
     Subject,
 )
-from consent.notices import current_notice_versions
+from consent.notices import current_notice_versions, with_notice_versions
 from governance.errors import InvalidRequest
 
 
@@ -37,15 +37,19 @@ def purpose_list_active() -> list[tuple[Purpose, int | None]]:
     return [(p, versions.get(p.pk)) for p in purposes]
 
 
-def consent_states_for(
-    *, subject: Subject | None, now: datetime | None = None
+def consent_states_of(
+    *, identifier: str, namespace: str = Subject.Namespace.ACCOUNT, now: datetime | None = None
 ) -> list[tuple[ConsentState, str]]:
-    """The subject's current state per purpose, with expiry applied as of now."""
-    if subject is None:
-        return []
+    """A subject's current state per purpose, with expiry applied as of now, each annotated
+    with its purpose's `current_notice` and `material_notice` (notices.with_notice_versions):
+    one query, none for an unknown subject's empty answer."""
+    identity.validate_identifier(identifier)
     moment = now or timezone.now()
-    states = ConsentState.objects.filter(subject=subject).select_related("purpose")
-    return [(s, effective_status(s, moment)) for s in states.order_by("purpose__key")]
+    states = ConsentState.objects.filter(
+        subject__namespace=namespace, subject__key=identity.subject_key(identifier)
+    ).select_related("purpose")
+    states = with_notice_versions(states, now=moment).order_by("purpose__key")
+    return [(s, effective_status(s, moment)) for s in states]
 
 
 def _encode_cursor(seq: int) -> str:

@@ -31,7 +31,6 @@ from consent.api.serializers import (
 )
 from consent.identity import subject_key
 from consent.models import GivenBy
-from consent.notices import notice_versions
 from consent.receipts import receipt_signed
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
@@ -183,12 +182,11 @@ class SubjectConsentsApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
-        subject = selectors.subject_find(identifier=subject_id)
-        states = selectors.consent_states_for(subject=subject)
-        notices = notice_versions([s.purpose_id for s, _ in states])
         rows = []
-        for state, status_now in states:
-            current, material = notices.get(state.purpose_id, (state.notice_version, 0))
+        for state, status_now in selectors.consent_states_of(identifier=subject_id):
+            current, material = state.current_notice, state.material_notice  # type: ignore[attr-defined]
+            if current is None:  # no version published (yet): the one decided on
+                current = state.notice_version
             rows.append(
                 {
                     "purpose": state.purpose.key,
