@@ -14,6 +14,7 @@ from django.http import HttpRequest
 
 from consent import identity, services
 from consent.crypto_display import identifier_or_erased
+from consent.ledger.verify import ledger_verify
 from consent.models import (
     BannerText,
     ConsentContext,
@@ -26,7 +27,6 @@ from consent.models import (
     Subject,
     SubjectLink,
 )
-from consent.verify import ledger_verify
 from governance.admin import HistoryAdmin as ReadOnlyAdmin
 
 
@@ -308,7 +308,7 @@ class PropertyForm(forms.ModelForm):
         fields = ["name", "allowed_origins", "default_language", "purposes", "active"]
 
     def clean_allowed_origins(self) -> list[str]:
-        from consent.banner_services import origins_validate
+        from consent.banner.services import origins_validate
         from governance.errors import DomainError
 
         raw = self.cleaned_data.get("allowed_origins") or []
@@ -340,7 +340,7 @@ class PropertyAdmin(admin.ModelAdmin):
             self._issue(request, form.instance)
 
     def _issue(self, request: HttpRequest, prop: Property) -> None:
-        from consent.banner_services import property_key_issue
+        from consent.banner.services import property_key_issue
 
         key = property_key_issue(prop=prop, actor=services.Actor.for_staff(request.user))
         self.message_user(

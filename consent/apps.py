@@ -9,7 +9,7 @@ def banner_cors_allowed(sender: Any, request: Any, **kwargs: Any) -> bool:
     Preflights carry no key, so this cannot know the property; the views then refuse (403)
     a request whose origin is not one of its own key's property.
     """
-    from consent.banner_selectors import origin_allowed_anywhere
+    from consent.banner.selectors import origin_allowed_anywhere
 
     origin = request.headers.get("Origin")
     return bool(
@@ -23,13 +23,25 @@ class ConsentConfig(AppConfig):
 
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
+        from django.db.models.signals import m2m_changed
 
-        from consent.models import NoticeVersion, Purpose, Subject
-        from governance.memo import memos_clear_on_change
+        from consent.models import (
+            BannerText,
+            NoticeText,
+            NoticeVersion,
+            Property,
+            Purpose,
+            Subject,
+        )
+        from governance.memo import memos_clear, memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
 
-        # A saved purpose or notice version clears this process's memo of purposes at once.
-        memos_clear_on_change(Purpose, NoticeVersion)
+        # A saved purpose, notice, property or banner text clears this process's memos (the
+        # write path's purposes, the banners' origins, properties and texts) at once.
+        memos_clear_on_change(Purpose, NoticeVersion, NoticeText, Property, BannerText)
+        m2m_changed.connect(
+            memos_clear, sender=Property.purposes.through, dispatch_uid="memo-property-purposes"
+        )
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())

@@ -10,15 +10,15 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
+from consent.ledger.states import effective_status
 from consent.models import (
     ConsentContext,
     ConsentEvent,
     ConsentState,
-    NoticeVersion,
     Purpose,
     Subject,
 )
-from consent.services import effective_status
+from consent.notices import current_notice_versions, with_notice_versions
 from governance.errors import InvalidRequest
 
 
@@ -33,34 +33,23 @@ def subject_identifier(subject: Subject) -> str | None:
 
 def purpose_list_active() -> list[tuple[Purpose, int | None]]:
     purposes = list(Purpose.objects.filter(active=True).order_by("key"))
-    versions: dict[int, int] = {}
-    for nv in NoticeVersion.objects.filter(
-        purpose__in=purposes, published_at__lte=timezone.now()
-    ).order_by("purpose_id", "version"):
-        versions[nv.purpose_id] = nv.version
+    versions = current_notice_versions([p.pk for p in purposes])
     return [(p, versions.get(p.pk)) for p in purposes]
 
 
-def consent_states_for(
-    *, subject: Subject | None, now: datetime | None = None
+def consent_states_of(
+    *, identifier: str, namespace: str = Subject.Namespace.ACCOUNT, now: datetime | None = None
 ) -> list[tuple[ConsentState, str]]:
-    """The subject's current state per purpose, with expiry applied as of now."""
-    if subject is None:
-        return []
+    """A subject's current state per purpose, with expiry applied as of now, each annotated
+    with its purpose's `current_notice` and `material_notice` (notices.with_notice_versions):
+    one query, none for an unknown subject's empty answer."""
+    identity.validate_identifier(identifier)
     moment = now or timezone.now()
-    states = ConsentState.objects.filter(subject=subject).select_related("purpose")
-    return [(s, effective_status(s, moment)) for s in states.order_by("purpose__key")]
-
-
-def notice_summary(*, purpose_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Per purpose: (current notice version, latest material version or 0), as of now."""
-    summary: dict[int, tuple[int, int]] = {}
-    for nv in NoticeVersion.objects.filter(
-        purpose_id__in=purpose_ids, published_at__lte=timezone.now()
-    ).order_by("purpose_id", "version"):
-        _, material = summary.get(nv.purpose_id, (0, 0))
-        summary[nv.purpose_id] = (nv.version, nv.version if nv.material else material)
-    return summary
+    states = ConsentState.objects.filter(
+        subject__namespace=namespace, subject__key=identity.subject_key(identifier)
+    ).select_related("purpose")
+    states = with_notice_versions(states, now=moment).order_by("purpose__key")
+    return [(s, effective_status(s, moment)) for s in states]
 
 
 def _encode_cursor(seq: int) -> str:

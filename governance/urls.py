@@ -5,7 +5,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from consent.api.banner_views import banner_js, gpc_json
+from consent.banner.api import banner_js, gpc_json
 from governance.api.views import HealthzApi, JwksApi, ReadyzApi
 from governance.api.webhooks import WebhookCreateApi
 from governance.http import api_not_found

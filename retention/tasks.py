@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from consent.services import consent_expire_due
+from consent.ledger.expiry import consent_expire_due
 from retention.services import enforcement, propagation, rights
 
 # Enforcement stops starting new policies after this, leaving room before the soft limit;

@@ -1,18 +1,22 @@
 from django.urls import path, re_path
 
-from consent.api import banner_views, views
+from consent.api import lean, views
+from consent.banner import api as banner_views
 from consent.checks import api as checks_api
 from consent.decisions import api as decisions_api
-from governance.api.hot import lean
+from governance.api.hot import lean as hot_path
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
 SUBJECT = r"subjects/(?P<subject_id>(?s:.+))"
 
 urlpatterns = [
     path("purposes", views.PurposeListApi.as_view(), name="purposes"),
-    # The two hottest endpoints take the lean path first (governance/api/hot.py).
+    # The two hottest endpoints take the lean path first (governance/api/hot.py), served by
+    # their twins in consent/api/lean.py.
     path(
-        "consents", lean(views.ConsentRecordApi, "POST", views.consent_record_lean), name="consents"
+        "consents",
+        hot_path(views.ConsentRecordApi, "POST", lean.consent_record_lean),
+        name="consents",
     ),
     re_path(rf"^{SUBJECT}/consents$", views.SubjectConsentsApi.as_view(), name="subject-consents"),
     re_path(rf"^{SUBJECT}/history$", views.SubjectHistoryApi.as_view(), name="subject-history"),
@@ -25,7 +29,7 @@ urlpatterns = [
     path("checks/stream", checks_api.ChecksStreamApi.as_view(), name="checks-stream"),
     re_path(
         rf"^{SUBJECT}/checks/(?P<purpose>[^/]+)$",
-        lean(checks_api.SubjectCheckApi, "GET", checks_api.subject_check_lean),
+        hot_path(checks_api.SubjectCheckApi, "GET", lean.subject_check_lean),
         name="subject-check",
     ),
     re_path(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -14,12 +12,12 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent import selectors, services
+from consent.api.common import api_client_of, client_context, decision_inputs, validated
 from consent.api.serializers import (
     API_SOURCES,
     INDICATION_METHODS,
@@ -34,46 +32,10 @@ from consent.api.serializers import (
 from consent.identity import subject_key
 from consent.models import GivenBy
 from consent.receipts import receipt_signed
-from governance.api.parsers import json_parse
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
 from governance.models import ApiClient, Scope
-from governance.net import client_ip
-
-
-def client_context(request: Request, data: dict[str, Any] | None) -> services.ContextInput:
-    ctx = data or {}
-    return services.ContextInput(
-        locale=ctx.get("locale", ""),
-        jurisdiction=ctx.get("jurisdiction", ""),
-        page=ctx.get("page", ""),
-        ip=client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", "") or "",
-    )
-
-
-def api_client_of(request: Request) -> ApiClient:
-    client = request.auth
-    assert isinstance(client, ApiClient)  # guaranteed by HasScope
-    return client
-
-
-def decision_inputs(decisions: list[dict[str, Any]]) -> list[services.DecisionInput]:
-    return [
-        services.DecisionInput(
-            purpose=d["purpose"], granted=d["granted"], notice_version=d.get("notice_version")
-        )
-        for d in decisions
-    ]
-
-
-def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 def record_answer(result: services.RecordResult, subject_id: str, status_code: int) -> Answer:
@@ -177,31 +139,9 @@ class ConsentRecordApi(APIView):
         return Response(answer.body, status=answer.status, headers=headers)
 
 
-def consent_record_lean(request: HttpRequest, client: ApiClient) -> HttpResponse | None:
-    """ConsentRecordApi's answer to a plainly valid JSON body without an Idempotency-Key,
-    for the lean path (governance.api.hot); None leaves the request to the view."""
-    length = request.META.get("CONTENT_LENGTH") or ""
-    if (
-        "HTTP_IDEMPOTENCY_KEY" in request.META
-        or request.content_type != "application/json"
-        or not length.isdigit()
-        or not 0 < int(length) <= settings.CONSENT_MAX_BODY_BYTES
-    ):
-        return None
-    # The same parser as the view's (its errors send the request to the view, which
-    # raises them again in the error shape).
-    data = record_input_fast(json_parse(request.body))
-    if data is None:
-        return None
-    answer = consent_record_answer(request, client, data)
-    return HttpResponse(
-        JSONRenderer().render(answer.body), status=answer.status, content_type="application/json"
-    )
-
-
 def consent_record_answer(request: Any, client: ApiClient, data: dict[str, Any]) -> Answer:
     """Records validated input for an API client; the 201 answer. Shared by the DRF view
-    and the lean path (governance.api.hot), so both write and answer alike."""
+    and its lean twin (consent.api.lean), so both write and answer alike."""
     result = services.consent_record(
         subject_id=data["subject_id"],
         decisions=decision_inputs(data["decisions"]),
@@ -242,12 +182,11 @@ class SubjectConsentsApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
-        subject = selectors.subject_find(identifier=subject_id)
-        states = selectors.consent_states_for(subject=subject)
-        notices = selectors.notice_summary(purpose_ids=[s.purpose_id for s, _ in states])
         rows = []
-        for state, status_now in states:
-            current, material = notices.get(state.purpose_id, (state.notice_version, 0))
+        for state, status_now in selectors.consent_states_of(identifier=subject_id):
+            current, material = state.current_notice, state.material_notice  # type: ignore[attr-defined]
+            if current is None:  # no version published (yet): the one decided on
+                current = state.notice_version
             rows.append(
                 {
                     "purpose": state.purpose.key,

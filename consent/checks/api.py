@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -33,7 +33,7 @@ from governance.actors import Actor
 from governance.api.parsers import json_parse, read_limited
 from governance.api.schema import error_responses
 from governance.errors import DomainError, InvalidRequest
-from governance.models import ApiClient, Scope
+from governance.models import Scope
 
 # 100,000 ids of up to 255 characters, JSON-escaped, fit well within this.
 CHECKS_MAX_BODY_BYTES = 40 * 1024 * 1024
@@ -264,13 +264,6 @@ class SubjectCheckApi(APIView):
         return subject_check_response(subject_id, purpose, request.query_params.get("as_of"))
 
 
-def subject_check_lean(
-    request: HttpRequest, client: ApiClient, subject_id: str, purpose: str
-) -> HttpResponse:
-    """SubjectCheckApi's answer for the lean path (governance.api.hot)."""
-    return subject_check_response(subject_id, purpose, request.GET.get("as_of"))
-
-
 def subject_check_response(subject_id: str, purpose: str, as_of_raw: str | None) -> HttpResponse:
     """The answer to one check. Shared by the DRF view and the lean path
     (governance.api.hot), so both answer alike; raises the same domain errors."""
@@ -288,4 +281,4 @@ def subject_check_response(subject_id: str, purpose: str, as_of_raw: str | None)
     )
 
 
-__all__ = ["ChecksApi", "ChecksStreamApi", "SubjectCheckApi", "subject_check_lean"]
+__all__ = ["ChecksApi", "ChecksStreamApi", "SubjectCheckApi", "subject_check_response"]

@@ -10,7 +10,8 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
-from consent import banner_services, identity, services
+from consent import identity, services
+from consent.banner import services as banner_services
 from consent.models import (
     ConsentEvent,
     ConsentState,
@@ -688,3 +689,33 @@ def test_gpc_with_a_token_is_recorded_against_the_account_and_the_device(shop):
     for namespace in ("account", "device"):
         state = ConsentState.objects.get(subject__namespace=namespace, purpose__key="targeted_ads")
         assert (state.status, state.gpc) == ("refused", True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_config_memos_follow_every_change_made_in_this_process(purposes):
+    # Outside a transaction the property, its texts and origins are memoised (a second at
+    # most); saving what they mirror clears them at once, so no answer here is stale.
+    prop, key = make_property(purposes, shown=["analytics"])
+    browser = Browser(key)
+
+    def config() -> dict[str, Any]:
+        response = browser.get(CONFIG, lang="en")
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    assert config()["texts"]["title"] == "Your privacy"
+    assert config()["texts"]["title"] == "Your privacy"  # served from the memo
+    text = prop.texts.get(language="en")
+    text.title = "Privacy, again"
+    text.save()
+    assert config()["texts"]["title"] == "Privacy, again"
+    services.notice_version_publish(
+        purpose=purposes["analytics"], texts={"en": ("Analytics v2", "Second text.")}
+    )
+    (analytics,) = config()["purposes"]
+    assert (analytics["notice_version"], analytics["title"]) == (2, "Analytics v2")
+    prop.purposes.add(purposes["service"])  # a many-to-many change, no save()
+    assert [p["key"] for p in config()["purposes"]] == ["analytics", "service"]
+    prop.allowed_origins = ["https://other.example"]
+    prop.save()
+    assert_error(browser.get(CONFIG), 403, "origin_not_allowed")

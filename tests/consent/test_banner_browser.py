@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 import pytest
 from django.core.cache import cache
 
-from consent import banner_services, services
+from consent import services
+from consent.banner import services as banner_services
 from consent.models import ConsentEvent, ConsentState, Purpose, Subject, SubjectLink
 from governance.actors import Actor
 from tests import factories

@@ -14,8 +14,8 @@ from django.db import DatabaseError, connection, transaction
 
 from consent import identity, ledger, services
 from consent.errors import UnknownPurpose
+from consent.ledger.purge import subject_history_purge
 from consent.models import ConsentEvent, ConsentState, Subject, SubjectTombstone
-from consent.purge import subject_history_purge
 from governance.models import AuditEvent, OutboxEvent
 from tests import factories
 

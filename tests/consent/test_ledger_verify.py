@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from consent import ledger
+from consent.ledger.purge import subject_history_purge
+from consent.ledger.verify import ledger_verify
 from consent.models import ConsentEvent, Subject, SubjectTombstone
-from consent.purge import subject_history_purge
-from consent.verify import ledger_verify
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 
 from consent import identity
+from consent.ledger.verify import ledger_verify
 from consent.models import ConsentContext, ConsentEvent, ConsentState, Subject
-from consent.verify import ledger_verify
 from governance.models import AuditEvent, OutboxEvent
 from tests import factories
 

@@ -85,7 +85,7 @@ def _old_audit(*, years: int = 7, **fields) -> AuditEvent:
 
 
 def test_app_role_purges_a_history_only_whole_and_with_its_tombstone(app_role):
-    from consent.purge import subject_history_purge
+    from consent.ledger.purge import subject_history_purge
 
     factories.record("bob", analytics=True)
     bob = Subject.objects.get()

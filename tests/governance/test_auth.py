@@ -16,7 +16,7 @@ ORIGIN = "https://shop.example"
 
 
 def _link_body() -> dict:
-    from consent.banner_services import device_id_new
+    from consent.banner.services import device_id_new
     from consent.subject_tokens import subject_token_mint
 
     return {"device_id": device_id_new(), "subject_token": subject_token_mint(subject_id="u")[0]}
@@ -86,7 +86,7 @@ def _secret_key(make_api, held: str) -> Api:
 
 
 def _publishable_key(make_api, held: str) -> Api:
-    from consent.banner_services import property_create
+    from consent.banner.services import property_create
     from consent.models import Purpose
     from governance.actors import Actor
 

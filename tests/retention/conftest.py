@@ -10,8 +10,8 @@ from django.db import connections
 from django.utils import timezone
 
 from consent import ledger
+from consent.ledger.verify import ledger_verify
 from consent.models import ConsentEvent, Subject, SubjectTombstone
-from consent.verify import ledger_verify
 from retention.models import RetentionPolicy
 
 

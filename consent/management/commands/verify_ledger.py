@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.verify import ledger_verify
+from consent.ledger.verify import ledger_verify
 
 
 class Command(BaseCommand):

@@ -23,9 +23,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from consent import banner_selectors, banner_services, selectors, services
+from consent import selectors, services
+from consent.api.common import api_client_of, client_context, decision_inputs, iso, validated
 from consent.api.serializers import ContextSerializer, DecisionSerializer, SubjectIdField
-from consent.api.views import api_client_of, client_context, decision_inputs, validated
+from consent.banner import selectors as banner_selectors
+from consent.banner import services as banner_services
 from consent.identity import subject_key
 from consent.models import IndicationMethod, Property, Subject
 from consent.subject_tokens import subject_token_mint, subject_token_verify
@@ -239,7 +241,7 @@ class BannerConsentApi(BannerApi):
             body = {
                 "device_id": result.device_id,
                 "subject": result.subject_namespace,
-                "recorded_at": result.recorded_at.isoformat().replace("+00:00", "Z"),
+                "recorded_at": iso(result.recorded_at),
                 "receipt_ids": [str(r) for r in result.receipt_ids],
                 "events": self.EventSerializer(result.events, many=True).data,
                 "carried": result.carried,

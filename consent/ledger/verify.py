@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from typing import Any
 
-from consent import ledger
+from consent.ledger import chain
 from consent.models import ConsentContext, ConsentEvent, Subject, SubjectTombstone
 
 # What the verifier reads of each event: its ids, its hash and what the hash covers.
-_FIELDS = ("id", "subject_id", "purpose__key", "receipt_id", "hash", *ledger.HASHED_COLUMNS)
+_FIELDS = ("id", "subject_id", "purpose__key", "receipt_id", "hash", *chain.HASHED_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,13 @@ class VerifyReport:
 
 
 def _recompute(row: dict[str, Any], subject_key: str) -> str:
-    return ledger.event_hash_of(row, subject_key=subject_key, purpose_key=row["purpose__key"])
+    return chain.event_hash_of(row, subject_key=subject_key, purpose_key=row["purpose__key"])
 
 
 def _context_digests(receipt_ids: Iterable[Any]) -> dict[str, str]:
     digests = {}
     for c in ConsentContext.objects.filter(receipt_id__in=set(receipt_ids)):
-        digests[str(c.receipt_id)] = ledger.context_digest(
+        digests[str(c.receipt_id)] = chain.context_digest(
             receipt_id=str(c.receipt_id),
             ip_hash=c.ip_hash,
             user_agent_hash=c.user_agent_hash,
@@ -90,8 +90,8 @@ def _verify_subject(
             message=message,
         )
 
-    expected_prev, expected_seq = ledger.GENESIS, 1
-    if rows and (rows[0]["seq"] != 1 or rows[0]["prev_hash"] != ledger.GENESIS):
+    expected_prev, expected_seq = chain.GENESIS, 1
+    if rows and (rows[0]["seq"] != 1 or rows[0]["prev_hash"] != chain.GENESIS):
         if tombstone is None:
             yield brk(
                 "missing_start", "the chain does not start at seq 1 and no tombstone", rows[0]
@@ -122,7 +122,7 @@ def _verify_subject(
     elif tombstone is not None:
         head_hash, head_seq = tombstone.final_chain_hash, tombstone.last_seq
     else:
-        head_hash, head_seq = ledger.GENESIS, 0
+        head_hash, head_seq = chain.GENESIS, 0
     if (subject.chain_head, subject.last_seq) != (head_hash, head_seq):
         yield brk(
             "head_mismatch",
@@ -152,8 +152,8 @@ def ledger_verify(*, subject_ids: Iterable[int] | None = None, batch: int = 500)
         tombstones = _latest_tombstones(subjects)
         grouped = {pk: list(g) for pk, g in groupby(rows, key=lambda r: r["subject_id"])}
         for subject in subjects:
-            chain = grouped.get(subject.pk, [])
+            events = grouped.get(subject.pk, [])
             report.subjects += 1
-            report.events += len(chain)
+            report.events += len(events)
             tombstone = tombstones.get((subject.namespace, subject.key))
-            report.breaks.extend(_verify_subject(subject, chain, tombstone, contexts))
+            report.breaks.extend(_verify_subject(subject, events, tombstone, contexts))

@@ -4,15 +4,17 @@ and whether a person must be asked again."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf.locale import LANG_INFO
-from django.db.models import Max
+from django.db.models import Min
 from django.utils import timezone
 
 from consent.errors import OriginNotAllowed, UnknownLanguage, UnknownProperty
+from consent.ledger.states import effective_status
 from consent.models import (
     Action,
     BannerText,
@@ -25,7 +27,8 @@ from consent.models import (
     Source,
     Subject,
 )
-from consent.services import effective_status
+from consent.notices import notice_versions
+from governance.memo import Memo, memos_version
 
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$")
 _KNOWN_LANGUAGES = {code.split("-")[0] for code in LANG_INFO}
@@ -37,24 +40,43 @@ class Reason:
     EXPIRED = "expired"
 
 
+# Every banner request reads its property and the property's texts: both are memoised for
+# a second (governance.memo), cleared in-process when a property, its purposes, a notice or a
+# text changes (consent/apps.py), never past a notice version's publication. Read-only.
+_PROPERTIES = Memo()
+_TEXTS = Memo()
+
+
 def property_for_client(client: Any) -> Property:
-    prop = (
-        Property.objects.filter(api_client=client, active=True).prefetch_related("purposes").first()
-    )
+    """The active property of a publishable key's client, its purposes prefetched."""
+    now, version = time.time(), memos_version()
+    prop: Property | None = _PROPERTIES.get(client.pk, at=now)
     if prop is None:
-        raise UnknownProperty()
+        prop = (
+            Property.objects.filter(api_client=client, active=True)
+            .prefetch_related("purposes")
+            .first()
+        )
+        if prop is None:
+            raise UnknownProperty()
+        _PROPERTIES.put(client.pk, prop, version=version, at=now)
     return prop
 
 
+_ORIGINS = Memo()
+
+
 def origin_allowed_anywhere(origin: str) -> bool:
-    """Whether any active property lists the origin (CORS preflights carry no key)."""
-    wanted = origin.strip().lower().rstrip("/")
-    return any(
-        wanted in origins
-        for origins in Property.objects.filter(active=True).values_list(
-            "allowed_origins", flat=True
-        )
-    )
+    """Whether any active property lists the origin (CORS preflights carry no key). Every
+    banner request asks, so the origins are memoised for a second (governance.memo): the
+    view still refuses an origin that is not its own property's."""
+    now, version = time.time(), memos_version()
+    origins: frozenset[str] | None = _ORIGINS.get("active", at=now)
+    if origins is None:
+        listed = Property.objects.filter(active=True).values_list("allowed_origins", flat=True)
+        origins = frozenset(origin for origins in listed for origin in origins)
+        _ORIGINS.put("active", origins, version=version, at=now)
+    return origin.strip().lower().rstrip("/") in origins
 
 
 def origin_check(*, prop: Property, origin: str | None) -> None:
@@ -87,18 +109,8 @@ class PurposeView:
 def _texts_for(
     *, prop: Property, language: str, purposes: list[Purpose], now: datetime
 ) -> list[PurposeView]:
-    current = dict(
-        NoticeVersion.objects.filter(purpose__in=purposes, published_at__lte=now)
-        .values("purpose_id")
-        .annotate(v=Max("version"))
-        .values_list("purpose_id", "v")
-    )
-    material = dict(
-        NoticeVersion.objects.filter(purpose__in=purposes, published_at__lte=now, material=True)
-        .values("purpose_id")
-        .annotate(v=Max("version"))
-        .values_list("purpose_id", "v")
-    )
+    versions = notice_versions([p.pk for p in purposes], now=now)
+    current = {pk: version for pk, (version, _) in versions.items()}
     texts: dict[int, dict[str, NoticeText]] = {}
     for text in NoticeText.objects.filter(
         notice_version__purpose__in=purposes, notice_version__published_at__lte=now
@@ -119,7 +131,7 @@ def _texts_for(
             PurposeView(
                 purpose=purpose,
                 notice_version=current[purpose.pk],
-                material_version=material.get(purpose.pk, 0),
+                material_version=versions[purpose.pk][1],
                 title=chosen.title if chosen else purpose.name,
                 body=chosen.body if chosen else purpose.description,
                 language=chosen.language if chosen else "",
@@ -145,6 +157,29 @@ def banner_texts(*, prop: Property, language: str) -> tuple[dict[str, str], str]
     )
 
 
+_Texts = tuple[list[PurposeView], dict[str, str], str]
+
+
+def _property_texts(*, prop: Property, language: str, now: datetime | None) -> _Texts:
+    """The property's purposes with their notices in `language`, and its banner texts (the
+    language they are in); memoised when asked for the present (`now` None)."""
+    moment = now or timezone.now()
+    at, version = moment.timestamp(), memos_version()
+    found: _Texts | None = _TEXTS.get((prop.pk, language), at=at) if now is None else None
+    if found is None:
+        # The property's purposes as property_for_client prefetched them.
+        purposes = sorted((p for p in prop.purposes.all() if p.active), key=lambda p: p.key)
+        views = _texts_for(prop=prop, language=language, purposes=purposes, now=moment)
+        found = (views, *banner_texts(prop=prop, language=language))
+        if now is None:
+            upcoming = NoticeVersion.objects.filter(
+                purpose__in=purposes, published_at__gt=moment
+            ).aggregate(at=Min("published_at"))["at"]
+            until = upcoming.timestamp() if upcoming is not None else None
+            _TEXTS.put((prop.pk, language), found, version=version, at=at, until=until)
+    return found
+
+
 def banner_config(
     *,
     prop: Property,
@@ -159,8 +194,7 @@ def banner_config(
     version was published after the one decided on, or when a grant has expired.
     """
     moment = now or timezone.now()
-    purposes = sorted(prop.purposes.filter(active=True), key=lambda p: p.key)
-    views = _texts_for(prop=prop, language=language, purposes=purposes, now=moment)
+    views, texts, texts_language = _property_texts(prop=prop, language=language, now=now)
     states: dict[int, ConsentState] = (
         {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)} if subject else {}
     )
@@ -196,7 +230,6 @@ def banner_config(
                 "status_source": Source.GPC if state is not None and state.gpc else None,
             }
         )
-    texts, texts_language = banner_texts(prop=prop, language=language)
     return {
         "property": prop.name,
         "language": texts_language,

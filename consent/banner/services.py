@@ -1,7 +1,8 @@
 """Writes behind the consent banner: properties and their keys, device ids, banner decisions,
 Global Privacy Control refusals and the carrying over of a device's choices to an account.
 
-Kept apart from services.py (which it builds on) so the banner's rules read in one place.
+The banner's feature folder (services, selectors, api) builds on consent.services and
+writes through the ledger's one write path (consent.ledger.write).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from django.utils import timezone
 
 from consent.errors import InvalidDeviceId, PurposeNotShown
 from consent.identity import subject_key
+from consent.ledger.store import SubjectRef
+from consent.ledger.write import ContextInput, Entry, Write, ledger_store, ledger_write
 from consent.models import (
     BannerText,
     ConsentEvent,
@@ -30,24 +33,13 @@ from consent.models import (
     Subject,
     SubjectLink,
 )
-from consent.services import (
-    ContextInput,
-    DecisionInput,
-    _context_build,
-    _Entry,
-    consent_record,
-    current_notice_versions,
-    event_build,
-    event_payload,
-    ledger_append,
-    subject_lock,
-)
+from consent.notices import current_notice_versions
+from consent.services import DecisionInput, consent_record
 from governance import services as governance_services
 from governance.actors import Actor
 from governance.audit import audit_record
 from governance.errors import InvalidRequest
 from governance.models import ApiClient
-from governance.outbox import outbox_build
 
 DEVICE_ID_PREFIX = "dev_"
 _DEVICE_SALT = "consent.device-id"
@@ -178,65 +170,57 @@ def subject_link(
     """
     moment = now or timezone.now()
     with transaction.atomic():
-        device = (
-            Subject.objects.select_for_update()
-            .filter(namespace=Subject.Namespace.DEVICE, key=subject_key(device_id))
-            .first()
+        # The device first, then the account: every linking locks in this order.
+        locked = ledger_store().subject_lock(
+            SubjectRef(namespace=Subject.Namespace.DEVICE, key=subject_key(device_id)),
+            states=False,
         )
-        if device is None:
+        if locked is None:
             return None
-        account = subject_lock(identifier=subject_id, namespace=Subject.Namespace.ACCOUNT)
-        theirs = {s.purpose_id: s for s in ConsentState.objects.filter(subject=account)}
-        carry = [
-            s
-            for s in ConsentState.objects.filter(subject=device, purpose__active=True)
-            .select_related("purpose")
-            .order_by("purpose__key")
-            if s.purpose_id not in theirs or s.since > theirs[s.purpose_id].since
-        ]
+        device, _ = locked
+        carry: list[ConsentState] = []
+
+        def plan(theirs: Mapping[int, ConsentState]) -> list[Entry]:
+            carry.extend(
+                s
+                for s in ConsentState.objects.filter(subject=device, purpose__active=True)
+                .select_related("purpose")
+                .order_by("purpose__key")
+                if s.purpose_id not in theirs or s.since > theirs[s.purpose_id].since
+            )
+            originals = ConsentEvent.objects.in_bulk([s.event_id for s in carry])
+            return [
+                Entry(
+                    state.purpose,
+                    state.status,
+                    state.notice_version,
+                    state.expires_at,
+                    effective_at=state.since,
+                    source=originals[state.event_id].source,
+                    indication_method=originals[state.event_id].indication_method,
+                    given_by=originals[state.event_id].given_by,
+                    language=originals[state.event_id].language,
+                )
+                for state in carry
+            ]
+
+        carried = ledger_write(
+            subject=SubjectRef.of(subject_id, Subject.Namespace.ACCOUNT),
+            plan=plan,
+            # Audited below, once for the whole link.
+            write=Write(
+                actor=actor,
+                context=context or ContextInput(),
+                audit_action=None,
+                announce={"carried_from_device": True},
+            ),
+            now=moment,
+        )
+        account, receipt_id = carried.subject, carried.receipt_id
+        assert account is not None  # an identifier creates the subject
         already = SubjectLink.objects.filter(device_subject=device, account_subject=account)
         if not carry and already.exists():
             return None
-        receipt_id = uuid.uuid4() if carry else None
-        events: list[ConsentEvent] = []
-        if carry and receipt_id is not None:
-            context_row, digest = _context_build(
-                receipt_id=receipt_id, context=context or ContextInput(), now=moment
-            )
-            originals = ConsentEvent.objects.in_bulk([s.event_id for s in carry])
-            for state in carry:
-                original = originals[state.event_id]
-                events.append(
-                    event_build(
-                        subject=account,
-                        entry=_Entry(
-                            state.purpose, state.status, state.notice_version, state.expires_at
-                        ),
-                        effective_at=state.since,
-                        recorded_at=moment,
-                        source=original.source,
-                        indication_method=original.indication_method,
-                        given_by=original.given_by,
-                        actor=actor,
-                        receipt_id=receipt_id,
-                        context_digest=digest,
-                        language=original.language,
-                    )
-                )
-            ledger_append(
-                subject=account,
-                events=events,
-                announcements=[
-                    outbox_build(
-                        event_type=f"consent.{event.action}",
-                        payload={**event_payload(event), "carried_from_device": True},
-                        subject_key=account.key,
-                        subject_identifier=subject_id,
-                    )
-                    for event in events
-                ],
-                context_row=context_row,
-            )
         link = SubjectLink.objects.create(
             device_subject=device,
             account_subject=account,
@@ -335,39 +319,34 @@ def banner_consent_record(
             )
             if link is not None:
                 result.carried = list(link.carried)
-        for chosen, source, method in (
-            (own, Source.BANNER, indication_method),
-            (
-                [DecisionInput(purpose=key, granted=False) for key in refused_by_gpc],
-                Source.GPC,
-                IndicationMethod.GPC,
-            ),
-        ):
+        refusals = [DecisionInput(purpose=key, granted=False) for key in refused_by_gpc]
+        namespace = result.subject_namespace
+        # (whose identifier and namespace, the decisions, source, indication, whether the
+        # answer reports them)
+        writes = [
+            (identifier, namespace, own, Source.BANNER, indication_method, True),
+            (identifier, namespace, refusals, Source.GPC, IndicationMethod.GPC, True),
+        ]
+        if subject_id is not None and device_id is not None:
+            # GPC is recorded against the device as well as the account it belongs to.
+            device = Subject.Namespace.DEVICE
+            writes.append((device_id, device, refusals, Source.GPC, IndicationMethod.GPC, False))
+        for whose, whose_namespace, chosen, source, method, reported in writes:
             if not chosen:
                 continue
             recorded = consent_record(
-                subject_id=identifier,
+                subject_id=whose,
                 decisions=chosen,
                 actor=actor,
                 source=source,
                 indication_method=method,
                 context=context,
-                namespace=result.subject_namespace,
+                namespace=whose_namespace,
                 now=moment,
             )
+            if not reported:
+                continue
             if recorded.receipt_id is not None:
                 result.receipt_ids.append(recorded.receipt_id)
             result.events.extend(recorded.events)
-        if refused_by_gpc and subject_id is not None and device_id is not None:
-            # GPC is recorded against the device as well as the account it belongs to.
-            consent_record(
-                subject_id=device_id,
-                decisions=[DecisionInput(purpose=key, granted=False) for key in refused_by_gpc],
-                actor=actor,
-                source=Source.GPC,
-                indication_method=IndicationMethod.GPC,
-                context=context,
-                namespace=Subject.Namespace.DEVICE,
-                now=moment,
-            )
     return result

@@ -1,0 +1,266 @@
+"""The one write path of the ledger: lock -> build -> append, for every writer (consent
+records and withdrawals, the banner, expiry, device linking; imports and rectification
+plug in the same way).
+
+A writer names the subject (SubjectRef), says how it writes (Write: actor, source,
+proof context, audit) and gives a `plan` that picks the entries from the subject's current
+states, read under its lock. `ledger_write` then builds the events of the subject's chain,
+their states, proof context, outbox and audit rows and appends them all in one transaction
+through the store picked for the database (store_pg or store_orm).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+
+from consent import identity
+from consent.ledger import chain
+from consent.ledger.states import state_of
+from consent.ledger.store import LedgerStore, Rows, SubjectRef
+from consent.ledger.store_orm import OrmLedgerStore
+from consent.ledger.store_pg import PostgresLedgerStore
+from consent.models import ConsentContext, ConsentEvent, ConsentState, GivenBy, Purpose, Subject
+from governance.actors import Actor
+from governance.audit import audit_build
+from governance.outbox import outbox_build, outbox_dispatch_on_commit
+
+_STORES: dict[str, LedgerStore] = {
+    "postgresql": PostgresLedgerStore(),
+    "sqlite": OrmLedgerStore(),
+}
+
+
+def ledger_store() -> LedgerStore:
+    """The store for the default database's engine: chosen here, and nowhere else."""
+    return _STORES[connection.vendor]
+
+
+@dataclass(frozen=True)
+class ContextInput:
+    locale: str = ""
+    jurisdiction: str = ""
+    page: str = ""
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass
+class RecordResult:
+    receipt_id: uuid.UUID | None
+    subject: Subject | None
+    recorded_at: datetime
+    events: list[ConsentEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event a plan asks for. The fields left None take the Write's values (effective
+    now); a carried-over or expired decision keeps its own."""
+
+    purpose: Purpose
+    action: str
+    notice_version: int
+    expires_at: datetime | None = None
+    effective_at: datetime | None = None
+    source: str | None = None
+    indication_method: str | None = None
+    given_by: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Write:
+    """How a writer appends: who, by what means, with what proof and audit."""
+
+    actor: Actor
+    source: str = ""
+    indication_method: str = ""
+    given_by: str = GivenBy.SUBJECT
+    # The proof context kept under the receipt; None records none (a system write).
+    context: ContextInput | None = None
+    # The audit row's action; None when the caller audits the whole operation itself.
+    audit_action: str | None = "consent.record"
+    audit_detail: Mapping[str, Any] = field(default_factory=dict)
+    # Added to every outbox payload.
+    announce: Mapping[str, Any] = field(default_factory=dict)
+
+
+Plan = Callable[[Mapping[int, ConsentState]], list[Entry]]
+
+
+def context_build(
+    *, receipt_id: uuid.UUID, context: ContextInput, now: datetime
+) -> tuple[ConsentContext, str]:
+    """The unsaved proof context and its digest (which the events carry)."""
+    row = ConsentContext(
+        receipt_id=receipt_id,
+        ip_hash=identity.keyed_hash(context.ip, purpose="ip") if context.ip else "",
+        user_agent_hash=(
+            identity.keyed_hash(context.user_agent, purpose="user-agent")
+            if context.user_agent
+            else ""
+        ),
+        page=context.page[:2000],
+        locale=context.locale[:16],
+        jurisdiction=context.jurisdiction[:32],
+        created_at=now,
+    )
+    digest = chain.context_digest(
+        receipt_id=str(receipt_id),
+        ip_hash=row.ip_hash,
+        user_agent_hash=row.user_agent_hash,
+        page=row.page,
+        locale=row.locale,
+        jurisdiction=row.jurisdiction,
+    )
+    return row, digest
+
+
+def event_build(
+    *,
+    subject: Subject,
+    entry: Entry,
+    write: Write,
+    recorded_at: datetime,
+    receipt_id: uuid.UUID,
+    context_digest: str,
+    language: str,
+) -> ConsentEvent:
+    """The unsaved next event of a locked subject's chain; moves the subject's chain head
+    in memory (the append saves both)."""
+    seq = subject.last_seq + 1
+    event = ConsentEvent(
+        id=uuid.uuid4(),
+        subject=subject,
+        seq=seq,
+        purpose=entry.purpose,
+        notice_version=entry.notice_version,
+        language=entry.language if entry.language is not None else language,
+        action=entry.action,
+        effective_at=entry.effective_at or recorded_at,
+        recorded_at=recorded_at,
+        expires_at=entry.expires_at,
+        source=entry.source or write.source,
+        indication_method=entry.indication_method or write.indication_method,
+        given_by=entry.given_by or write.given_by,
+        actor_type=write.actor.type,
+        actor_id=write.actor.id,
+        actor_label=write.actor.label[:200],
+        receipt_id=receipt_id,
+        context_digest=context_digest,
+        prev_hash=subject.chain_head,
+    )
+    event.hash = chain.event_hash_of(
+        vars(event), subject_key=subject.key, purpose_key=entry.purpose.key
+    )
+    subject.last_seq = seq
+    subject.chain_head = event.hash
+    return event
+
+
+def event_payload(event: ConsentEvent) -> dict[str, Any]:
+    """What subscribers learn of an event (the identifier is added at delivery)."""
+    return {
+        "event_id": str(event.id),
+        "purpose": event.purpose.key,
+        "action": event.action,
+        "notice_version": event.notice_version,
+        "effective_at": event.effective_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "expires_at": event.expires_at.isoformat() if event.expires_at else None,
+        "source": event.source,
+        "receipt_id": str(event.receipt_id),
+    }
+
+
+def _language(context: ContextInput | None) -> str:
+    if context is None:
+        return ""
+    return context.locale.split("-")[0].split("_")[0].lower()[:16] or "en"
+
+
+def ledger_write(*, subject: SubjectRef, plan: Plan, write: Write, now: datetime) -> RecordResult:
+    """Locks the subject, lets `plan` choose the entries from its current states, and
+    appends the events with their states, proof context, outbox and audit rows in one
+    transaction; the outbox is dispatched on commit. Nothing is written when the plan
+    chooses nothing (or the subject does not exist and `subject` cannot create it)."""
+    store = ledger_store()
+    # Nested in a caller's transaction (the banner, linking, an idempotent request), the
+    # write is part of it: a failure fails the caller whole, as every caller lets it, and
+    # no savepoint costs two more round trips.
+    with transaction.atomic(savepoint=False):
+        locked = store.subject_lock(subject)
+        if locked is None:
+            return RecordResult(receipt_id=None, subject=None, recorded_at=now)
+        head, states = locked
+        entries = plan(states)
+        if not entries:
+            return RecordResult(receipt_id=None, subject=head, recorded_at=now)
+        receipt_id = uuid.uuid4()
+        contexts: list[ConsentContext] = []
+        digest = ""
+        if write.context is not None:
+            context_row, digest = context_build(
+                receipt_id=receipt_id, context=write.context, now=now
+            )
+            contexts.append(context_row)
+        events = [
+            event_build(
+                subject=head,
+                entry=entry,
+                write=write,
+                recorded_at=now,
+                receipt_id=receipt_id,
+                context_digest=digest,
+                language=_language(write.context),
+            )
+            for entry in entries
+        ]
+        identifier = (
+            subject.identifier
+            if subject.identifier is not None
+            else identity.decrypt_identifier(head.identifier_encrypted, key=head.key)
+        )
+        announcements = [
+            outbox_build(
+                event_type=f"consent.{event.action}",
+                payload={**event_payload(event), **write.announce},
+                subject_key=head.key,
+                subject_identifier=identifier,
+            )
+            for event in events
+        ]
+        audits = []
+        if write.audit_action is not None:
+            audits.append(
+                audit_build(
+                    actor=write.actor,
+                    action=write.audit_action,
+                    target_type="receipt",
+                    target_id=str(receipt_id),
+                    ip=write.context.ip if write.context is not None else "",
+                    detail={
+                        "subject_key": head.key,
+                        **write.audit_detail,
+                        "events": [[e.purpose.key, e.action] for e in events],
+                    },
+                )
+            )
+        store.append(
+            Rows(
+                subject=head,
+                events=events,
+                states=[state_of(event) for event in events],
+                announcements=announcements,
+                contexts=contexts,
+                audits=audits,
+            )
+        )
+        outbox_dispatch_on_commit()
+        return RecordResult(receipt_id=receipt_id, subject=head, recorded_at=now, events=events)
