@@ -139,8 +139,30 @@ def seed() -> str:
             conn.execute("ANALYZE consent_consentstate")
         print(f"seeded {N_SUBJECTS:,} subjects in {time.perf_counter() - started:.1f} s")
     ApiClient.objects.filter(name="bench").delete()
-    _, key = governance_services.api_client_create(name="bench", scopes=["checks"])
+    _, key = governance_services.api_client_create(name="bench", scopes=["checks", "consent:read"])
     return key
+
+
+def banner_property() -> str:
+    """A property showing the bench purpose on BANNER_ORIGIN; returns its publishable key."""
+    from consent.banner import services as banner_services
+    from consent.models import Property, Purpose
+    from governance.actors import Actor
+    from governance.models import ApiClient
+
+    for prop in Property.objects.filter(name="bench-shop"):
+        client_id = prop.api_client_id
+        prop.delete()
+        ApiClient.objects.filter(pk=client_id or 0).delete()
+    _, publishable = banner_services.property_create(
+        name="bench-shop",
+        allowed_origins=[BANNER_ORIGIN],
+        purposes=[Purpose.objects.get(key=PURPOSE)],
+        actor=Actor.system("bench"),
+        texts={"en": {"title": "Your choices", "description": "We ask first."}},
+    )
+    assert publishable
+    return publishable
 
 
 # --- the raw SQL baseline ---------------------------------------------------------------------
@@ -259,18 +281,28 @@ def paired(
     return median(times), (median(raw_totals), median(raw_sql))
 
 
+BANNER_ORIGIN = "https://shop.bench.example"
+# Paths wrk asks for: `%s` is the prefix, `%07d` a random subject (where the path names one).
+SINGLE_CHECK = "%s/subjects/bench-%07d/checks/ml_training"
+CONSENTS_READ = "%s/subjects/bench-%07d/consents"
+BANNER_CONFIG = "%s/banner/config"
+
 WRK_SCRIPT = """
 local n = tonumber(os.getenv("BENCH_N"))
 local key = os.getenv("BENCH_KEY")
 local prefix = os.getenv("BENCH_PREFIX")
+local template = os.getenv("BENCH_PATH")
+local origin = os.getenv("BENCH_ORIGIN")
 local gap = tonumber(os.getenv("BENCH_GAP_MS"))
+local headers = {["Authorization"] = "Bearer " .. key}
+if origin ~= "" then headers["Origin"] = origin end
 math.randomseed(os.time())
 request = function()
   local i = math.random(0, n - 1)
-  local path = string.format("%s/subjects/bench-%07d/checks/ml_training", prefix, i)
-  return wrk.format("GET", path, {["Authorization"] = "Bearer " .. key})
+  local path = string.format(template, prefix, i)
+  return wrk.format("GET", path, headers)
 end
-delay = function() return gap end
+delay = function() if gap > 0 then return gap end return 0 end
 """
 
 
@@ -279,7 +311,21 @@ def wrk_single(base: str, prefix: str, key: str) -> dict[str, float]:
     connections = 20
     # Each connection waits `gap` ms between answers; a few ms of latency lowers the rate a
     # little, so the gap is set for ~2 ms of expected latency.
-    gap = max(1, int(connections * 1000 / RATE) - 2)
+    return wrk_run(
+        base, prefix, key, SINGLE_CHECK, connections, max(1, int(connections * 1000 / RATE) - 2)
+    )
+
+
+def wrk_max_rate(base: str, template: str, key: str, origin: str = "") -> float:
+    """The most requests/s the server answers for `template` from 8 unpaced connections."""
+    result = wrk_run(base, "/api/v1", key, template, 8, 0, origin=origin)
+    assert result["errors"] == 0, f"{template}: {result['errors']:.0f} non-2xx answers"
+    return result["rate"]
+
+
+def wrk_run(
+    base: str, prefix: str, key: str, template: str, connections: int, gap: int, origin: str = ""
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     env = {
@@ -287,6 +333,8 @@ def wrk_single(base: str, prefix: str, key: str) -> dict[str, float]:
         "BENCH_N": str(N_SUBJECTS),
         "BENCH_KEY": key,
         "BENCH_PREFIX": prefix,
+        "BENCH_PATH": template,
+        "BENCH_ORIGIN": origin,
         "BENCH_GAP_MS": str(gap),
     }
     out = subprocess.run(
@@ -318,6 +366,7 @@ def main() -> None:
     ensure_database()
     django_setup()
     key = seed()
+    publishable = banner_property()
     rng = random.Random(42)
     bulk_ids = [ident(i) for i in rng.sample(range(N_SUBJECTS), N_BULK)]
     stream_ids = [ident(i) for i in rng.sample(range(N_SUBJECTS), N_STREAM)]
@@ -361,6 +410,14 @@ def main() -> None:
         rss = worker_peak_rss_mb(master)
 
         single = wrk_single(base, "/api/v1", key) if shutil.which("wrk") else None
+        rates = None
+        if shutil.which("wrk"):
+            # The reads people's pages make most, beside the single check's most, same run.
+            rates = {
+                "single": wrk_max_rate(base, SINGLE_CHECK, key),
+                "consents": wrk_max_rate(base, CONSENTS_READ, key),
+                "banner": wrk_max_rate(base, BANNER_CONFIG, publishable, origin=BANNER_ORIGIN),
+            }
     bare = None
     if shutil.which("wrk"):
         with gunicorn("bare_wsgi:application") as (bare_base, _):
@@ -388,6 +445,14 @@ def main() -> None:
         )
     else:
         print("single check: wrk not found (apt-get install -y wrk)")
+    if rates:
+        print(f"{'most req/s from 8 connections':<44}{'ours':>12}{'single':>12}{'ratio':>8}")
+        for label, name in (
+            ("GET /subjects/{id}/consents", "consents"),
+            ("GET /banner/config", "banner"),
+        ):
+            ratio = rates[name] / rates["single"]
+            print(f"{label:<44}{rates[name]:>10.0f}  {rates['single']:>10.0f}  {ratio:>7.2f}x")
 
 
 if __name__ == "__main__":
