@@ -1,8 +1,8 @@
 """Loading a decision's lineage (the subjects it allowed), in bulk.
 
-Two implementations of one function, picked once by database vendor: PostgreSQL COPYs the
-subject ids into a temporary table and inserts them with one INSERT ... SELECT; the
-portable path (SQLite) batches ORM inserts. Repeats are ignored either way.
+Two implementations of one function, picked once per database (governance.db.PerDatabase):
+PostgreSQL COPYs the subject ids into a temporary table and inserts them with one
+INSERT ... SELECT; the portable path (SQLite) batches ORM inserts. Repeats are ignored either way.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from django.db import connection
 
 from consent.models import DecisionLineage
+from governance.db import PerDatabase
 
 Loader = Callable[[uuid.UUID, list[int]], None]
 
@@ -41,7 +42,7 @@ def _orm_load(decision_id: uuid.UUID, pks: list[int]) -> None:
     )
 
 
-_LOADERS: dict[str, Loader] = {"postgresql": _copy_load}
+_LOADERS: PerDatabase[Loader] = PerDatabase(postgresql=_copy_load, portable=_orm_load)
 
 
 def lineage_load(*, decision_id: uuid.UUID, subject_pks: Iterable[int | None]) -> None:
@@ -49,4 +50,4 @@ def lineage_load(*, decision_id: uuid.UUID, subject_pks: Iterable[int | None]) -
     Call inside the decision's transaction."""
     pks = sorted({pk for pk in subject_pks if pk is not None})
     if pks:
-        _LOADERS.get(connection.vendor, _orm_load)(decision_id, pks)
+        _LOADERS()(decision_id, pks)

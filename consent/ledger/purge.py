@@ -25,6 +25,7 @@ from consent.models import (
     Subject,
     SubjectTombstone,
 )
+from governance.db import PerDatabase
 
 
 @contextmanager
@@ -85,10 +86,9 @@ class DefinerLedgerPurge:
             return SubjectTombstone.objects.get(pk=cursor.fetchone()[0])
 
 
-_PURGES: dict[str, GuardRowLedgerPurge | DefinerLedgerPurge] = {
-    "postgresql": DefinerLedgerPurge(),
-    "sqlite": GuardRowLedgerPurge(),
-}
+_PURGES: PerDatabase[GuardRowLedgerPurge | DefinerLedgerPurge] = PerDatabase(
+    postgresql=DefinerLedgerPurge(), portable=GuardRowLedgerPurge()
+)
 
 
 def subject_history_purge(
@@ -97,6 +97,6 @@ def subject_history_purge(
     """Removes a subject's whole consent history (events, states, proof context) and leaves
     its tombstone, in one transaction. The subject row stays: its chain head is the
     tombstone's final hash, so a later grant starts a new history that still verifies."""
-    return _PURGES[connection.vendor].subject_history(
+    return _PURGES().subject_history(
         subject=subject, reason=reason, removed_elsewhere=removed_elsewhere or {}
     )

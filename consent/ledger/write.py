@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from consent import identity
 from consent.ledger import chain
@@ -28,17 +28,17 @@ from consent.ledger.store_pg import PostgresLedgerStore
 from consent.models import ConsentContext, ConsentEvent, ConsentState, GivenBy, Purpose, Subject
 from governance.actors import Actor
 from governance.audit import audit_build
+from governance.db import PerDatabase
 from governance.outbox import outbox_build, outbox_dispatch_on_commit
 
-_STORES: dict[str, LedgerStore] = {
-    "postgresql": PostgresLedgerStore(),
-    "sqlite": OrmLedgerStore(),
-}
+_STORES: PerDatabase[LedgerStore] = PerDatabase(
+    postgresql=PostgresLedgerStore(), portable=OrmLedgerStore()
+)
 
 
 def ledger_store() -> LedgerStore:
-    """The store for the default database's engine: chosen here, and nowhere else."""
-    return _STORES[connection.vendor]
+    """The store for the default database: chosen here, once, and nowhere else."""
+    return _STORES()
 
 
 @dataclass(frozen=True)
