@@ -10,7 +10,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from consent.ledger.purge import subject_history_purge
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from consent import identity
 from consent.decisions.services import decisions_forget_subject
+from consent.ledger.purge import subject_history_purge
 from consent.models import ConsentEvent, Subject, SubjectTombstone
 from consent.services import subject_mark_erased
 from governance import crypto

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from consent.ledger.purge import subject_history_purge
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from consent.ledger.purge import subject_history_purge
 from consent.models import Action, ConsentEvent, ConsentState, Subject, SubjectTombstone
 from retention.targets.base import Progress, Sweep, Tally
 from retention.targets.rows import ModelRows
