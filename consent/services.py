@@ -350,8 +350,4 @@ def _write(
     )
 
 
-# Expiry lives in consent.ledger.expiry; named here too for callers outside the consent app
-# (tests/retention) until they import it from there.
-from consent.ledger.expiry import consent_expire_due  # noqa: E402
-
-__all__ = ["Actor", "ContextInput", "DecisionInput", "RecordResult", "consent_expire_due"]
+__all__ = ["Actor", "ContextInput", "DecisionInput", "RecordResult"]
