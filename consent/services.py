@@ -100,14 +100,6 @@ def notice_version_publish(
 
 
 @transaction.atomic
-def notice_version_rehash(*, notice_version: NoticeVersion) -> NoticeVersion:
-    """Recomputes the text hash after texts were added to a version (admin creation)."""
-    texts = {t.language: (t.title, t.body) for t in notice_version.texts.all()}
-    notice_version.text_hash = notice_text_hash(texts)
-    notice_version.save(update_fields=["text_hash"])
-    return notice_version
-
-
 @transaction.atomic
 def purpose_create(
     *,
