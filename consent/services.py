@@ -100,14 +100,6 @@ def notice_version_publish(
 
 
 @transaction.atomic
-def notice_version_rehash(*, notice_version: NoticeVersion) -> NoticeVersion:
-    """Recomputes the text hash after texts were added to a version (admin creation)."""
-    texts = {t.language: (t.title, t.body) for t in notice_version.texts.all()}
-    notice_version.text_hash = notice_text_hash(texts)
-    notice_version.save(update_fields=["text_hash"])
-    return notice_version
-
-
 @transaction.atomic
 def purpose_create(
     *,
@@ -350,8 +342,4 @@ def _write(
     )
 
 
-# Expiry lives in consent.ledger.expiry; named here too for callers outside the consent app
-# (tests/retention) until they import it from there.
-from consent.ledger.expiry import consent_expire_due  # noqa: E402
-
-__all__ = ["Actor", "ContextInput", "DecisionInput", "RecordResult", "consent_expire_due"]
+__all__ = ["Actor", "ContextInput", "DecisionInput", "RecordResult"]

@@ -38,11 +38,6 @@ class _SafeRows:
             self.writerow(row)
 
 
-def csv_writer(out: IO[str], **options: Any) -> _SafeRows:
-    """A `csv.writer` over `out` whose cells are defused."""
-    return _SafeRows(csv.writer(out, **options))
-
-
 def csv_dict_writer(out: IO[str], fieldnames: Sequence[str], **options: Any) -> csv.DictWriter[str]:
     """A `csv.DictWriter` over `out` whose cells (and header) are defused."""
     writer: csv.DictWriter[str] = csv.DictWriter(out, fieldnames=fieldnames, **options)

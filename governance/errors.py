@@ -42,11 +42,6 @@ class NotFound(DomainError):
     message = "Not found."
 
 
-class Conflict(DomainError):
-    code = "conflict"
-    status = 409
-
-
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     status = 409

@@ -7,7 +7,6 @@ from typing import Any
 
 from celery import shared_task
 
-from consent.ledger.expiry import consent_expire_due
 from retention.services import enforcement, propagation, rights
 
 # Enforcement stops starting new policies after this, leaving room before the soft limit;
@@ -27,16 +26,6 @@ def retention_enforce_task(run_id: str | None = None, dry_run: bool = False) -> 
         retention_enforce_task.delay()
     run = result.run
     return {"run_id": str(run.pk), "status": run.status, "removed": run.removed}
-
-
-@shared_task(name="retention.expire_consents", soft_time_limit=240, time_limit=300)
-def consent_expire_task(batch: int = 500) -> int:
-    total = 0
-    while True:
-        done = consent_expire_due(batch=batch)
-        total += done
-        if done < batch:
-            return total
 
 
 @shared_task(name="retention.propagate_withdrawals", soft_time_limit=240, time_limit=300)

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent import selectors, services
-from consent.api.common import api_client_of, client_context, decision_inputs, validated
+from consent.api.common import client_context, decision_inputs
 from consent.api.serializers import (
     API_SOURCES,
     INDICATION_METHODS,
@@ -32,6 +32,7 @@ from consent.api.serializers import (
 from consent.identity import subject_key
 from consent.models import GivenBy
 from consent.receipts import receipt_signed
+from governance.api.common import actor_of, api_client_of, validated
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
@@ -275,7 +276,7 @@ class SubjectWithdrawApi(APIView):
             result = services.consent_withdraw(
                 subject_id=subject_id,
                 purposes=data.get("purposes"),
-                actor=services.Actor.for_client(api_client_of(request)),
+                actor=actor_of(request),
                 context=client_context(request, data.get("context")),
             )
             code = status.HTTP_201_CREATED if result.events else status.HTTP_200_OK

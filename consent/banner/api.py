@@ -23,14 +23,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from consent import selectors, services
-from consent.api.common import api_client_of, client_context, decision_inputs, iso, validated
+from consent import selectors
+from consent.api.common import client_context, decision_inputs
 from consent.api.serializers import ContextSerializer, DecisionSerializer, SubjectIdField
 from consent.banner import selectors as banner_selectors
 from consent.banner import services as banner_services
 from consent.identity import subject_key
 from consent.models import IndicationMethod, Property, Subject
 from consent.subject_tokens import subject_token_mint, subject_token_verify
+from governance.api.common import actor_of, api_client_of, iso, validated
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.audit import hash_ip
 from governance.http import safe_methods_only
@@ -231,7 +232,7 @@ class BannerConsentApi(BannerApi):
             result = banner_services.banner_consent_record(
                 prop=prop,
                 decisions=decision_inputs(data["decisions"]),
-                actor=services.Actor.for_client(api_client_of(request)),
+                actor=actor_of(request),
                 device_id=device_id,
                 subject_id=subject_id,
                 indication_method=data["indication_method"],
@@ -311,7 +312,7 @@ class BannerLinkApi(BannerApi):
         link = banner_services.subject_link(
             device_id=device_id,
             subject_id=subject_id,
-            actor=services.Actor.for_client(api_client_of(request)),
+            actor=actor_of(request),
             prop=self.property,
             context=client_context(request, None),
         )

@@ -6,7 +6,6 @@ the OpenAPI schema still documents their shape.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,15 +20,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from consent.api.views import api_client_of
 from consent.checks import selectors, services
 from consent.checks.inputs import as_of_parse
 from consent.decisions.services import data_use_for_check
-from governance.actors import Actor
+from governance.api.common import JSONErrorsOnly, actor_of, bool_param, iso, json_response
 from governance.api.parsers import json_parse, read_limited
 from governance.api.schema import error_responses
 from governance.errors import DomainError, InvalidRequest
@@ -44,36 +41,6 @@ class UploadIncomplete(DomainError):
     code = "upload_incomplete"
     status = 400
     message = "The request body ended before its declared length."
-
-
-class JSONErrorsOnly:
-    """These views answer NDJSON or CSV themselves; DRF renders only their errors, as JSON.
-
-    Skipping DRF's negotiation keeps `Accept: application/x-ndjson` and `?format=csv` from
-    being refused (406/404) before the view runs.
-    """
-
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        renderer = JSONRenderer()
-        return renderer, renderer.media_type
-
-
-def _bool(raw: Any, name: str) -> bool:
-    if raw is None or isinstance(raw, bool):
-        return bool(raw)
-    if isinstance(raw, str) and raw.lower() in ("true", "1", "false", "0", ""):
-        return raw.lower() in ("true", "1")
-    raise InvalidRequest(f"{name} must be a boolean.", detail={"field": name})
-
-
-def json_response(body: Any, status_code: int = 200) -> HttpResponse:
-    return HttpResponse(
-        json.dumps(body, ensure_ascii=False), status=status_code, content_type="application/json"
-    )
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def _json_body(request: Request, limit: int) -> Any:
@@ -143,11 +110,11 @@ class ChecksApi(APIView):
         rule = selectors.purpose_rule_get(data.get("purpose"))
         data_use = data_use_for_check(data.get("data_use"), rule)
         as_of = as_of_parse(data.get("as_of"))
-        explain = _bool(data.get("explain"), "explain")
-        lineage = _bool(data.get("lineage"), "lineage")
+        explain = bool_param(data.get("explain"), "explain")
+        lineage = bool_param(data.get("lineage"), "lineage")
         ids = data.get("subject_ids")
         result = services.checks_run(
-            actor=Actor.for_client(api_client_of(request)),
+            actor=actor_of(request),
             rule=rule,
             ids=ids,  # type: ignore[arg-type]  # validated inside, in a plain loop
             data_use=data_use,
@@ -227,11 +194,11 @@ class ChecksStreamApi(JSONErrorsOnly, APIView):
         rule = selectors.purpose_rule_get(params.get("purpose"))
         data_use = data_use_for_check(params.get("data_use"), rule)
         stream = services.StreamCheck(
-            actor=Actor.for_client(api_client_of(request)),
+            actor=actor_of(request),
             rule=rule,
             data_use=data_use,
             as_of=as_of_parse(params.get("as_of")),
-            lineage=_bool(params.get("lineage"), "lineage"),
+            lineage=bool_param(params.get("lineage"), "lineage"),
         )
         stream.consume(_body_blocks(request))
         response = StreamingHttpResponse(stream.answers(), content_type="application/x-ndjson")

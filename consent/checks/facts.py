@@ -104,7 +104,6 @@ class Facts(ABC):
     ) -> Answers:
         """One answer per key, in order. `as_of`: replay the ledger at `at`; else now."""
 
-    @abstractmethod
     def staged_answers(
         self,
         rows: StagedRows,
@@ -115,7 +114,12 @@ class Facts(ABC):
         as_of: bool,
         batch: int,
     ) -> Iterator[Answers]:
-        """The answers for `total` staging rows (see `stage_rows`), in order, by batches."""
+        """The answers for `total` staging rows (see `stage_rows`), in order, by batches.
+        This one reads the rows a batch at a time through `standings`; PostgreSQL joins
+        them all at once through a server-side cursor instead."""
+        for start in range(0, total, batch):
+            keys = staged_keys(rows.read_lines(min(batch, total - start)))
+            yield self.standings(keys, rule, at=at, as_of=as_of)
 
     @abstractmethod
     def one(
@@ -211,20 +215,6 @@ class PortableFacts(Facts):
                 found[sid] = (status, version, since, exp, str(eid), gpc)
         for pk, (key, erased_at) in subjects.items():
             yield key, (pk, erased_at, *found.get(pk, (None,) * 6))
-
-    def staged_answers(
-        self,
-        rows: StagedRows,
-        total: int,
-        rule: PurposeRule,
-        *,
-        at: datetime,
-        as_of: bool,
-        batch: int,
-    ) -> Iterator[Answers]:
-        for start in range(0, total, batch):
-            keys = staged_keys(rows.read_lines(min(batch, total - start)))
-            yield self.standings(keys, rule, at=at, as_of=as_of)
 
     def one(
         self, key: str, purpose_key: str, *, at: datetime, as_of: bool

@@ -19,26 +19,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from consent.api.views import api_client_of, validated
-from consent.checks.api import JSONErrorsOnly, iso, json_response
 from consent.decisions import selectors, services
 from consent.models import Decision
-from governance.actors import Actor
+from governance.api.common import (
+    JSONErrorsOnly,
+    actor_of,
+    api_client_of,
+    int_param,
+    iso,
+    json_response,
+    validated,
+)
 from governance.api.schema import error_responses
 from governance.csv import csv_dict_writer
 from governance.errors import InvalidRequest
 from governance.models import Scope
-
-
-def int_param(raw: str | None, *, name: str, default: int, low: int, high: int) -> int:
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidRequest(
-            f"{name} must be an integer from {low} to {high}.", detail={"field": name}
-        )
-    return int(raw)
-
 
 # --- data uses ------------------------------------------------------------------------------
 
@@ -107,7 +102,7 @@ class DataUseListApi(APIView):
             data_categories=data["data_categories"],
             recipients=data["recipients"],
             datasets=data["datasets"],
-            actor=Actor.for_client(api_client_of(request)),
+            actor=actor_of(request),
         )
         return Response(DataUseOutputSerializer(data_use).data, status=status.HTTP_201_CREATED)
 

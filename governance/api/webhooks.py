@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -11,10 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from governance import services
-from governance.actors import Actor
+from governance.api.common import actor_of, validated
 from governance.api.schema import error_responses
-from governance.errors import InvalidRequest
-from governance.models import ApiClient, Scope
+from governance.models import Scope
 from governance.net import client_ip
 from governance.outbox import EVENT_TYPES
 
@@ -44,18 +41,12 @@ class WebhookCreateApi(APIView):
         responses={201: OutputSerializer, **error_responses(400, 413, 415)},
     )
     def post(self, request: Request) -> Response:
-        if not isinstance(request.data, dict):
-            raise InvalidRequest("The request body must be a JSON object.")
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data: dict[str, Any] = dict(serializer.validated_data)
-        client = request.auth
-        assert isinstance(client, ApiClient)  # guaranteed by HasScope
+        data = validated(self.InputSerializer, request.data)
         subscription, secret = services.webhook_subscription_create(
             url=data["url"],
             event_types=data.get("event_types", []),
             name=data.get("name", ""),
-            actor=Actor.for_client(client),
+            actor=actor_of(request),
             ip=client_ip(request),
         )
         body = self.OutputSerializer(

@@ -13,27 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent.api.serializers import SubjectIdField
-from governance.actors import Actor
+from governance.api.common import actor_of, validated
 from governance.api.schema import error_responses
-from governance.errors import InvalidRequest, NotFound
-from governance.models import ApiClient, Scope
+from governance.errors import NotFound
+from governance.models import Scope
 from retention import selectors
 from retention.models import RequestStatus
 from retention.services import enforcement, policies, rights
-
-
-def _actor(request: Request) -> Actor:
-    client = request.auth
-    assert isinstance(client, ApiClient)  # guaranteed by HasScope
-    return Actor.for_client(client)
-
-
-def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -98,8 +84,8 @@ class PolicyListApi(APIView):
         responses={201: PolicySerializer, **error_responses(400, 409)},
     )
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
-        policy = policies.policy_create(data=policies.PolicyInput(**data), actor=_actor(request))
+        data = validated(self.InputSerializer, request.data)
+        policy = policies.policy_create(data=policies.PolicyInput(**data), actor=actor_of(request))
         return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 
@@ -131,9 +117,9 @@ class PolicyDetailApi(APIView):
         policy = selectors.policy_get(policy_id=policy_id)
         if policy is None:
             raise NotFound()
-        data = _validated(self.InputSerializer, request.data)
+        data = validated(self.InputSerializer, request.data)
         changed = dataclasses.replace(policies.policy_input(policy), **data)
-        policy = policies.policy_update(policy=policy, data=changed, actor=_actor(request))
+        policy = policies.policy_update(policy=policy, data=changed, actor=actor_of(request))
         return Response(PolicySerializer(policy).data)
 
 
@@ -186,11 +172,11 @@ class RunCreateApi(APIView):
         "a real run is queued for the worker (202) and read back with GET.",
     )
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated(self.InputSerializer, request.data)
         if data["dry_run"]:
             run = enforcement.retention_enforce(dry_run=True, trigger="api").run
             return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
-        run = enforcement.run_queue(dry_run=False, trigger="api", actor=_actor(request))
+        run = enforcement.run_queue(dry_run=False, trigger="api", actor=actor_of(request))
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -232,9 +218,9 @@ class ErasureRequestApi(APIView):
         description="The same answer whether or not the subject is known.",
     )
     def post(self, request: Request) -> Response:
-        data = _validated(SubjectInputSerializer, request.data)
+        data = validated(SubjectInputSerializer, request.data)
         created = rights.erasure_request_create(
-            subject_id=data["subject_id"], namespace=data["namespace"], actor=_actor(request)
+            subject_id=data["subject_id"], namespace=data["namespace"], actor=actor_of(request)
         )
         return Response(RequestAcceptedSerializer(created).data, status=status.HTTP_202_ACCEPTED)
 
@@ -287,9 +273,9 @@ class AccessRequestApi(APIView):
         responses={202: RequestAcceptedSerializer, **error_responses(400)},
     )
     def post(self, request: Request) -> Response:
-        data = _validated(SubjectInputSerializer, request.data)
+        data = validated(SubjectInputSerializer, request.data)
         created = rights.access_request_create(
-            subject_id=data["subject_id"], namespace=data["namespace"], actor=_actor(request)
+            subject_id=data["subject_id"], namespace=data["namespace"], actor=actor_of(request)
         )
         return Response(RequestAcceptedSerializer(created).data, status=status.HTTP_202_ACCEPTED)
 

@@ -105,5 +105,5 @@ def test_no_module_but_the_helper_writes_csv_itself():
                 continue
             if calls := _csv_writer_calls(path):
                 offenders[str(path.relative_to(ROOT))] = calls
-    assert offenders == {}, "write CSV with governance.csv.csv_writer / csv_dict_writer"
+    assert offenders == {}, "write CSV with governance.csv.csv_dict_writer"
     assert _csv_writer_calls(HELPER), "the helper itself still uses the csv module"

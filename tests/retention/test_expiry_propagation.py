@@ -8,12 +8,14 @@ import pytest
 from django.utils import timezone
 
 from consent import identity, services
+from consent.ledger.expiry import consent_expire_due
 from consent.models import Action, ConsentEvent, ConsentState, IndicationMethod, Source, Subject
+from consent.tasks import consent_expire_task
 from governance.actors import Actor
 from governance.models import AuditEvent, OutboxEvent
 from retention.models import Watermark
 from retention.services import holds, propagation
-from retention.tasks import consent_expire_task, withdrawals_propagate_task
+from retention.tasks import withdrawals_propagate_task
 from tests.retention.conftest import chain_verifies, ml_rows
 
 pytestmark = pytest.mark.django_db(databases=["default", "features"])
@@ -39,7 +41,7 @@ def test_expiry_appends_expired_events_effective_at_expiry_recorded_now(purposes
     granted_at = now - timedelta(days=40)
     grant("eve", "direct_marketing", granted_at)  # ttl 30 days
     grant("eve", "analytics", granted_at)  # ttl 365 days: still standing
-    assert services.consent_expire_due(now=now) == 1
+    assert consent_expire_due(now=now) == 1
     event = ConsentEvent.objects.get(action=Action.EXPIRED)
     assert event.effective_at == granted_at + timedelta(days=30)
     assert event.recorded_at == now
@@ -52,7 +54,7 @@ def test_expiry_appends_expired_events_effective_at_expiry_recorded_now(purposes
     assert AuditEvent.objects.filter(action="consent.expire").count() == 1
     assert chain_verifies(Subject.objects.get())
     # Running again finds nothing more to do.
-    assert services.consent_expire_due(now=now) == 0
+    assert consent_expire_due(now=now) == 0
     assert consent_expire_task.apply().get() == 0
 
 
@@ -60,7 +62,7 @@ def test_expiry_leaves_a_renewed_grant_alone(purposes):
     now = timezone.now()
     grant("fay", "direct_marketing", now - timedelta(days=40))
     grant("fay", "direct_marketing", now - timedelta(days=1))
-    assert services.consent_expire_due(now=now) == 0
+    assert consent_expire_due(now=now) == 0
 
 
 def propagate() -> int:

@@ -44,6 +44,15 @@ def test_enforcement_is_scheduled_hourly_by_beat():
     } <= scheduled
 
 
+def test_every_scheduled_task_is_registered_with_the_worker():
+    # Expiry's task lives in consent/tasks.py under retention's name; autodiscovery finds it.
+    from governance.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = set(PeriodicTask.objects.values_list("task", flat=True))
+    assert scheduled - {"celery.backend_cleanup"} <= set(app.tasks)
+
+
 def test_policies_list_shows_every_policy(api):
     response = api.get(POLICIES)
     assert response.status_code == 200
