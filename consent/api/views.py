@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent import selectors, services
-from consent.api.common import api_client_of, client_context, decision_inputs, validated
+from consent.api.common import api_client_of, client_context, decision_inputs, iso, validated
 from consent.api.serializers import (
     API_SOURCES,
     INDICATION_METHODS,
@@ -182,29 +182,30 @@ class SubjectConsentsApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
-        rows = []
-        for state, status_now in selectors.consent_states_of(identifier=subject_id):
-            current, material = state.current_notice, state.material_notice  # type: ignore[attr-defined]
-            if current is None:  # no version published (yet): the one decided on
-                current = state.notice_version
-            rows.append(
-                {
-                    "purpose": state.purpose.key,
-                    "status": status_now,
-                    "notice_version": state.notice_version,
-                    "since": state.since,
-                    "expires_at": state.expires_at,
-                    "current_notice_version": current,
-                    "reconsent_required": status_now == "granted"
-                    and material > state.notice_version,
-                }
-            )
-        return Response(
+        return Response(subject_consents_body(subject_id))
+
+
+def subject_consents_body(subject_id: str) -> dict[str, Any]:
+    """The answer of GET /subjects/{id}/consents, as SubjectConsentsApi.ConsentSerializer
+    writes it. Shared by the DRF view and its lean twin (consent.api.lean), so both answer
+    alike; raises the same domain errors."""
+    rows = []
+    for state, status_now in selectors.consent_states_of(identifier=subject_id):
+        current, material = state.current_notice, state.material_notice  # type: ignore[attr-defined]
+        if current is None:  # no version published (yet): the one decided on
+            current = state.notice_version
+        rows.append(
             {
-                "subject_id": subject_id,
-                "consents": self.ConsentSerializer(rows, many=True).data,
+                "purpose": state.purpose.key,
+                "status": status_now,
+                "notice_version": state.notice_version,
+                "since": iso(state.since),
+                "expires_at": iso(state.expires_at),
+                "current_notice_version": current,
+                "reconsent_required": status_now == "granted" and material > state.notice_version,
             }
         )
+    return {"subject_id": subject_id, "consents": rows}
 
 
 class SubjectHistoryApi(APIView):
