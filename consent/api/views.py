@@ -189,22 +189,21 @@ def subject_consents_body(subject_id: str) -> dict[str, Any]:
     """The answer of GET /subjects/{id}/consents, as SubjectConsentsApi.ConsentSerializer
     writes it. Shared by the DRF view and its lean twin (consent.api.lean), so both answer
     alike; raises the same domain errors."""
-    rows = []
-    for state, status_now in selectors.consent_states_of(identifier=subject_id):
-        current, material = state.current_notice, state.material_notice  # type: ignore[attr-defined]
-        if current is None:  # no version published (yet): the one decided on
-            current = state.notice_version
-        rows.append(
-            {
-                "purpose": state.purpose.key,
-                "status": status_now,
-                "notice_version": state.notice_version,
-                "since": iso(state.since),
-                "expires_at": iso(state.expires_at),
-                "current_notice_version": current,
-                "reconsent_required": status_now == "granted" and material > state.notice_version,
-            }
-        )
+    rows = [
+        {
+            "purpose": c.purpose,
+            "status": c.status,
+            "notice_version": c.notice_version,
+            "since": iso(c.since),
+            "expires_at": iso(c.expires_at),
+            # No version published (yet): the one decided on.
+            "current_notice_version": c.notice_version
+            if c.current_notice is None
+            else c.current_notice,
+            "reconsent_required": c.status == "granted" and c.material_notice > c.notice_version,
+        }
+        for c in selectors.consent_states_of(identifier=subject_id)
+    ]
     return {"subject_id": subject_id, "consents": rows}
 
 

@@ -160,9 +160,10 @@ def banner_config_body(request: Any, prop: Property) -> dict[str, Any]:
     if subject_id is not None:
         subject = selectors.subject_find(identifier=subject_id)
         kind = Subject.Namespace.ACCOUNT
+    elif device_id is None:  # a first visit: the id issued now names no one yet
+        device_id, subject = banner_services.device_id_new(), None
+        kind = Subject.Namespace.DEVICE
     else:
-        if device_id is None:
-            device_id = banner_services.device_id_new()
         subject = selectors.subject_find(identifier=device_id, namespace=Subject.Namespace.DEVICE)
         kind = Subject.Namespace.DEVICE
     config = banner_selectors.banner_config(
