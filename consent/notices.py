@@ -21,6 +21,11 @@ CURRENT_NOTICE_SQL = (
     "(SELECT MAX(n.version) FROM consent_noticeversion n"
     " WHERE n.purpose_id = {alias}.id AND n.published_at <= %s)"
 )
+# The latest material version published at or before the instant (NULL when none).
+MATERIAL_NOTICE_SQL = (
+    "(SELECT MAX(n.version) FROM consent_noticeversion n"
+    " WHERE n.purpose_id = {alias}.id AND n.material AND n.published_at <= %s)"
+)
 _MATERIAL = Q(material=True)
 
 # When the next version of the purpose is published (NULL when none is scheduled).

@@ -1,4 +1,5 @@
-"""The lean twins of the hottest views: each answers a plain successful request without
+"""The lean twins of the hottest views (the consent write, the single check, a subject's
+consents, the banner's configuration): each answers a plain successful request without
 DRF's dispatch, for governance.api.hot.lean, and returns None (or raises) to hand anything
 else to its DRF view. A twin and its view share the function that does the work, so both
 write and answer alike (tests/test_lean_paths.py holds them equal).
@@ -11,8 +12,11 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework.renderers import JSONRenderer
 
 from consent.api.serializers import record_input_fast
-from consent.api.views import consent_record_answer
+from consent.api.views import consent_record_answer, subject_consents_body
+from consent.banner import selectors as banner_selectors
+from consent.banner.api import banner_config_body
 from consent.checks.api import subject_check_response
+from governance.api.common import json_response
 from governance.api.parsers import json_parse
 from governance.models import ApiClient
 
@@ -49,3 +53,26 @@ def subject_check_lean(
 ) -> HttpResponse:
     """SubjectCheckApi's answer for the lean path: the view's own `subject_check_response`."""
     return subject_check_response(subject_id, purpose, request.GET.get("as_of"))
+
+
+# --- GET /api/v1/subjects/{id}/consents: the twin of views.SubjectConsentsApi ---------------
+
+
+def subject_consents_lean(request: HttpRequest, client: ApiClient, subject_id: str) -> HttpResponse:
+    """SubjectConsentsApi's answer: the view's own `subject_consents_body`."""
+    return json_response(subject_consents_body(subject_id))
+
+
+# --- GET /api/v1/banner/config: the twin of banner.api.BannerConfigApi ----------------------
+# Its address's rate limit is counted first (consent.banner.limits, the dispatcher's `first`);
+# CORS is the middleware's on both paths.
+
+
+def banner_config_lean(request: HttpRequest, client: ApiClient) -> HttpResponse:
+    """BannerConfigApi's answer: the key's property and origin checked as BannerApi.initial
+    checks them, then the view's own `banner_config_body`, not kept by shared caches."""
+    prop = banner_selectors.property_for_client(client)
+    banner_selectors.origin_check(prop=prop, origin=request.headers.get("Origin"))
+    response = json_response(banner_config_body(request, prop))
+    response["Cache-Control"] = "private, no-store"  # as BannerApi.finalize_response
+    return response

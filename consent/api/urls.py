@@ -2,6 +2,7 @@ from django.urls import path, re_path
 
 from consent.api import lean, views
 from consent.banner import api as banner_views
+from consent.banner.limits import banner_rate_limit_allows
 from consent.checks import api as checks_api
 from consent.decisions import api as decisions_api
 from governance.api.hot import lean as hot_path
@@ -11,14 +12,19 @@ SUBJECT = r"subjects/(?P<subject_id>(?s:.+))"
 
 urlpatterns = [
     path("purposes", views.PurposeListApi.as_view(), name="purposes"),
-    # The two hottest endpoints take the lean path first (governance/api/hot.py), served by
+    # The hottest endpoints (the write, the single check, a subject's consents and the
+    # banner's configuration) take the lean path first (governance/api/hot.py), served by
     # their twins in consent/api/lean.py.
     path(
         "consents",
         hot_path(views.ConsentRecordApi, "POST", lean.consent_record_lean),
         name="consents",
     ),
-    re_path(rf"^{SUBJECT}/consents$", views.SubjectConsentsApi.as_view(), name="subject-consents"),
+    re_path(
+        rf"^{SUBJECT}/consents$",
+        hot_path(views.SubjectConsentsApi, "GET", lean.subject_consents_lean),
+        name="subject-consents",
+    ),
     re_path(rf"^{SUBJECT}/history$", views.SubjectHistoryApi.as_view(), name="subject-history"),
     re_path(
         rf"^{SUBJECT}/withdrawals$", views.SubjectWithdrawApi.as_view(), name="subject-withdrawals"
@@ -49,7 +55,16 @@ urlpatterns = [
         decisions_api.DecisionDriftApi.as_view(),
         name="decision-drift",
     ),
-    path("banner/config", banner_views.BannerConfigApi.as_view(), name="banner-config"),
+    path(
+        "banner/config",
+        hot_path(
+            banner_views.BannerConfigApi,
+            "GET",
+            lean.banner_config_lean,
+            first=banner_rate_limit_allows,
+        ),
+        name="banner-config",
+    ),
     path("banner/consents", banner_views.BannerConsentApi.as_view(), name="banner-consents"),
     path("banner/link", banner_views.BannerLinkApi.as_view(), name="banner-link"),
     path("subject-tokens", banner_views.SubjectTokenApi.as_view(), name="subject-tokens"),

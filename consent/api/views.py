@@ -32,7 +32,7 @@ from consent.api.serializers import (
 from consent.identity import subject_key
 from consent.models import GivenBy
 from consent.receipts import receipt_signed
-from governance.api.common import actor_of, api_client_of, validated
+from governance.api.common import actor_of, api_client_of, iso, validated
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
@@ -183,29 +183,29 @@ class SubjectConsentsApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
-        rows = []
-        for state, status_now in selectors.consent_states_of(identifier=subject_id):
-            current, material = state.current_notice, state.material_notice  # type: ignore[attr-defined]
-            if current is None:  # no version published (yet): the one decided on
-                current = state.notice_version
-            rows.append(
-                {
-                    "purpose": state.purpose.key,
-                    "status": status_now,
-                    "notice_version": state.notice_version,
-                    "since": state.since,
-                    "expires_at": state.expires_at,
-                    "current_notice_version": current,
-                    "reconsent_required": status_now == "granted"
-                    and material > state.notice_version,
-                }
-            )
-        return Response(
-            {
-                "subject_id": subject_id,
-                "consents": self.ConsentSerializer(rows, many=True).data,
-            }
-        )
+        return Response(subject_consents_body(subject_id))
+
+
+def subject_consents_body(subject_id: str) -> dict[str, Any]:
+    """The answer of GET /subjects/{id}/consents, as SubjectConsentsApi.ConsentSerializer
+    writes it. Shared by the DRF view and its lean twin (consent.api.lean), so both answer
+    alike; raises the same domain errors."""
+    rows = [
+        {
+            "purpose": c.purpose,
+            "status": c.status,
+            "notice_version": c.notice_version,
+            "since": iso(c.since),
+            "expires_at": iso(c.expires_at),
+            # No version published (yet): the one decided on.
+            "current_notice_version": c.notice_version
+            if c.current_notice is None
+            else c.current_notice,
+            "reconsent_required": c.status == "granted" and c.material_notice > c.notice_version,
+        }
+        for c in selectors.consent_states_of(identifier=subject_id)
+    ]
+    return {"subject_id": subject_id, "consents": rows}
 
 
 class SubjectHistoryApi(APIView):

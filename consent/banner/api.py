@@ -28,17 +28,15 @@ from consent.api.common import client_context, decision_inputs
 from consent.api.serializers import ContextSerializer, DecisionSerializer, SubjectIdField
 from consent.banner import selectors as banner_selectors
 from consent.banner import services as banner_services
+from consent.banner.limits import banner_rate_limit_wait
 from consent.identity import subject_key
 from consent.models import IndicationMethod, Property, Subject
 from consent.subject_tokens import subject_token_mint, subject_token_verify
 from governance.api.common import actor_of, api_client_of, iso, validated
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
-from governance.audit import hash_ip
 from governance.http import safe_methods_only
 from governance.idempotency import Answer, fingerprint, run_idempotent
 from governance.models import Scope
-from governance.net import client_ip
-from governance.ratelimit import rate_limit_hit
 
 DEVICE_HEADER = OpenApiParameter(
     name="X-Device-Id",
@@ -82,12 +80,7 @@ class BannerApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Counted before authentication, so floods with bad keys are limited too.
-        # The bucket names a keyed hash of the address: no plain IP is kept, even briefly.
-        wait = rate_limit_hit(
-            bucket=f"banner:{hash_ip(client_ip(request))[:32]}",
-            limit=settings.BANNER_RATE_LIMIT_PER_MINUTE,
-            window_seconds=60,
-        )
+        wait = banner_rate_limit_wait(request)
         if wait is not None:
             raise exceptions.Throttled(wait=wait)
         super().initial(request, *args, **kwargs)
@@ -152,28 +145,32 @@ class BannerConfigApi(BannerApi):
         responses={200: OutputSerializer, **error_responses(400, 404)},
     )
     def get(self, request: Request) -> Response:
-        language = banner_selectors.language_resolve(
-            prop=self.property, requested=request.query_params.get("lang")
-        )
-        subject_id, device_id = _subject_of(
-            request,
-            device_id=request.headers.get("X-Device-Id"),
-            token=request.headers.get("X-Subject-Token"),
-        )
-        if subject_id is not None:
-            subject = selectors.subject_find(identifier=subject_id)
-            kind = Subject.Namespace.ACCOUNT
-        else:
-            if device_id is None:
-                device_id = banner_services.device_id_new()
-            subject = selectors.subject_find(
-                identifier=device_id, namespace=Subject.Namespace.DEVICE
-            )
-            kind = Subject.Namespace.DEVICE
-        config = banner_selectors.banner_config(
-            prop=self.property, language=language, subject=subject, gpc=gpc_signal(request)
-        )
-        return Response({**config, "device_id": device_id, "subject": kind})
+        return Response(banner_config_body(request, self.property))
+
+
+def banner_config_body(request: Any, prop: Property) -> dict[str, Any]:
+    """The answer of GET /banner/config for a request its property's checks have passed
+    (a device id issued when it names no one). Shared by the DRF view and its lean twin
+    (consent.api.lean), so both answer alike; raises the same domain errors."""
+    language = banner_selectors.language_resolve(prop=prop, requested=request.GET.get("lang"))
+    subject_id, device_id = _subject_of(
+        request,
+        device_id=request.headers.get("X-Device-Id"),
+        token=request.headers.get("X-Subject-Token"),
+    )
+    if subject_id is not None:
+        subject = selectors.subject_find(identifier=subject_id)
+        kind = Subject.Namespace.ACCOUNT
+    elif device_id is None:  # a first visit: the id issued now names no one yet
+        device_id, subject = banner_services.device_id_new(), None
+        kind = Subject.Namespace.DEVICE
+    else:
+        subject = selectors.subject_find(identifier=device_id, namespace=Subject.Namespace.DEVICE)
+        kind = Subject.Namespace.DEVICE
+    config = banner_selectors.banner_config(
+        prop=prop, language=language, subject=subject, gpc=gpc_signal(request)
+    )
+    return {**config, "device_id": device_id, "subject": kind}
 
 
 class BannerConsentApi(BannerApi):

@@ -1,5 +1,5 @@
-"""A lean path in front of the DRF views of the hottest endpoints (the single check and
-the consent write).
+"""A lean path in front of the DRF views of the hottest endpoints (the single check, the
+consent write, a subject's consents and the banner's configuration).
 
 DRF's dispatch (request wrapping, content negotiation, authentication, permission and
 throttle classes, exception handling) costs about 1 ms of CPU a request, as much as the
@@ -54,16 +54,24 @@ def _allowed_client(request: HttpRequest, view_class: type[APIView]) -> ApiClien
     return client
 
 
-def lean(view_class: type[APIView], method: str, fast: Fast) -> Callable[..., HttpResponse]:
+def lean(
+    view_class: type[APIView],
+    method: str,
+    fast: Fast,
+    *,
+    first: Callable[[HttpRequest], bool] | None = None,
+) -> Callable[..., HttpResponse]:
     """The URL callback: `fast(request, client, **kwargs)` for `method`, answering or
-    returning None to hand the request to `view_class`."""
+    returning None to hand the request to `view_class`. `first(request)`, when given, runs
+    what the view runs before authentication (a limit per address, counted once per request
+    whichever path answers); False hands the request to the view."""
     drf_view = view_class.as_view()
     probe = view_class()
     probe.setup(HttpRequest())  # as as_view() does: GET brings HEAD
     allow = ", ".join(probe.allowed_methods)
 
     def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method == method:
+        if request.method == method and (first is None or first(request)):
             client = _allowed_client(request, view_class)
             if client is not None:
                 try:

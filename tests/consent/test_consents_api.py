@@ -387,3 +387,24 @@ def test_unicode_control_characters_are_refused_in_identifiers(api):
 
 def test_unknown_api_paths_answer_in_the_error_shape(api):
     assert_error(api.get("/api/v1/nope"), 404, "not_found")
+
+
+def test_consents_read_is_the_same_on_postgresql_and_the_portable_path(api, purposes):
+    from consent import identity, selectors
+
+    api.post(CONSENTS, body(analytics=True, ml_training=True, targeted_ads=False))
+    services.consent_record(
+        subject_id="user-1",
+        decisions=[services.DecisionInput("direct_marketing", True)],
+        actor=services.Actor.system("test"),
+        now=timezone.now() - timedelta(days=31),
+    )
+    services.notice_version_publish(
+        purpose=purposes["analytics"], texts={"en": ("A", "v2")}, material=True
+    )
+    services.notice_version_publish(purpose=purposes["ml_training"], texts={"en": ("M", "v2")})
+    key, now = identity.subject_key("user-1"), timezone.now()
+    pg = selectors._STATES_OF.postgresql("account", key, now)
+    assert [c.status for c in pg] == ["granted", "expired", "granted", "refused"]
+    assert pg == selectors._STATES_OF.portable("account", key, now)
+    assert selectors._STATES_OF.postgresql("account", "no-such-key", now) == []
