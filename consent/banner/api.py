@@ -38,27 +38,24 @@ from governance.http import safe_methods_only
 from governance.idempotency import Answer, fingerprint, run_idempotent
 from governance.models import Scope
 
-DEVICE_HEADER = OpenApiParameter(
-    name="X-Device-Id",
-    location=OpenApiParameter.HEADER,
-    required=False,
-    type=str,
-    description="The device id the service issued earlier (kept in the site's storage).",
+
+def _optional_header(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name=name,
+        location=OpenApiParameter.HEADER,
+        required=False,
+        type=str,
+        description=description,
+    )
+
+
+DEVICE_HEADER = _optional_header(
+    "X-Device-Id", "The device id the service issued earlier (kept in the site's storage)."
 )
-TOKEN_HEADER = OpenApiParameter(
-    name="X-Subject-Token",
-    location=OpenApiParameter.HEADER,
-    required=False,
-    type=str,
-    description="A subject token minted by the site's back end for a logged-in person.",
+TOKEN_HEADER = _optional_header(
+    "X-Subject-Token", "A subject token minted by the site's back end for a logged-in person."
 )
-GPC_HEADER = OpenApiParameter(
-    name="Sec-GPC",
-    location=OpenApiParameter.HEADER,
-    required=False,
-    type=str,
-    description="Global Privacy Control; only the exact value 1 counts.",
-)
+GPC_HEADER = _optional_header("Sec-GPC", "Global Privacy Control; only the exact value 1 counts.")
 
 
 def _origin(request: HttpRequest) -> str:
