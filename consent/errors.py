@@ -114,3 +114,9 @@ class LineTooLong(InvalidRequest):
     code = "line_too_long"
     status = 400
     message = "A line of the NDJSON body is longer than the service accepts."
+
+
+class IdentifierInUse(DomainError):
+    code = "identifier_in_use"
+    status = 409
+    message = "The new identifier already names a subject."

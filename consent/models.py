@@ -116,6 +116,12 @@ class Action(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
+# The one ledger event without a purpose: the subject's identifier was rectified (Art. 16).
+# Never a consent state; every reader of consent state filters events by purpose.
+RECTIFIED = "rectified"
+EVENT_ACTIONS = [*Action.choices, (RECTIFIED, "Identifier rectified")]
+
+
 class Source(models.TextChoices):
     BANNER = "banner", "Banner"
     API = "api", "API"
@@ -173,10 +179,13 @@ class ConsentEvent(models.Model):
         Subject, on_delete=models.PROTECT, related_name="events", db_index=False
     )
     seq = models.PositiveIntegerField(help_text="Position in the subject's chain, from 1.")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
+    # None only for a `rectified` event, which is about the subject, not a purpose.
+    purpose = models.ForeignKey(
+        Purpose, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
     notice_version = models.PositiveIntegerField()
     language = models.CharField(max_length=16, blank=True)
-    action = models.CharField(max_length=16, choices=Action.choices)
+    action = models.CharField(max_length=16, choices=EVENT_ACTIONS)
     effective_at = models.DateTimeField()
     recorded_at = models.DateTimeField()
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -201,8 +210,16 @@ class ConsentEvent(models.Model):
             models.Index(fields=["recorded_at"], name="consent_event_recorded"),
         ]
 
+    @property
+    def decided_purpose(self) -> Purpose:
+        """The purpose a consent decision is about: every event has one but `rectified`."""
+        if self.purpose is None:
+            raise ValueError(f"event {self.id} ({self.action}) is about no purpose")
+        return self.purpose
+
     def __str__(self) -> str:
-        return f"{self.action} {self.purpose.key} @ {self.effective_at:%Y-%m-%d %H:%M:%S}"
+        about = self.purpose.key if self.purpose is not None else "subject"
+        return f"{self.action} {about} @ {self.effective_at:%Y-%m-%d %H:%M:%S}"
 
 
 class ConsentContext(models.Model):
@@ -279,12 +296,46 @@ class SubjectTombstone(models.Model):
     reason = models.CharField(max_length=32, choices=Reason.choices)
     removed = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(db_index=True)
+    # The keys the subject had before rectifications, oldest first, each with when it was
+    # left ({"key", "until"}): an erasure replay after a backup restore finds the person
+    # under any of them. NULL: none (ledger_purge_subject, in SQL, leaves it so).
+    former_keys = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"tombstone {self.subject_key[:12]}… ({self.reason})"
+
+
+class SubjectKeyChange(models.Model):
+    """An identifier rectification (Art. 16): from chain position `from_seq` (its `rectified`
+    event) on, the subject's events are hashed with `new_key`; before it, with `old_key`.
+
+    Events are never re-hashed: the verifier takes each event's key from these rows. Only
+    keyed hashes, like the tombstone; erasure removes them with the history.
+    """
+
+    # No index of its own: the unique (subject, from_seq) leads with it.
+    subject = models.ForeignKey(
+        Subject, on_delete=models.CASCADE, related_name="key_changes", db_index=False
+    )
+    old_key = models.CharField(max_length=64)
+    new_key = models.CharField(max_length=64)
+    from_seq = models.PositiveIntegerField()
+    event_id = models.UUIDField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["subject_id", "from_seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["subject", "from_seq"], name="key_change_position")
+        ]
+        # One plain btree (db_index would add a pattern index on PostgreSQL no query uses).
+        indexes = [models.Index(fields=["old_key"], name="key_change_old_key")]
+
+    def __str__(self) -> str:
+        return f"{self.old_key[:12]}… -> {self.new_key[:12]}… from seq {self.from_seq}"
 
 
 class DataUse(models.Model):

@@ -57,18 +57,18 @@ def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> 
         "controller": {"name": controller["name"], "contact": controller["email"]},
         "jurisdiction": jurisdiction,
         "notice": [
-            {"purpose": e.purpose.key, "version": e.notice_version, "language": e.language}
+            {"purpose": e.decided_purpose.key, "version": e.notice_version, "language": e.language}
             for e in events
         ],
         "processing": [
             {
-                "purpose": e.purpose.key,
-                "dpv_purpose": e.purpose.dpv_concept,
-                "legal_basis": e.purpose.legal_basis,
-                "personal_data_categories": list(e.purpose.data_categories),
+                "purpose": e.decided_purpose.key,
+                "dpv_purpose": e.decided_purpose.dpv_concept,
+                "legal_basis": e.decided_purpose.legal_basis,
+                "personal_data_categories": list(e.decided_purpose.data_categories),
                 "recipients": [],
                 "storage_duration": (
-                    str(e.purpose.consent_ttl) if e.purpose.consent_ttl else "until withdrawn"
+                    str(e.decided_purpose.consent_ttl) if e.decided_purpose.consent_ttl else "until withdrawn"
                 ),
                 "processing_location": jurisdiction,
                 "transfers": [],
@@ -77,7 +77,7 @@ def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> 
         ],
         "events": [
             {
-                "purpose": e.purpose.key,
+                "purpose": e.decided_purpose.key,
                 "state": _DPV_STATE.get(e.action, e.action),
                 "timestamp": e.effective_at.isoformat(),
                 "valid_until": e.expires_at.isoformat() if e.expires_at else None,
@@ -103,7 +103,7 @@ def receipt_build(
     jurisdiction = (context.jurisdiction if context else "") or settings.DEFAULT_JURISDICTION
     purposes = []
     for e in events:
-        p = e.purpose
+        p = e.decided_purpose
         purposes.append(
             {
                 "purpose": p.name,
@@ -127,7 +127,7 @@ def receipt_build(
         "events": [
             {
                 "event_id": str(e.id),
-                "purpose": e.purpose.key,
+                "purpose": e.decided_purpose.key,
                 "action": e.action,
                 "notice_version": e.notice_version,
                 "language": e.language,

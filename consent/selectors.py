@@ -157,7 +157,8 @@ def subject_history(
 
 def receipt_get(*, receipt_id: uuid.UUID) -> tuple[list[ConsentEvent], ConsentContext | None]:
     events = list(
-        ConsentEvent.objects.filter(receipt_id=receipt_id)
+        # A `rectified` event's receipt id is no consent receipt.
+        ConsentEvent.objects.filter(receipt_id=receipt_id, purpose__isnull=False)
         .select_related("purpose", "subject")
         .order_by("seq")
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,6 +30,7 @@ EVENT_TYPES = (
     "consent.withdrawn",
     "consent.expired",
     "subject.erased",
+    "subject.rectified",
     "retention.run_completed",
 )
 
@@ -112,6 +113,29 @@ def outbox_erased_identifiers_forget(
     if event_ids is not None:
         done = done.filter(pk__in=list(event_ids))
     return done.update(subject_identifier_encrypted=None)
+
+
+def outbox_rekey(*, old_key: str, new_key: str, identifier: str) -> int:
+    """Moves a subject's announcements (and their deliveries) to its new key after an
+    identifier rectification, after any the new key already has, in their order; their
+    identifier becomes the rectified one. Inside the rectification's transaction, under the
+    subject's lock. Returns how many moved."""
+    offset = outbox_next_seq(new_key) - 1
+    moved = list(OutboxEvent.objects.filter(subject_key=old_key).order_by("seq"))
+    for event in moved:
+        event.subject_key = new_key
+        event.seq += offset
+        if event.subject_identifier_encrypted is not None:
+            event.subject_identifier_encrypted = crypto.encrypt(
+                identifier.encode(), aad=new_key.encode()
+            )
+    OutboxEvent.objects.bulk_update(
+        moved, ["subject_key", "seq", "subject_identifier_encrypted"], batch_size=500
+    )
+    WebhookDelivery.objects.filter(subject_key=old_key).update(
+        subject_key=new_key, seq=F("seq") + offset
+    )
+    return len(moved)
 
 
 def outbox_next_seq(subject_key: str) -> int:

@@ -8,13 +8,17 @@ class RetentionConfig(AppConfig):
     def ready(self) -> None:
         # The Art. 30 records of processing name the retention that applies to each data use.
         from consent.decisions.selectors import records_of_processing_register
+        from consent.rectification import subject_rekey_register
         from governance.reencrypt import register_encrypted_field
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
+        from retention.services.rekey import retention_subject_rekey
 
         records_of_processing_register(
             lambda data_use: {"retention": retention_for_purpose(data_use.purpose)}
         )
+        # An identifier rectification moves holds and rights requests to the new key.
+        subject_rekey_register(retention_subject_rekey)
         # Rotation must reach these too: an erasure opened before a rotation reads its
         # identifier after it. Associated data as in retention.services.rights.
         register_encrypted_field(

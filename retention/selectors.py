@@ -161,7 +161,7 @@ def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
         export["consent_history"] = [
             {
                 "seq": e.seq,
-                "purpose": e.purpose.key,
+                "purpose": e.purpose.key if e.purpose is not None else None,
                 "action": e.action,
                 "notice_version": e.notice_version,
                 "language": e.language,

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from retention.services import enforcement, propagation, rights
+from retention.services import enforcement, propagation, rekey, rights
 
 # Enforcement stops starting new policies after this, leaving room before the soft limit;
 # the task then queues its continuation (every chunk is found again by its predicate).
@@ -53,3 +53,11 @@ def access_execute_task(request_id: str) -> str:
 @shared_task(name="retention.sweep_rights_requests", soft_time_limit=50, time_limit=60)
 def rights_requests_sweep_task() -> dict[str, list[str]]:
     return rights.rights_requests_sweep()
+
+
+# Idempotent (an UPDATE from the old key to the new one), so a redelivery is harmless.
+@shared_task(
+    name=rekey.REKEY_EXTERNAL_TASK, acks_late=True, soft_time_limit=240, time_limit=300
+)
+def external_tables_rekey_task(key_change_id: int) -> int:
+    return rekey.external_tables_rekey(key_change_id=key_change_id)

@@ -176,7 +176,8 @@ def record_input_fast(data: Any) -> dict[str, Any] | None:
 
 class HistoryEventSerializer(serializers.ModelSerializer):
     event_id = serializers.UUIDField(source="id")
-    purpose = serializers.CharField(source="purpose.key")
+    # Null for a `rectified` event (the identifier changed; no purpose).
+    purpose = serializers.CharField(source="purpose.key", allow_null=True)
 
     class Meta:
         model = ConsentEvent

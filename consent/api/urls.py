@@ -29,6 +29,9 @@ urlpatterns = [
     re_path(
         rf"^{SUBJECT}/withdrawals$", views.SubjectWithdrawApi.as_view(), name="subject-withdrawals"
     ),
+    re_path(
+        rf"^{SUBJECT}/identifier$", views.SubjectIdentifierApi.as_view(), name="subject-identifier"
+    ),
     path("receipts/<str:receipt_id>", views.ReceiptDetailApi.as_view(), name="receipt-detail"),
     # Checks, data uses and decisions (scope `checks`).
     path("checks", checks_api.ChecksApi.as_view(), name="checks"),

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from consent import selectors, services
+from consent import rectification, selectors, services
 from consent.api.common import client_context, decision_inputs
 from consent.api.serializers import (
     API_SOURCES,
@@ -30,7 +30,7 @@ from consent.api.serializers import (
     record_output,
 )
 from consent.identity import subject_key
-from consent.models import GivenBy
+from consent.models import GivenBy, Subject
 from consent.receipts import receipt_signed
 from governance.api.common import actor_of, api_client_of, iso, validated
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
@@ -293,6 +293,54 @@ class SubjectWithdrawApi(APIView):
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)
+
+
+NAMESPACE = OpenApiParameter(
+    "namespace", str, required=False, enum=Subject.Namespace.values, description="default account"
+)
+
+
+def namespace_of(request: Request) -> str:
+    """The subject's namespace from `?namespace=`: account (the default) or device."""
+    namespace = request.query_params.get("namespace", Subject.Namespace.ACCOUNT)
+    if namespace not in Subject.Namespace.values:
+        raise InvalidRequest(
+            "namespace must be one of: " + ", ".join(Subject.Namespace.values) + ".",
+            detail={"field": "namespace"},
+        )
+    return namespace
+
+
+class SubjectIdentifierApi(APIView):
+    """Identifier rectification (GDPR Art. 16)."""
+
+    required_scope = Scope.RIGHTS
+
+    @extend_schema_serializer(component_name="RectificationInput")
+    class InputSerializer(serializers.Serializer):
+        new_subject_id = SubjectIdField()
+
+    @extend_schema_serializer(component_name="Rectification")
+    class OutputSerializer(serializers.Serializer):
+        subject_id = serializers.CharField()
+        event_id = serializers.UUIDField()
+
+    @extend_schema(
+        operation_id="subject_rectify",
+        request=InputSerializer,
+        parameters=[NAMESPACE],
+        responses={200: OutputSerializer, **error_responses(400, 404, 409, 413, 415)},
+        description="Replaces the subject's identifier; the old one then reads as never seen.",
+    )
+    def post(self, request: Request, subject_id: str) -> Response:
+        data = validated(self.InputSerializer, request.data)
+        result = rectification.subject_rectify(
+            subject_id=subject_id,
+            namespace=namespace_of(request),
+            new_subject_id=data["new_subject_id"],
+            actor=actor_of(request),
+        )
+        return Response(self.OutputSerializer(result).data)
 
 
 class ReceiptDetailApi(APIView):

@@ -23,6 +23,7 @@ from consent.models import (
     ConsentState,
     LedgerPurgeGuard,
     Subject,
+    SubjectKeyChange,
     SubjectTombstone,
 )
 from governance.db import PerDatabase
@@ -96,7 +97,20 @@ def subject_history_purge(
 ) -> SubjectTombstone:
     """Removes a subject's whole consent history (events, states, proof context) and leaves
     its tombstone, in one transaction. The subject row stays: its chain head is the
-    tombstone's final hash, so a later grant starts a new history that still verifies."""
-    return _PURGES().subject_history(
-        subject=subject, reason=reason, removed_elsewhere=removed_elsewhere or {}
-    )
+    tombstone's final hash, so a later grant starts a new history that still verifies.
+
+    The tombstone keeps the keys the subject had before rectifications (and until when), so
+    an erasure replay finds the person under any of them; an erasure then removes the
+    key-change rows, which no remaining event needs."""
+    with transaction.atomic():
+        tombstone = _PURGES().subject_history(
+            subject=subject, reason=reason, removed_elsewhere=removed_elsewhere or {}
+        )
+        changes = SubjectKeyChange.objects.filter(subject_id=subject.pk).order_by("from_seq")
+        former = [{"key": c.old_key, "until": c.created_at.isoformat()} for c in changes]
+        if former:
+            tombstone.former_keys = former
+            tombstone.save(update_fields=["former_keys"])
+        if reason == SubjectTombstone.Reason.ERASURE:
+            changes.delete()
+        return tombstone

@@ -16,10 +16,10 @@ def effective_status(state: ConsentState, now: datetime) -> str:
 
 
 def state_of(event: ConsentEvent) -> ConsentState:
-    """The current state an event leaves its purpose in."""
+    """The current state a consent event leaves its purpose in."""
     return ConsentState(
         subject_id=event.subject_id,
-        purpose_id=event.purpose_id,
+        purpose_id=event.decided_purpose.pk,
         status=event.action,
         notice_version=event.notice_version,
         since=event.effective_at,

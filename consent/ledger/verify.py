@@ -4,17 +4,29 @@ A chain starts at the genesis (seq 1, empty prev_hash) or at the subject's lates
 SubjectTombstone: the first remaining event then has seq = tombstone.last_seq + 1 and
 prev_hash = tombstone.final_chain_hash. The subject row's head must match the last event
 (or the tombstone when no event remains), so a deleted tail is found too.
+
+A rectified subject's events are never re-hashed: each is checked with the key in force at
+its position (SubjectKeyChange), and a tombstone counts under whichever key the subject had
+when it was left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
 from consent.ledger import chain
-from consent.models import ConsentContext, ConsentEvent, Subject, SubjectTombstone
+from consent.models import (
+    ConsentContext,
+    ConsentEvent,
+    Subject,
+    SubjectKeyChange,
+    SubjectTombstone,
+)
 
 # What the verifier reads of each event: its ids, its hash and what the hash covers.
 _FIELDS = ("id", "subject_id", "purpose__key", "receipt_id", "hash", *chain.HASHED_COLUMNS)
@@ -49,7 +61,20 @@ class VerifyReport:
 
 
 def _recompute(row: dict[str, Any], subject_key: str) -> str:
-    return chain.event_hash_of(row, subject_key=subject_key, purpose_key=row["purpose__key"])
+    # A `rectified` event has no purpose; it was hashed with an empty purpose key.
+    return chain.event_hash_of(
+        row, subject_key=subject_key, purpose_key=row["purpose__key"] or ""
+    )
+
+
+def key_at(seq: int, key: str, changes: Sequence[SubjectKeyChange]) -> str:
+    """The subject key in force at chain position `seq`, given the current `key` and the
+    subject's key changes by position: the old key of the first change after `seq`."""
+    for change in reversed(changes):
+        if seq >= change.from_seq:
+            break
+        key = change.old_key
+    return key
 
 
 def _context_digests(receipt_ids: Iterable[Any]) -> dict[str, str]:
@@ -66,12 +91,66 @@ def _context_digests(receipt_ids: Iterable[Any]) -> dict[str, str]:
     return digests
 
 
-def _latest_tombstones(subjects: Iterable[Subject]) -> dict[tuple[str, str], SubjectTombstone]:
-    keys = {s.key for s in subjects}
-    latest: dict[tuple[str, str], SubjectTombstone] = {}
+# A span of time during which a subject had one key: (key, from, until), None unbounded.
+Span = tuple[str, datetime | None, datetime | None]
+
+
+def _key_spans(
+    subject: Subject, changes: Sequence[SubjectKeyChange], first_from: datetime | None
+) -> list[Span]:
+    """The keys the subject had, and when: its first key from `first_from`, each later one
+    from the change that gave it until the next change."""
+    first = changes[0].old_key if changes else subject.key
+    spans: list[Span] = [(first, first_from, changes[0].created_at if changes else None)]
+    for i, change in enumerate(changes):
+        until = changes[i + 1].created_at if i + 1 < len(changes) else None
+        spans.append((change.new_key, change.created_at, until))
+    return spans
+
+
+def _latest_tombstones(
+    subjects: Sequence[Subject], changes: dict[int, list[SubjectKeyChange]]
+) -> dict[int, SubjectTombstone]:
+    """Each subject's latest tombstone, left under a key it had at the time. A subject's
+    first key counts only from when another subject last rectified away from it: a reused
+    identifier does not inherit the former holder's tombstones."""
+    keys = {s.key for s in subjects} | {c.old_key for cs in changes.values() for c in cs}
+    departures = list(
+        SubjectKeyChange.objects.filter(old_key__in=keys).values_list(
+            "subject_id", "subject__namespace", "old_key", "created_at"
+        )
+    )
+    owners: dict[tuple[str, str], list[tuple[int, Span]]] = defaultdict(list)
+    for subject in subjects:
+        own = changes.get(subject.pk, [])
+        first = own[0].old_key if own else subject.key
+        first_from = max(
+            (
+                at
+                for sid, namespace, old_key, at in departures
+                if sid != subject.pk and (namespace, old_key) == (subject.namespace, first)
+            ),
+            default=None,
+        )
+        for span in _key_spans(subject, own, first_from):
+            owners[(subject.namespace, span[0])].append((subject.pk, span))
+    latest: dict[int, SubjectTombstone] = {}
     for t in SubjectTombstone.objects.filter(subject_key__in=keys).order_by("created_at", "id"):
-        latest[(t.namespace, t.subject_key)] = t
+        for pk, (_, start, until) in owners.get((t.namespace, t.subject_key), []):
+            if (start is None or t.created_at >= start) and (until is None or t.created_at < until):
+                latest[pk] = t
     return latest
+
+
+def _key_change_breaks(
+    subject: Subject, changes: Sequence[SubjectKeyChange]
+) -> Iterator[tuple[str, str]]:
+    """The key changes must link up and end at the subject's current key."""
+    for change, after in zip(changes, changes[1:], strict=False):
+        if change.new_key != after.old_key:
+            yield "key_change_mismatch", f"the key change at seq {after.from_seq} does not follow"
+    if changes and changes[-1].new_key != subject.key:
+        yield "key_change_mismatch", "the latest key change does not end at the subject's key"
 
 
 def _verify_subject(
@@ -79,6 +158,7 @@ def _verify_subject(
     rows: list[dict[str, Any]],
     tombstone: SubjectTombstone | None,
     contexts: dict[str, str],
+    changes: Sequence[SubjectKeyChange] = (),
 ) -> Iterator[ChainBreak]:
     def brk(kind: str, message: str, row: dict[str, Any] | None = None) -> ChainBreak:
         return ChainBreak(
@@ -90,6 +170,8 @@ def _verify_subject(
             message=message,
         )
 
+    for kind, message in _key_change_breaks(subject, changes):
+        yield brk(kind, message)
     expected_prev, expected_seq = chain.GENESIS, 1
     if rows and (rows[0]["seq"] != 1 or rows[0]["prev_hash"] != chain.GENESIS):
         if tombstone is None:
@@ -111,7 +193,7 @@ def _verify_subject(
             yield brk("seq_gap", f"expected seq {expected_seq}, found {row['seq']}", row)
         if row["prev_hash"] != expected_prev:
             yield brk("broken_link", "prev_hash is not the previous event's hash", row)
-        if _recompute(row, subject.key) != row["hash"]:
+        if _recompute(row, key_at(row["seq"], subject.key, changes)) != row["hash"]:
             yield brk("hash_mismatch", "the event's fields do not match its hash", row)
         digest = contexts.get(str(row["receipt_id"]))
         if digest is not None and digest != row["context_digest"]:
@@ -149,11 +231,23 @@ def ledger_verify(*, subject_ids: Iterable[int] | None = None, batch: int = 500)
             .values(*_FIELDS)
         )
         contexts = _context_digests(r["receipt_id"] for r in rows)
-        tombstones = _latest_tombstones(subjects)
+        changes: dict[int, list[SubjectKeyChange]] = defaultdict(list)
+        for change in SubjectKeyChange.objects.filter(subject_id__in=by_pk).order_by(
+            "subject_id", "from_seq"
+        ):
+            changes[change.subject_id].append(change)
+        tombstones = _latest_tombstones(subjects, changes)
         grouped = {pk: list(g) for pk, g in groupby(rows, key=lambda r: r["subject_id"])}
         for subject in subjects:
             events = grouped.get(subject.pk, [])
             report.subjects += 1
             report.events += len(events)
-            tombstone = tombstones.get((subject.namespace, subject.key))
-            report.breaks.extend(_verify_subject(subject, events, tombstone, contexts))
+            report.breaks.extend(
+                _verify_subject(
+                    subject,
+                    events,
+                    tombstones.get(subject.pk),
+                    contexts,
+                    changes.get(subject.pk, []),
+                )
+            )

@@ -1,6 +1,6 @@
 """The one write path of the ledger: lock -> build -> append, for every writer (consent
-records and withdrawals, the banner, expiry, device linking; imports and rectification
-plug in the same way).
+records and withdrawals, the banner, expiry, device linking; imports plug in the same way;
+rectification locks and appends through the same store, building its event here).
 
 A writer names the subject (SubjectRef), says how it writes (Write: actor, source,
 proof context, audit) and gives a `plan` that picks the entries from the subject's current
@@ -25,7 +25,16 @@ from consent.ledger.states import state_of
 from consent.ledger.store import LedgerStore, Rows, SubjectRef
 from consent.ledger.store_orm import OrmLedgerStore
 from consent.ledger.store_pg import PostgresLedgerStore
-from consent.models import ConsentContext, ConsentEvent, ConsentState, GivenBy, Purpose, Subject
+from consent.models import (
+    RECTIFIED,
+    ConsentContext,
+    ConsentEvent,
+    ConsentState,
+    GivenBy,
+    Purpose,
+    Subject,
+    SubjectKeyChange,
+)
 from governance.actors import Actor
 from governance.audit import audit_build
 from governance.db import PerDatabase
@@ -61,9 +70,10 @@ class RecordResult:
 @dataclass(frozen=True)
 class Entry:
     """One event a plan asks for. The fields left None take the Write's values (effective
-    now); a carried-over or expired decision keeps its own."""
+    now); a carried-over or expired decision keeps its own. No purpose: a `rectified`
+    event, which is about the subject."""
 
-    purpose: Purpose
+    purpose: Purpose | None
     action: str
     notice_version: int
     expires_at: datetime | None = None
@@ -157,18 +167,49 @@ def event_build(
         prev_hash=subject.chain_head,
     )
     event.hash = chain.event_hash_of(
-        vars(event), subject_key=subject.key, purpose_key=entry.purpose.key
+        vars(event),
+        subject_key=subject.key,
+        purpose_key=entry.purpose.key if entry.purpose is not None else "",
     )
     subject.last_seq = seq
     subject.chain_head = event.hash
     return event
 
 
+def rectified_event_build(
+    *, subject: Subject, new_key: str, write: Write, now: datetime
+) -> tuple[ConsentEvent, SubjectKeyChange]:
+    """The unsaved `rectified` event of a locked subject and its key-change row: the event
+    is the first one hashed with `new_key`, the events before it keep their hashes (the
+    verifier takes each one's key from the key-change rows). Moves the subject's key and
+    chain head in memory; the caller saves the key, the append the rest."""
+    old_key = subject.key
+    subject.key = new_key
+    event = event_build(
+        subject=subject,
+        entry=Entry(purpose=None, action=RECTIFIED, notice_version=0),
+        write=write,
+        recorded_at=now,
+        receipt_id=uuid.uuid4(),
+        context_digest="",
+        language="",
+    )
+    change = SubjectKeyChange(
+        subject=subject,
+        old_key=old_key,
+        new_key=new_key,
+        from_seq=event.seq,
+        event_id=event.id,
+        created_at=now,
+    )
+    return event, change
+
+
 def event_payload(event: ConsentEvent) -> dict[str, Any]:
     """What subscribers learn of an event (the identifier is added at delivery)."""
     return {
         "event_id": str(event.id),
-        "purpose": event.purpose.key,
+        "purpose": event.decided_purpose.key,
         "action": event.action,
         "notice_version": event.notice_version,
         "effective_at": event.effective_at.isoformat(),
@@ -248,7 +289,7 @@ def ledger_write(*, subject: SubjectRef, plan: Plan, write: Write, now: datetime
                     detail={
                         "subject_key": head.key,
                         **write.audit_detail,
-                        "events": [[e.purpose.key, e.action] for e in events],
+                        "events": [[e.decided_purpose.key, e.action] for e in events],
                     },
                 )
             )

@@ -5,7 +5,9 @@
 - `lease`: the lease that keeps two enforcement runs from overlapping;
 - `enforcement`: a run over the policies (each target's `count` / `purge`), and queuing one;
 - `propagation`: a withdrawal's reach into the targets tied to its purpose;
-- `rights`: erasure and access requests, their sweeper and the replay after a restore.
+- `rights`: erasure and access requests, their sweeper and the replay after a restore;
+- `rekey`: an identifier rectification's reach into retention (holds, requests, external
+  tables).
 
 Deletion follows the restartable pattern: pick a chunk by a predicate, remove it in its own
 short transaction, record progress, go on; a row already gone is done.

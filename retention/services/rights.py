@@ -19,7 +19,7 @@ from django.utils import timezone
 from consent import identity
 from consent.decisions.services import decisions_forget_subject
 from consent.ledger.purge import subject_history_purge
-from consent.models import ConsentEvent, Subject, SubjectTombstone
+from consent.models import ConsentEvent, Subject, SubjectKeyChange, SubjectTombstone
 from consent.services import subject_mark_erased
 from governance import crypto
 from governance.actors import Actor
@@ -168,6 +168,17 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
     ref = SubjectRef(
         key=request.subject_key, namespace=request.namespace, pk=subject.pk if subject else None
     )
+    # Rows still naming the person by a key from before a rectification (the audit trail,
+    # which is never re-keyed; an external table whose re-key task has not run) go too.
+    former = (
+        SubjectKeyChange.objects.filter(subject_id=subject.pk).values_list("old_key", flat=True)
+        if subject is not None
+        else []
+    )
+    refs = [ref] + [
+        SubjectRef(key=old_key, namespace=ref.namespace, pk=ref.pk)
+        for old_key in sorted(set(former) - {ref.key})
+    ]
     progress: dict[str, Any] = dict(request.progress or {})
     progress.setdefault("targets", {})
     all_targets = [t for t in targets().values() if t.holds_personal_data]
@@ -223,7 +234,7 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
                 if target.erasure == ErasureMode.ANONYMIZE
                 else PolicyAction.DELETE
             )
-            removed = target.subject_remove(ref, action=action, erasure=True)
+            removed = sum(target.subject_remove(r, action=action, erasure=True) for r in refs)
             progress["targets"][target.name] = {"status": "done", "removed": removed}
         save()
 
@@ -370,13 +381,15 @@ def rights_request_requeue(
 
 def erasures_replay(*, now: datetime | None = None) -> list[str]:
     """Applies every erasure tombstone again (after restoring a backup): a subject found
-    again with an identifier or a history older than its tombstone is erased once more."""
+    again with an identifier or a history older than its tombstone is erased once more,
+    under its key or under a key it had before a rectification (a subject created under
+    that key since the rectification is someone else)."""
     moment = now or timezone.now()
     replayed = []
     for tomb in SubjectTombstone.objects.filter(reason=SubjectTombstone.Reason.ERASURE).order_by(
         "created_at"
     ):
-        subject = Subject.objects.filter(namespace=tomb.namespace, key=tomb.subject_key).first()
+        subject = _tombstone_subject(tomb)
         if subject is None:
             continue
         resurrected = (
@@ -389,7 +402,7 @@ def erasures_replay(*, now: datetime | None = None) -> list[str]:
             continue
         with transaction.atomic():
             request = ErasureRequest.objects.create(
-                subject_key=tomb.subject_key,
+                subject_key=subject.key,
                 namespace=tomb.namespace,
                 identifier_encrypted=subject.identifier_encrypted,
                 created_at=moment,
@@ -399,3 +412,19 @@ def erasures_replay(*, now: datetime | None = None) -> list[str]:
         erasure_execute(request_id=request.pk, now=moment)
         replayed.append(tomb.subject_key)
     return replayed
+
+
+def _tombstone_subject(tomb: SubjectTombstone) -> Subject | None:
+    """The subject a tombstone erased, if a restore brought it back: under the tombstone's
+    key, or under a former key by a subject that existed before it was rectified away."""
+    subject = Subject.objects.filter(namespace=tomb.namespace, key=tomb.subject_key).first()
+    if subject is not None:
+        return subject
+    for former in tomb.former_keys or []:
+        until = datetime.fromisoformat(former["until"])
+        found = Subject.objects.filter(
+            namespace=tomb.namespace, key=former["key"], created_at__lt=until
+        ).first()
+        if found is not None:
+            return found
+    return None

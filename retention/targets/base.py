@@ -120,6 +120,12 @@ class Target(ABC):
     def subject_rows(self, ref: SubjectRef) -> list[dict[str, Any]]:
         """One subject's rows, for an access export."""
 
+    def subject_rekey(self, ref: SubjectRef, *, new_key: str) -> int:
+        """Names the subject's rows by `new_key` after an identifier rectification; how many
+        rows changed (none the second time). This service's own stores are re-keyed in the
+        rectification's transaction, so only other databases' tables do anything here."""
+        return 0
+
 
 def no_rows() -> Q:
     return Q(pk__in=[])

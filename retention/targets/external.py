@@ -66,6 +66,18 @@ class ExternalTable(Target):
             cursor.execute(f"DELETE FROM {table} WHERE {key} = %s", [ref.key])  # noqa: S608
             return int(cursor.rowcount)
 
+    def subject_rekey(self, ref: SubjectRef, *, new_key: str) -> int:
+        table, _, key = self._names()
+        with (
+            transaction.atomic(using=self.database),
+            connections[self.database].cursor() as cursor,
+        ):
+            cursor.execute(
+                f"UPDATE {table} SET {key} = %s WHERE {key} = %s",  # noqa: S608
+                [new_key, ref.key],
+            )
+            return int(cursor.rowcount)
+
     def subject_rows(self, ref: SubjectRef) -> list[dict[str, Any]]:
         table, ts, key = self._names()
         with connections[self.database].cursor() as cursor:

@@ -111,7 +111,7 @@ def chain_verifies(subject: Subject) -> bool:
             event_id=str(e.id),
             subject_key=subject.key,
             seq=e.seq,
-            purpose_key=e.purpose.key,
+            purpose_key=e.purpose.key if e.purpose is not None else "",
             notice_version=e.notice_version,
             language=e.language,
             action=e.action,

@@ -1,0 +1,47 @@
+"""An identifier rectification's reach into retention: legal holds and rights requests move
+to the new key in the rectification's own transaction (registered with consent at startup),
+and a task re-keys the registered external tables, which live in other databases."""
+
+from __future__ import annotations
+
+from consent import identity
+from consent.models import SubjectKeyChange
+from consent.rectification import SubjectRekeyed
+from governance.queue import task_queue_on_commit
+from retention.models import AccessRequest, ErasureRequest, LegalHold
+from retention.registry import targets
+from retention.targets.base import SubjectRef
+
+REKEY_EXTERNAL_TASK = "retention.external_tables_rekey"
+
+
+def retention_subject_rekey(rekeyed: SubjectRekeyed) -> None:
+    """Inside the rectification's transaction, under the subject's lock."""
+    old, new, namespace = rekeyed.old_key, rekeyed.new_key, rekeyed.namespace
+    LegalHold.objects.filter(subject_key=old, namespace=namespace).update(subject_key=new)
+    AccessRequest.objects.filter(subject_key=old, namespace=namespace).update(subject_key=new)
+    erasures = list(ErasureRequest.objects.filter(subject_key=old, namespace=namespace))
+    for request in erasures:
+        request.subject_key = new
+        if request.identifier_encrypted is not None:
+            # Its associated data is the key: the (rectified) identifier goes under the new one.
+            request.identifier_encrypted = identity.encrypt_identifier(
+                rekeyed.new_identifier, key=new
+            )
+    ErasureRequest.objects.bulk_update(erasures, ["subject_key", "identifier_encrypted"])
+    task_queue_on_commit(REKEY_EXTERNAL_TASK, key_change_id=rekeyed.key_change_id)
+
+
+def external_tables_rekey(*, key_change_id: int) -> int:
+    """Re-keys the subject's rows in every registered target that lives outside this
+    service's transaction (external tables); how many rows changed. Safe to run twice (the
+    second finds none), and a change erased since is nothing left to do."""
+    change = (
+        SubjectKeyChange.objects.filter(pk=key_change_id).select_related("subject").first()
+    )
+    if change is None:
+        return 0
+    ref = SubjectRef(key=change.old_key, namespace=change.subject.namespace, pk=change.subject_id)
+    return sum(
+        target.subject_rekey(ref, new_key=change.new_key) for target in targets().values()
+    )
