@@ -210,16 +210,16 @@ class ConsentEvent(models.Model):
             models.Index(fields=["recorded_at"], name="consent_event_recorded"),
         ]
 
+    def __str__(self) -> str:
+        about = self.purpose.key if self.purpose is not None else "subject"
+        return f"{self.action} {about} @ {self.effective_at:%Y-%m-%d %H:%M:%S}"
+
     @property
     def decided_purpose(self) -> Purpose:
         """The purpose a consent decision is about: every event has one but `rectified`."""
         if self.purpose is None:
             raise ValueError(f"event {self.id} ({self.action}) is about no purpose")
         return self.purpose
-
-    def __str__(self) -> str:
-        about = self.purpose.key if self.purpose is not None else "subject"
-        return f"{self.action} {about} @ {self.effective_at:%Y-%m-%d %H:%M:%S}"
 
 
 class ConsentContext(models.Model):

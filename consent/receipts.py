@@ -68,7 +68,9 @@ def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> 
                 "personal_data_categories": list(e.decided_purpose.data_categories),
                 "recipients": [],
                 "storage_duration": (
-                    str(e.decided_purpose.consent_ttl) if e.decided_purpose.consent_ttl else "until withdrawn"
+                    str(e.decided_purpose.consent_ttl)
+                    if e.decided_purpose.consent_ttl
+                    else "until withdrawn"
                 ),
                 "processing_location": jurisdiction,
                 "transfers": [],

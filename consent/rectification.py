@@ -136,7 +136,13 @@ def subject_rectify(
             detail={"subject_key": new_key, "old_subject_key": old_key, "event_id": str(event.id)},
         )
         store.append(
-            Rows(subject=head, events=[event], states=[], announcements=[announcement], audits=[audit])
+            Rows(
+                subject=head,
+                events=[event],
+                states=[],
+                announcements=[announcement],
+                audits=[audit],
+            )
         )
         outbox_dispatch_on_commit()
     return RectifyResult(subject_id=new_subject_id, event_id=event.id)

@@ -56,8 +56,6 @@ def rights_requests_sweep_task() -> dict[str, list[str]]:
 
 
 # Idempotent (an UPDATE from the old key to the new one), so a redelivery is harmless.
-@shared_task(
-    name=rekey.REKEY_EXTERNAL_TASK, acks_late=True, soft_time_limit=240, time_limit=300
-)
+@shared_task(name=rekey.REKEY_EXTERNAL_TASK, acks_late=True, soft_time_limit=240, time_limit=300)
 def external_tables_rekey_task(key_change_id: int) -> int:
     return rekey.external_tables_rekey(key_change_id=key_change_id)

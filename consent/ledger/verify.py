@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from itertools import groupby
+from itertools import groupby, pairwise
 from typing import Any
 
 from consent.ledger import chain
@@ -62,9 +62,7 @@ class VerifyReport:
 
 def _recompute(row: dict[str, Any], subject_key: str) -> str:
     # A `rectified` event has no purpose; it was hashed with an empty purpose key.
-    return chain.event_hash_of(
-        row, subject_key=subject_key, purpose_key=row["purpose__key"] or ""
-    )
+    return chain.event_hash_of(row, subject_key=subject_key, purpose_key=row["purpose__key"] or "")
 
 
 def key_at(seq: int, key: str, changes: Sequence[SubjectKeyChange]) -> str:
@@ -146,7 +144,7 @@ def _key_change_breaks(
     subject: Subject, changes: Sequence[SubjectKeyChange]
 ) -> Iterator[tuple[str, str]]:
     """The key changes must link up and end at the subject's current key."""
-    for change, after in zip(changes, changes[1:], strict=False):
+    for change, after in pairwise(changes):
         if change.new_key != after.old_key:
             yield "key_change_mismatch", f"the key change at seq {after.from_seq} does not follow"
     if changes and changes[-1].new_key != subject.key:

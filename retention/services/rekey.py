@@ -36,12 +36,8 @@ def external_tables_rekey(*, key_change_id: int) -> int:
     """Re-keys the subject's rows in every registered target that lives outside this
     service's transaction (external tables); how many rows changed. Safe to run twice (the
     second finds none), and a change erased since is nothing left to do."""
-    change = (
-        SubjectKeyChange.objects.filter(pk=key_change_id).select_related("subject").first()
-    )
+    change = SubjectKeyChange.objects.filter(pk=key_change_id).select_related("subject").first()
     if change is None:
         return 0
     ref = SubjectRef(key=change.old_key, namespace=change.subject.namespace, pk=change.subject_id)
-    return sum(
-        target.subject_rekey(ref, new_key=change.new_key) for target in targets().values()
-    )
+    return sum(target.subject_rekey(ref, new_key=change.new_key) for target in targets().values())

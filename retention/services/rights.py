@@ -389,42 +389,38 @@ def erasures_replay(*, now: datetime | None = None) -> list[str]:
     for tomb in SubjectTombstone.objects.filter(reason=SubjectTombstone.Reason.ERASURE).order_by(
         "created_at"
     ):
-        subject = _tombstone_subject(tomb)
-        if subject is None:
-            continue
-        resurrected = (
-            subject.erased_at is None
-            or ConsentEvent.objects.filter(
-                subject=subject, recorded_at__lte=tomb.created_at
-            ).exists()
-        )
-        if not resurrected:
-            continue
-        with transaction.atomic():
-            request = ErasureRequest.objects.create(
-                subject_key=subject.key,
-                namespace=tomb.namespace,
-                identifier_encrypted=subject.identifier_encrypted,
-                created_at=moment,
-                due_at=moment,
-                progress={"replay_of": tomb.pk},
+        for subject in _tombstone_subjects(tomb):
+            resurrected = (
+                subject.erased_at is None
+                or ConsentEvent.objects.filter(
+                    subject=subject, recorded_at__lte=tomb.created_at
+                ).exists()
             )
-        erasure_execute(request_id=request.pk, now=moment)
-        replayed.append(tomb.subject_key)
+            if not resurrected:
+                continue
+            with transaction.atomic():
+                request = ErasureRequest.objects.create(
+                    subject_key=subject.key,
+                    namespace=tomb.namespace,
+                    identifier_encrypted=subject.identifier_encrypted,
+                    created_at=moment,
+                    due_at=moment,
+                    progress={"replay_of": tomb.pk},
+                )
+            erasure_execute(request_id=request.pk, now=moment)
+            replayed.append(tomb.subject_key)
     return replayed
 
 
-def _tombstone_subject(tomb: SubjectTombstone) -> Subject | None:
-    """The subject a tombstone erased, if a restore brought it back: under the tombstone's
-    key, or under a former key by a subject that existed before it was rectified away."""
-    subject = Subject.objects.filter(namespace=tomb.namespace, key=tomb.subject_key).first()
-    if subject is not None:
-        return subject
+def _tombstone_subjects(tomb: SubjectTombstone) -> list[Subject]:
+    """Where a restore may have brought back the person a tombstone erased: under its key,
+    and under each key they had before a rectification, by a subject that existed before
+    that key was left (one created under it since is someone new)."""
+    found = list(Subject.objects.filter(namespace=tomb.namespace, key=tomb.subject_key))
     for former in tomb.former_keys or []:
-        until = datetime.fromisoformat(former["until"])
-        found = Subject.objects.filter(
-            namespace=tomb.namespace, key=former["key"], created_at__lt=until
-        ).first()
-        if found is not None:
-            return found
-    return None
+        found += Subject.objects.filter(
+            namespace=tomb.namespace,
+            key=former["key"],
+            created_at__lt=datetime.fromisoformat(former["until"]),
+        )
+    return found
