@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retention', '0003_lineage_with_decision_and_accountability_minimum'),
+        ("retention", "0003_lineage_with_decision_and_accountability_minimum"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='purgerun',
-            name='files_removed',
+            model_name="purgerun",
+            name="files_removed",
             field=models.BigIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='purgerunitem',
-            name='files_removed',
+            model_name="purgerunitem",
+            name="files_removed",
             field=models.BigIntegerField(default=0),
         ),
     ]

@@ -117,7 +117,7 @@ def _policy_enforce(
             tally = target.purge(sweep, progress)
             # Whatever removals (this run's, withdrawals', erasures') left on storage long
             # enough ago goes now: a lake table's old files.
-            item.files_removed = target.settle()
+            item.files_removed = target.settle(now=clock.now())
         item.examined, item.held, item.removed = tally.examined, tally.held, tally.removed
         item.chunks = progress.chunks
         item.status = "complete"

@@ -161,7 +161,7 @@ def _target_settle(target: Target, state: dict[str, Any], now: datetime) -> dict
     removed_at = datetime.fromisoformat(state["removed_at"])
     if now < removed_at + target.settle_after:
         return state
-    files = target.settle(erasure=True)
+    files = target.settle(now=now, erasure=True)
     return {"status": "done", "removed": state["removed"], "files_removed": files}
 
 

@@ -112,10 +112,10 @@ class Target(ABC):
         where a removal is final at once, as a database's DELETE is."""
         return timedelta(0)
 
-    def settle(self, *, erasure: bool = False) -> int:
-        """Deletes what removals made at least `settle_after` ago left on storage (a lake
-        table's old data files and the log entries that describe them); returns the files
-        deleted. With `erasure`, no earlier version of the target may stay readable."""
+    def settle(self, *, now: datetime, erasure: bool = False) -> int:
+        """Deletes what removals made at least `settle_after` before `now` left on storage (a
+        lake table's old data files and the log entries that describe them); returns the
+        files deleted. With `erasure`, no earlier version of the target stays readable."""
         return 0
 
     @property

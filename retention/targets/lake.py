@@ -10,6 +10,7 @@ LAKEHOUSE_VACUUM_HOURS have passed: a vacuum, then a checkpoint and a log cleanu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,11 @@ import deltalake
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from deltalake.exceptions import TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
 from django.conf import settings
+from django.utils import timezone
 
 from consent import identity
 from retention.targets.base import Progress, SubjectRef, Sweep, Tally, Target
@@ -217,19 +221,41 @@ class DeltaTable(Target):
 
     # --- settling ------------------------------------------------------------------------
 
-    def settle(self, *, erasure: bool = False) -> int:
+    def settle(self, *, now: datetime, erasure: bool = False) -> int:
         table = self._open()
         if table is None:
             return 0
-        hours = int(self.settle_after.total_seconds() // 3600)
-        # Delta refuses a retention under the table's own (a week by default) unless told:
-        # the delay is ours, LAKEHOUSE_VACUUM_HOURS.
-        deleted = table.vacuum(
-            retention_hours=hours, enforce_retention_duration=False, dry_run=False
-        )
-        if deleted or erasure:
+        # The vacuum counts back from the wall clock: a `now` ahead of it (a run told the
+        # time, as tests do) shortens the wait by as much; never lengthens it past the delay.
+        ahead = max(0.0, (now - timezone.now()).total_seconds())
+        hours = max(0, math.ceil((self.settle_after.total_seconds() - ahead) / 3600))
+
+        def vacuum(*, dry_run: bool) -> list[str]:
+            # Delta refuses a retention under the table's own (a week by default) unless
+            # told: the delay is ours, LAKEHOUSE_VACUUM_HOURS.
+            return table.vacuum(
+                retention_hours=hours, enforce_retention_duration=False, dry_run=dry_run
+            )
+
+        # The vacuum names every tombstone past the delay, deleted before or not (the log
+        # keeps tombstones a week): only those still on storage count.
+        present = self._present(vacuum(dry_run=True))
+        vacuum(dry_run=False)
+        if present or erasure:
             self._history_cut(table)
-        return len(deleted)
+        return present
+
+    def _present(self, paths: list[str]) -> int:
+        """How many of `paths` (relative to the table, or absolute) are files on storage."""
+        if not paths:
+            return 0
+        root = self.uri.rstrip("/") + "/"
+        relative = [p.removeprefix(root) for p in paths]
+        storage = pafs.PyFileSystem(
+            DeltaStorageHandler(self.uri, options=self.storage_options or None)
+        )
+        infos = storage.get_file_info(relative)
+        return sum(1 for info in infos if info.type == pafs.FileType.File)
 
     def _history_cut(self, table: deltalake.DeltaTable) -> None:
         """Drops every log entry before a new checkpoint: older entries still carry the
