@@ -35,9 +35,6 @@ class IdKind:
     SUBJECT_KEY = "subject_key"
 
 
-# The log retention the table gets back after its history was cut (Delta's default).
-DEFAULT_LOG_RETENTION = "interval 30 days"
-
 
 def quoted(column: str) -> str:
     """A column name as delta-rs's SQL reads it (the names come from the configuration)."""
@@ -245,32 +242,33 @@ class DeltaTable(Target):
             self._history_cut(table)
         return present
 
+    def _storage(self) -> pafs.FileSystem:
+        """The table's storage, paths relative to its root (delta-rs's own object store)."""
+        return pafs.PyFileSystem(
+            DeltaStorageHandler(self.uri, options=self.storage_options or None)
+        )
+
     def _present(self, paths: list[str]) -> int:
         """How many of `paths` (relative to the table, or absolute) are files on storage."""
         if not paths:
             return 0
         root = self.uri.rstrip("/") + "/"
         relative = [p.removeprefix(root) for p in paths]
-        storage = pafs.PyFileSystem(
-            DeltaStorageHandler(self.uri, options=self.storage_options or None)
-        )
-        infos = storage.get_file_info(relative)
+        infos = self._storage().get_file_info(relative)
         return sum(1 for info in infos if info.type == pafs.FileType.File)
 
     def _history_cut(self, table: deltalake.DeltaTable) -> None:
         """Drops every log entry before a new checkpoint: older entries still carry the
         statistics (min and max, so ids) of files the vacuum deleted, and time travel to
-        them would name the people removed. The log retention is zero for this step only."""
-        before = table.metadata().configuration.get("delta.logRetentionDuration")
-        table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
-        try:
-            current = self._open()
-            assert current is not None
-            current.create_checkpoint()
-            current.cleanup_metadata()
-        finally:
-            restored = self._open()
-            assert restored is not None
-            restored.alter.set_table_properties(
-                {"delta.logRetentionDuration": before or DEFAULT_LOG_RETENTION}
-            )
+        them would name the people removed.
+
+        What `cleanup_metadata` does with the log retention at zero, without the two
+        metadata commits that changing the retention would take (a metadata commit fails
+        a concurrent writer's append)."""
+        table.create_checkpoint()
+        checkpoint = table.version()
+        storage = self._storage()
+        for info in storage.get_file_info(pafs.FileSelector("_delta_log")):
+            head = info.base_name.split(".", 1)[0]
+            if info.type == pafs.FileType.File and head.isdigit() and int(head) < checkpoint:
+                storage.delete_file(info.path)

@@ -21,6 +21,7 @@ from retention import selectors
 from retention.models import ErasureRequest, PurgeRunItem, RequestStatus
 from retention.registry import target_get
 from retention.services import enforcement, holds, propagation, rights
+from retention.targets.base import SubjectRef
 from retention.tasks import retention_enforce_task
 from tests.retention.conftest import policy
 
@@ -263,7 +264,7 @@ def test_dry_run_counts_and_changes_nothing(purposes, lake, now):
 
 def test_access_export_and_a_table_nobody_wrote_yet(purposes, lake, settings, tmp_path):
     rows = target_get(TRAINING).subject_rows(  # type: ignore[union-attr]
-        rights.SubjectRef(key=key(PERSON))  # no identifier at hand: matched by hashing ids
+        SubjectRef(key=key(PERSON))  # no identifier at hand: matched by hashing ids
     )
     assert [r["user_id"] for r in rows] == [PERSON] * 3
     settings.RETENTION_LAKEHOUSE_TABLES = [
