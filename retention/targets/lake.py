@@ -35,7 +35,6 @@ class IdKind:
     SUBJECT_KEY = "subject_key"
 
 
-
 def quoted(column: str) -> str:
     """A column name as delta-rs's SQL reads it (the names come from the configuration)."""
     return "`" + column.replace("`", "``") + "`"
