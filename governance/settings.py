@@ -410,6 +410,22 @@ DATABASE_ROUTERS = ["retention.routers.ExternalDatabaseRouter"]
 # "timestamp_column": "created_at", "subject_key_column": "subject_key",
 # "purpose": "ml_training", "keep_days": 365}]
 RETENTION_EXTERNAL_TABLES = json.loads(env_str("RETENTION_EXTERNAL_TABLES", "[]") or "[]")
+# Delta tables (delta-rs, no JVM) retention and rights reach, as JSON: [{"name": "training",
+# "uri": "s3://lake/training", "id_column": "user_id", "id_kind": "identifier" (or
+# "subject_key"), "timestamp_column": "event_time", "purposes": ["ml_training"],
+# "keep_days": 365, "storage_options": {...}}]. See docs/lakehouse-erasure.md.
+RETENTION_LAKEHOUSE_TABLES = json.loads(env_str("RETENTION_LAKEHOUSE_TABLES", "[]") or "[]")
+for _spec in RETENTION_LAKEHOUSE_TABLES:
+    _absent = {"name", "uri", "id_column", "timestamp_column"} - set(_spec)
+    if _absent or _spec.get("id_kind", "subject_key") not in ("identifier", "subject_key"):
+        raise ImproperlyConfigured(
+            f"RETENTION_LAKEHOUSE_TABLES: {_spec.get('name', _spec)!r} needs name, uri, "
+            "id_column, timestamp_column, and id_kind identifier or subject_key "
+            f"(missing: {sorted(_absent)})."
+        )
+# Removed rows' files stay this long before a vacuum deletes them (writers that started
+# before the removal still find the files they read); an erasure is done only after it.
+LAKEHOUSE_VACUUM_HOURS = env_int("LAKEHOUSE_VACUUM_HOURS", 24)
 # How long an enforcement run's lease lasts without renewal (renewed after every chunk).
 RETENTION_LEASE_SECONDS = env_int("RETENTION_LEASE_SECONDS", 300)
 # A rights request whose worker has not reported for this long is re-queued by the sweeper.

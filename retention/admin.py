@@ -212,6 +212,7 @@ class PurgeRunItemInline(admin.TabularInline):
         "examined",
         "removed",
         "held",
+        "files_removed",
         "chunks",
         "duration_ms",
         "error",
@@ -223,7 +224,16 @@ class PurgeRunItemInline(admin.TabularInline):
 
 @admin.register(PurgeRun)
 class PurgeRunAdmin(ReadOnlyAdmin):
-    list_display = ["id", "dry_run", "trigger", "status", "started_at", "removed", "held"]
+    list_display = [
+        "id",
+        "dry_run",
+        "trigger",
+        "status",
+        "started_at",
+        "removed",
+        "files_removed",
+        "held",
+    ]
     list_filter = ["status", "dry_run", "trigger"]
     inlines = [PurgeRunItemInline]
 

@@ -100,6 +100,8 @@ class PurgeRun(models.Model):
     examined = models.BigIntegerField(default=0)
     removed = models.BigIntegerField(default=0)
     held = models.BigIntegerField(default=0)
+    # Files deleted from storage (a lake table's vacuum), apart from the rows removed.
+    files_removed = models.BigIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -110,7 +112,8 @@ class PurgeRun(models.Model):
 
 
 class PurgeRunItem(models.Model):
-    """One policy's part of a run: rows examined, removed (or that would go), held back."""
+    """One policy's part of a run: rows examined, removed (or that would go), held back, and
+    files its target deleted from storage (`Target.settle`)."""
 
     run = models.ForeignKey(PurgeRun, on_delete=models.CASCADE, related_name="items")
     policy = models.ForeignKey(
@@ -124,6 +127,7 @@ class PurgeRunItem(models.Model):
     examined = models.BigIntegerField(default=0)
     removed = models.BigIntegerField(default=0)
     held = models.BigIntegerField(default=0)
+    files_removed = models.BigIntegerField(default=0)
     chunks = models.PositiveIntegerField(default=0)
     duration_ms = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)

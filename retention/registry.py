@@ -1,4 +1,5 @@
-"""The registered retention targets: this service's models and the configured external tables.
+"""The registered retention targets: this service's models, the configured external tables
+and the configured Delta tables of the lake.
 
 Policies name targets by `name`; an unknown name is refused when a policy is saved. Each
 target is an instance of its kind (retention.targets): the runs and the rights requests call
@@ -17,6 +18,7 @@ from consent.models import ConsentEvent
 from governance.audit import POLICY_TARGET_TYPES
 from retention.targets.base import ErasureMode, SubjectRef, Target, no_rows
 from retention.targets.external import ExternalTable
+from retention.targets.lake import DeltaTable
 from retention.targets.ledger import SubjectHistory
 from retention.targets.rows import GuardedRows, ModelRows, fk_subject, key_subject
 
@@ -148,10 +150,28 @@ def _external() -> list[Target]:
     ]
 
 
+def _lakehouse() -> list[Target]:
+    return [
+        DeltaTable(
+            name=f"delta:{spec['name']}",
+            label=spec.get("label", f"Delta table {spec['name']}"),
+            timestamp_field=spec["timestamp_column"],
+            uri=spec["uri"],
+            id_column=spec["id_column"],
+            id_kind=spec.get("id_kind", "subject_key"),
+            serves=tuple(spec.get("purposes", [])),
+            namespace=spec.get("namespace", "account"),
+            storage_options=dict(spec.get("storage_options", {})),
+            default_keep=timedelta(days=int(spec.get("keep_days", 365))),
+        )
+        for spec in getattr(settings, "RETENTION_LAKEHOUSE_TABLES", [])
+    ]
+
+
 def targets() -> dict[str, Target]:
-    """Every registered target by name (external ones read from settings each time), each
-    parent given the targets purged with it."""
-    found = [*_builtin(), *_external()]
+    """Every registered target by name (external and lake ones read from settings each
+    time), each parent given the targets purged with it."""
+    found = [*_builtin(), *_external(), *_lakehouse()]
     children: dict[str, list[Target]] = {}
     for target in found:
         if target.purged_with is not None:

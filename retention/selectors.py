@@ -45,13 +45,19 @@ def policy_is_held(policy: RetentionPolicy) -> bool:
     return LegalHold.objects.filter(policy=policy, released_at__isnull=True).exists()
 
 
-def policy_purpose_key(policy: RetentionPolicy) -> str | None:
-    """The purpose whose withdrawal reaches this policy's target: the policy's own, or the
-    one an external table was configured with."""
+def policy_purpose_keys(policy: RetentionPolicy) -> tuple[str, ...]:
+    """The purposes whose withdrawal reaches this policy's target: the policy's own, or those
+    an external or lake table was configured with."""
     if policy.purpose_id is not None:
-        return policy.purpose.key  # type: ignore[union-attr]
+        return (policy.purpose.key,)  # type: ignore[union-attr]
     target = targets().get(policy.target)
-    return target.purpose if target else None
+    return target.purposes if target else ()
+
+
+def policy_purpose_key(policy: RetentionPolicy) -> str | None:
+    """The first of `policy_purpose_keys` (what a policy shows as its purpose)."""
+    keys = policy_purpose_keys(policy)
+    return keys[0] if keys else None
 
 
 def policy_list() -> QuerySet[RetentionPolicy]:
@@ -111,7 +117,7 @@ def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:
     rows = []
     for policy in RetentionPolicy.objects.filter(enabled=True).order_by("target", "name"):
         target = targets().get(policy.target)
-        tied = policy_purpose_key(policy) == purpose.key
+        tied = purpose.key in policy_purpose_keys(policy)
         if not tied and not (target and target.keeps_proof_of_consent):
             continue
         rows.append(

@@ -176,3 +176,17 @@ def test_a_memo_lifetime_outside_0_to_60_seconds_is_refused(value):
     result = _import_settings({"DEBUG": "1", "HOT_READ_CACHE_SECONDS": value})
     assert result.returncode != 0
     assert "HOT_READ_CACHE_SECONDS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "tables",
+    [
+        '[{"name": "t", "uri": "/lake/t"}]',
+        '[{"name": "t", "uri": "/lake/t", "id_column": "id", "timestamp_column": "at",'
+        ' "id_kind": "email"}]',
+    ],
+)
+def test_a_lake_table_without_its_columns_or_with_an_unknown_id_kind_is_refused(tables):
+    result = _import_settings({"DEBUG": "1", "RETENTION_LAKEHOUSE_TABLES": tables})
+    assert result.returncode != 0
+    assert "RETENTION_LAKEHOUSE_TABLES" in result.stderr

@@ -132,6 +132,7 @@ class RunItemSerializer(serializers.Serializer):
     examined = serializers.IntegerField()
     removed = serializers.IntegerField()
     held = serializers.IntegerField()
+    files_removed = serializers.IntegerField(help_text="Files deleted from storage (lake tables).")
     chunks = serializers.IntegerField()
     duration_ms = serializers.IntegerField()
     error = serializers.CharField()
@@ -147,6 +148,7 @@ class RunSerializer(serializers.Serializer):
     examined = serializers.IntegerField()
     removed = serializers.IntegerField(help_text="For a dry run: the rows that would go.")
     held = serializers.IntegerField()
+    files_removed = serializers.IntegerField(help_text="Files deleted from storage (lake tables).")
     error = serializers.CharField()
     policies = RunItemSerializer(many=True, source="items.all")
 

@@ -115,6 +115,9 @@ def _policy_enforce(
             tally = Tally(found.examined, found.held, removed=found.examined - found.held)
         else:
             tally = target.purge(sweep, progress)
+            # Whatever removals (this run's, withdrawals', erasures') left on storage long
+            # enough ago goes now: a lake table's old files.
+            item.files_removed = target.settle(now=clock.now())
         item.examined, item.held, item.removed = tally.examined, tally.held, tally.removed
         item.chunks = progress.chunks
         item.status = "complete"
@@ -190,6 +193,7 @@ def retention_enforce(
             run.examined += item.examined
             run.removed += item.removed
             run.held += item.held
+            run.files_removed += item.files_removed
             if item.error:
                 errors.append(f"{item.policy_name}: {item.error}")
     except LeaseLost:
@@ -218,7 +222,12 @@ def retention_enforce(
             action="retention.dry_run" if run.dry_run else "retention.run",
             target_type="purge_run",
             target_id=str(run.pk),
-            detail={"removed": run.removed, "held": run.held, "status": run.status},
+            detail={
+                "removed": run.removed,
+                "files_removed": run.files_removed,
+                "held": run.held,
+                "status": run.status,
+            },
         )
     return EnforceResult(run, more_to_do=more_to_do)
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from consent import identity
 from consent.models import Action, ConsentEvent, Source
 from governance.audit import audit_record
 from retention import selectors
@@ -25,6 +26,9 @@ WITHDRAWALS_WATERMARK = "withdrawals"
 def withdrawals_propagate(*, now: datetime | None = None, batch: int = 500) -> int:
     """Reads `withdrawn` events from the ledger since the watermark and removes the subject's
     rows in every target tied to that purpose (held ones excepted). Returns events handled.
+
+    What a removal leaves on storage (a lake table's old files) is deleted by the target's
+    `settle`, which the policy's next enforcement run calls once `settle_after` has passed.
 
     Refusals and GPC signals are never read here: they stop processing, they delete nothing.
     Events younger than the lag are left for the next pass, so a transaction that commits
@@ -44,18 +48,29 @@ def withdrawals_propagate(*, now: datetime | None = None, batch: int = 500) -> i
         )
     rows = list(
         events.order_by("recorded_at", "id").values(
-            "id", "recorded_at", "purpose__key", "subject_id", "subject__key", "subject__namespace"
+            "id",
+            "recorded_at",
+            "purpose__key",
+            "subject_id",
+            "subject__key",
+            "subject__namespace",
+            "subject__identifier_encrypted",
         )[:batch]
     )
     tied: dict[str, list[RetentionPolicy]] = {}
     for policy in RetentionPolicy.objects.filter(enabled=True).select_related("purpose"):
-        key = selectors.policy_purpose_key(policy)
-        if key:
+        for key in selectors.policy_purpose_keys(policy):
             tied.setdefault(key, []).append(policy)
     held_keys = {r.key for r in selectors.held_subjects()}
     for row in rows:
+        # The identifier reaches tables keyed by it (lake tables); the keyed hash the rest.
         ref = SubjectRef(
-            key=row["subject__key"], namespace=row["subject__namespace"], pk=row["subject_id"]
+            key=row["subject__key"],
+            namespace=row["subject__namespace"],
+            pk=row["subject_id"],
+            identifier=identity.decrypt_identifier(
+                row["subject__identifier_encrypted"], key=row["subject__key"]
+            ),
         )
         report: dict[str, Any] = {}
         for policy in tied.get(row["purpose__key"], []):

@@ -5,7 +5,9 @@ erases again what a backup restore brought back."""
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import json
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -152,11 +154,30 @@ def _target_held(target: Target, policies: dict[str, list[RetentionPolicy]]) -> 
     return any(selectors.policy_is_held(p) for p in policies.get(target.name, []))
 
 
+def _target_settle(target: Target, state: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A target whose removal is recorded: done once what the removal left on storage is
+    deleted (`settle`, after `settle_after`: at once for a database, after the vacuum delay
+    for a lake table), else still settling."""
+    removed_at = datetime.fromisoformat(state["removed_at"])
+    if now < removed_at + target.settle_after:
+        return state
+    files = target.settle(now=now, erasure=True)
+    return {"status": "done", "removed": state["removed"], "files_removed": files}
+
+
 def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None) -> ErasureRequest:
     """Carries out an erasure, step by step, each step recorded so a rerun resumes it:
     announce (lineage first), remove from every target, then purge the ledger history,
-    destroy the identifier and leave the tombstone, in one transaction."""
+    destroy the identifier and leave the tombstone, in one transaction. A target still
+    settling (a lake table waiting for its vacuum delay) leaves the request pending, with
+    the rest done; the sweeper queues it again until that target is done too."""
     moment = now or timezone.now()
+    t0 = time.monotonic()
+
+    def clock() -> datetime:
+        # `now` advanced by the time spent: a removal is dated after it committed.
+        return moment + timedelta(seconds=time.monotonic() - t0)
+
     request = ErasureRequest.objects.filter(pk=request_id).first()
     if request is None:
         raise NotFound()
@@ -188,7 +209,10 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             progress=progress, heartbeat_at=timezone.now(), **extra
         )
 
-    if LegalHold.objects.filter(subject_key=request.subject_key, released_at__isnull=True).exists():
+    # Once the ledger step is done the person is erased: a hold placed since keeps nothing.
+    if not progress.get("erased") and (
+        LegalHold.objects.filter(subject_key=request.subject_key, released_at__isnull=True).exists()
+    ):
         for target in all_targets:
             progress["targets"][target.name] = {"status": "held", "removed": 0}
         save(status=RequestStatus.HELD)
@@ -196,6 +220,8 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
         return request
 
     identifier = identity.decrypt_identifier(request.identifier_encrypted, key=request.subject_key)
+    ref = dataclasses.replace(ref, identifier=identifier)
+    refs = [ref, *refs[1:]]
     if not progress.get("announced"):
         with transaction.atomic():
             decision_ids: list[uuid.UUID] = []
@@ -226,29 +252,38 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             continue
         if target.erasure in (ErasureMode.LEDGER, ErasureMode.LINEAGE, ErasureMode.NONE):
             continue
-        if _target_held(target, policies):
+        if state.get("status") != "settling" and _target_held(target, policies):
             progress["targets"][target.name] = {"status": "held", "removed": 0}
-        else:
+            save()
+            continue
+        if state.get("status") != "settling":
             action = (
                 PolicyAction.ANONYMIZE
                 if target.erasure == ErasureMode.ANONYMIZE
                 else PolicyAction.DELETE
             )
             removed = sum(target.subject_remove(r, action=action, erasure=True) for r in refs)
-            progress["targets"][target.name] = {"status": "done", "removed": removed}
+            state = {"status": "settling", "removed": removed, "removed_at": clock().isoformat()}
+            progress["targets"][target.name] = state
+            save()
+        progress["targets"][target.name] = _target_settle(target, state, clock())
         save()
+    settling = any(s.get("status") == "settling" for s in progress["targets"].values())
 
     ledger_held = _target_held(target_get("consent.ConsentEvent"), policies)  # type: ignore[arg-type]
     with transaction.atomic():
         locked = ErasureRequest.objects.select_for_update().get(pk=request.pk)
         if locked.status != RequestStatus.RUNNING:
             return locked
+        ledger = {t.name for t in all_targets if t.erasure == ErasureMode.LEDGER}
         elsewhere = {
             name: state.get("removed", 0)
             for name, state in progress["targets"].items()
-            if state.get("status") == "done"
+            if state.get("status") in ("done", "settling") and name not in ledger
         }
-        if subject is not None and ledger_held:
+        if progress.get("erased"):
+            tombstone = None  # done by an earlier pass, which kept the tombstone's id
+        elif subject is not None and ledger_held:
             for name in ("consent.ConsentEvent", "consent.ConsentContext"):
                 progress["targets"][name] = {"status": "held", "removed": 0}
             subject_mark_erased(subject=subject, now=moment)
@@ -282,12 +317,19 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             for name in ("consent.ConsentEvent", "consent.ConsentContext"):
                 outcome = "held" if ledger_held else "done"
                 progress["targets"][name] = {"status": outcome, "removed": 0}
+        if not progress.get("erased"):
+            progress["erased"] = True
+            locked.identifier_encrypted = None
+            locked.tombstone_id = tombstone.pk if tombstone else None
         locked.progress = progress
+        locked.heartbeat_at = moment
+        if settling:
+            # The sweeper queues it again; only the settling targets are left.
+            locked.status = RequestStatus.PENDING
+            locked.save()
+            return locked
         locked.status = RequestStatus.COMPLETE
         locked.completed_at = moment
-        locked.heartbeat_at = moment
-        locked.identifier_encrypted = None
-        locked.tombstone_id = tombstone.pk if tombstone else None
         locked.save()
         audit_record(
             actor=SYSTEM,

@@ -12,11 +12,14 @@ from django.db.models import Q
 
 @dataclass(frozen=True)
 class SubjectRef:
-    """A subject as targets see it: the keyed hash always, the row id when it is known."""
+    """A subject as targets see it: the keyed hash always, the row id when it is known, the
+    plaintext identifier when the caller holds it (an erasure, a withdrawal of a living
+    subject), for tables keyed by it."""
 
     key: str
     namespace: str = "account"
     pk: int | None = None
+    identifier: str | None = field(default=None, repr=False)
 
 
 class ErasureMode:
@@ -96,6 +99,24 @@ class Target(ABC):
     default_condition: dict[str, Any] = field(default_factory=dict)
     # The purpose whose withdrawal removes a subject's rows here (external tables).
     purpose: str | None = None
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        """Every purpose whose withdrawal removes a subject's rows here."""
+        return (self.purpose,) if self.purpose else ()
+
+    @property
+    def settle_after(self) -> timedelta:
+        """How long a removal's leftovers stay on storage before `settle` may delete them (a
+        lake table's vacuum delay, so concurrent writers and readers are not broken); zero
+        where a removal is final at once, as a database's DELETE is."""
+        return timedelta(0)
+
+    def settle(self, *, now: datetime, erasure: bool = False) -> int:
+        """Deletes what removals made at least `settle_after` before `now` left on storage (a
+        lake table's old data files and the log entries that describe them); returns the
+        files deleted. With `erasure`, no earlier version of the target stays readable."""
+        return 0
 
     @property
     @abstractmethod

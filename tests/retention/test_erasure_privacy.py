@@ -190,6 +190,7 @@ def test_erasure_removes_the_subjects_idempotency_records(api):
     assert done.progress["targets"]["governance.IdempotencyRecord"] == {
         "status": "done",
         "removed": 3,
+        "files_removed": 0,
     }
 
 

@@ -131,7 +131,11 @@ def test_erasure_removes_the_subject_everywhere_and_announces_the_decisions(api,
     assert done.progress["announced"] is True
     assert done.decision_ids == [str(decision.pk)]
     targets = done.progress["targets"]
-    assert targets["external:features.ml_features"] == {"status": "done", "removed": 3}
+    assert targets["external:features.ml_features"] == {
+        "status": "done",
+        "removed": 3,
+        "files_removed": 0,
+    }
     assert targets["consent.ConsentEvent"]["removed"] == 2
     assert targets["consent.DecisionLineage"]["removed"] == 1
     assert done.identifier_encrypted is None
