@@ -11,6 +11,7 @@ class RetentionConfig(AppConfig):
         from governance.reencrypt import register_encrypted_field
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
+        from retention.services.rights import NOTE_FIELDS, note_aad
 
         records_of_processing_register(
             lambda data_use: {"retention": retention_for_purpose(data_use.purpose)}
@@ -21,3 +22,8 @@ class RetentionConfig(AppConfig):
             ErasureRequest, "identifier_encrypted", lambda r: r.subject_key.encode()
         )
         register_encrypted_field(AccessRequest, "export_encrypted", lambda r: str(r.pk).encode())
+        for model in (ErasureRequest, AccessRequest):
+            for field in NOTE_FIELDS:
+                register_encrypted_field(
+                    model, field, lambda r, field=field: note_aad(r, field)
+                )
