@@ -159,12 +159,14 @@ class SubjectViewAuditMixin:
 
     def listed_subject_keys(self, request: HttpRequest) -> list[str] | None:
         """The subjects a list narrowed by the query string shows (None: not narrowed)."""
-        pks = [v for k, v in request.GET.items() if k.split("__")[0] == "subject"]
+        pks = [request.GET.get(k, "") for k in request.GET if k.split("__")[0] == "subject"]
         if not pks:
             return None
-        return list(Subject.objects.filter(pk__in=[p for p in pks if p.isdigit()]).values_list(
-            "key", flat=True
-        ))
+        return list(
+            Subject.objects.filter(pk__in=[p for p in pks if p.isdigit()]).values_list(
+                "key", flat=True
+            )
+        )
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None

@@ -1,3 +1,5 @@
+from functools import partial
+
 from django.apps import AppConfig
 
 
@@ -24,6 +26,4 @@ class RetentionConfig(AppConfig):
         register_encrypted_field(AccessRequest, "export_encrypted", lambda r: str(r.pk).encode())
         for model in (ErasureRequest, AccessRequest):
             for field in NOTE_FIELDS:
-                register_encrypted_field(
-                    model, field, lambda r, field=field: note_aad(r, field)
-                )
+                register_encrypted_field(model, field, partial(note_aad, field=field))

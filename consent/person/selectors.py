@@ -120,9 +120,7 @@ def person_chain(*, subject: Subject) -> ChainStatus:
 def person_history(*, subject: Subject, page: Any = 1, per_page: int = HISTORY_PER_PAGE) -> Page:
     """One page of the person's events, newest first (an out-of-range page reads as the
     last)."""
-    events = (
-        ConsentEvent.objects.filter(subject=subject).select_related("purpose").order_by("-seq")
-    )
+    events = ConsentEvent.objects.filter(subject=subject).select_related("purpose").order_by("-seq")
     return Paginator(events, per_page).get_page(page)
 
 

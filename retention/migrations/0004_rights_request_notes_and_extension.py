@@ -4,50 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retention', '0003_lineage_with_decision_and_accountability_minimum'),
+        ("retention", "0003_lineage_with_decision_and_accountability_minimum"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='accessrequest',
-            name='extended_at',
+            model_name="accessrequest",
+            name="extended_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='extended_by',
+            model_name="accessrequest",
+            name="extended_by",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='extension_reason_encrypted',
+            model_name="accessrequest",
+            name="extension_reason_encrypted",
             field=models.BinaryField(null=True),
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='verification_note_encrypted',
+            model_name="accessrequest",
+            name="verification_note_encrypted",
             field=models.BinaryField(null=True),
         ),
         migrations.AddField(
-            model_name='erasurerequest',
-            name='extended_at',
+            model_name="erasurerequest",
+            name="extended_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='erasurerequest',
-            name='extended_by',
+            model_name="erasurerequest",
+            name="extended_by",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='erasurerequest',
-            name='extension_reason_encrypted',
+            model_name="erasurerequest",
+            name="extension_reason_encrypted",
             field=models.BinaryField(null=True),
         ),
         migrations.AddField(
-            model_name='erasurerequest',
-            name='verification_note_encrypted',
+            model_name="erasurerequest",
+            name="verification_note_encrypted",
             field=models.BinaryField(null=True),
         ),
     ]
