@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from consent import identity, services
 from consent.crypto_display import identifier_or_erased
@@ -27,7 +27,9 @@ from consent.models import (
     Subject,
     SubjectLink,
 )
+from consent.person.admin import PersonAdminMixin
 from governance.admin import HistoryAdmin as ReadOnlyAdmin
+from governance.admin_audit import staff_access_audit
 
 
 class NoticeVersionInline(admin.TabularInline):
@@ -147,9 +149,48 @@ class ConsentStateInline(admin.TabularInline):
         return False
 
 
+class SubjectViewAuditMixin:
+    """Audits staff views of a person's rows: each change (detail) page, and the list when
+    it is narrowed to one subject (a `subject` filter) or searched. `subject_keys_of` says
+    whom a page shows."""
+
+    def subject_keys_of(self, obj: Any) -> list[str]:
+        return [obj.subject.key]
+
+    def listed_subject_keys(self, request: HttpRequest) -> list[str] | None:
+        """The subjects a list narrowed by the query string shows (None: not narrowed)."""
+        pks = [request.GET.get(k, "") for k in request.GET if k.split("__")[0] == "subject"]
+        if not pks:
+            return None
+        return list(
+            Subject.objects.filter(pk__in=[p for p in pks if p.isdigit()]).values_list(
+                "key", flat=True
+            )
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if obj is not None and request.method == "GET":
+            what = obj._meta.label_lower
+            for key in self.subject_keys_of(obj):
+                staff_access_audit(request, what=what, subject_key=key, target_id=str(obj.pk))
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        keys = self.listed_subject_keys(request)
+        if keys is not None:
+            what = f"{self.model._meta.label_lower}_list"  # type: ignore[attr-defined]
+            for key in keys or [""]:
+                staff_access_audit(request, what=what, subject_key=key)
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+
 @admin.register(Subject)
-class SubjectAdmin(ReadOnlyAdmin):
-    """Search by typing the identifier itself: it is hashed on the way in, never stored."""
+class SubjectAdmin(SubjectViewAuditMixin, PersonAdminMixin, ReadOnlyAdmin):
+    """Search by typing the identifier itself: it is hashed on the way in, never stored.
+    The Person pages (consent/person/admin.py) hang off its URLs."""
 
     list_display = ["id", "namespace", "short_key", "created_at", "erased_at"]
     list_filter = ["namespace", "erased_at"]
@@ -181,6 +222,14 @@ class SubjectAdmin(ReadOnlyAdmin):
     def short_key(self, obj: Subject) -> str:
         return obj.key[:16] + "…"
 
+    def subject_keys_of(self, obj: Subject) -> list[str]:
+        return [obj.key]
+
+    def listed_subject_keys(self, request: HttpRequest) -> list[str] | None:
+        # A search by identifier finds a person: audited like the Person page's search.
+        q = request.GET.get("q", "")
+        return [identity.subject_key(q)] if q else None
+
     @admin.display(description="identifier")
     def identifier(self, obj: Subject) -> str:
         return identifier_or_erased(obj)
@@ -194,7 +243,7 @@ class SubjectAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(ReadOnlyAdmin):
+class ConsentEventAdmin(SubjectViewAuditMixin, ReadOnlyAdmin):
     list_display = [
         "effective_at",
         "subject",
@@ -210,9 +259,19 @@ class ConsentEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "recorded_at"
     search_fields = ["=receipt_id", "=id"]
 
+    def listed_subject_keys(self, request: HttpRequest) -> list[str] | None:
+        narrowed = super().listed_subject_keys(request)
+        q = request.GET.get("q", "")
+        if not q:
+            return narrowed
+        # A receipt or event id names a person's events: whose they are is what was seen.
+        found, _ = self.get_search_results(request, ConsentEvent.objects.all(), q)
+        keys = set(found.values_list("subject__key", flat=True)[:100])
+        return sorted(keys | set(narrowed or []))
+
 
 @admin.register(ConsentState)
-class ConsentStateAdmin(ReadOnlyAdmin):
+class ConsentStateAdmin(SubjectViewAuditMixin, ReadOnlyAdmin):
     list_display = ["subject", "purpose", "status", "notice_version", "since", "expires_at"]
     list_filter = ["status", "purpose"]
     list_select_related = ["subject", "purpose"]

@@ -32,6 +32,7 @@ class ConsentConfig(AppConfig):
             Property,
             Purpose,
             Subject,
+            SubjectNote,
         )
         from governance.memo import memos_clear, memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
@@ -45,3 +46,4 @@ class ConsentConfig(AppConfig):
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())
+        register_encrypted_field(SubjectNote, "note_encrypted", lambda n: str(n.pk).encode())

@@ -104,6 +104,9 @@ class Subject(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["namespace", "key"], name="subject_unique_key")
         ]
+        permissions = [
+            ("export_person", "Can download a person's record and access exports"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.namespace}:{self.key[:12]}…"
@@ -487,3 +490,24 @@ class SubjectLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_subject_id} -> {self.account_subject_id}"
+
+
+class SubjectNote(models.Model):
+    """A staff note on an action taken for a person (how they asked, what was checked).
+
+    Free text that may hold personal data: kept only encrypted (associated data: the row's
+    id) and deleted with the person's erasure (retention.services.rights)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=64)
+    receipt_id = models.UUIDField(null=True, blank=True)
+    author = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    note_encrypted = models.BinaryField(editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"note {self.id} ({self.action})"

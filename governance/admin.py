@@ -273,6 +273,27 @@ class OutboxEventAdmin(HistoryAdmin):
     exclude = ["subject_identifier_encrypted"]
 
 
+class StaffUserFilter(admin.SimpleListFilter):
+    """Narrows the trail to what one staff user did or looked at."""
+
+    title = "staff user"
+    parameter_name = "staff"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        actors = (
+            AuditEvent.objects.filter(actor_type="staff")
+            .values_list("actor_id", "actor_label")
+            .distinct()
+            .order_by("actor_label", "actor_id")
+        )
+        return [(actor_id, label or actor_id) for actor_id, label in actors]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value():
+            return queryset.filter(actor_type="staff", actor_id=self.value())
+        return queryset
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(HistoryAdmin):
     list_display = [
@@ -284,7 +305,13 @@ class AuditEventAdmin(HistoryAdmin):
         "target_type",
         "target_id",
     ]
-    list_filter = ["action", "actor_type", "target_type", ("at", admin.DateFieldListFilter)]
+    list_filter = [
+        StaffUserFilter,
+        "action",
+        "actor_type",
+        "target_type",
+        ("at", admin.DateFieldListFilter),
+    ]
     search_fields = ["actor_label", "=actor_id", "=actor_key", "=target_id", "action"]
     date_hierarchy = "at"
     readonly_fields = [

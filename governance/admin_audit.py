@@ -64,3 +64,28 @@ def audit_every_admin(site: admin.AdminSite) -> None:
         cls = type(model_admin)
         audited = type(f"Audited{cls.__name__}", (AuditedAdminMixin, cls), {})
         registry[model] = audited(model, site)
+
+
+def staff_access_audit(
+    request: HttpRequest,
+    *,
+    what: str,
+    subject_key: str = "",
+    target_id: str = "",
+    action: str = "admin.view",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Records that a staff user looked at a person (a decrypted identifier, a history, a
+    rights request) or downloaded their data: who, whom (by keyed hash), when, from where.
+
+    `action` is `admin.view`, `admin.find` or `admin.download`; `what` names the page. The
+    row names the person by `subject_key` only, so their erasure removes it with the rest.
+    """
+    audit_record(
+        actor=Actor.for_staff(request.user),
+        action=action,
+        target_type=what,
+        target_id=target_id,
+        ip=client_ip(request),
+        detail={**({"subject_key": subject_key} if subject_key else {}), **(detail or {})},
+    )

@@ -11,7 +11,9 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -136,5 +138,9 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Json
     return JsonResponse(error_body("invalid_request", "Bad request."), status=400)
 
 
-def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    # Staff refused a page of the admin (a permission their role lacks) get a page, not the
+    # API's JSON; everywhere else the error shape.
+    if request.path.startswith(reverse("admin:index")):
+        return defaults.permission_denied(request, exception or DjangoPermissionDenied())
     return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)

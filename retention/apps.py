@@ -1,3 +1,5 @@
+from functools import partial
+
 from django.apps import AppConfig
 
 
@@ -13,6 +15,7 @@ class RetentionConfig(AppConfig):
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
         from retention.services.rekey import retention_subject_rekey
+        from retention.services.rights import NOTE_FIELDS, note_aad
 
         records_of_processing_register(
             lambda data_use: {"retention": retention_for_purpose(data_use.purpose)}
@@ -25,3 +28,6 @@ class RetentionConfig(AppConfig):
             ErasureRequest, "identifier_encrypted", lambda r: r.subject_key.encode()
         )
         register_encrypted_field(AccessRequest, "export_encrypted", lambda r: str(r.pk).encode())
+        for model in (ErasureRequest, AccessRequest):
+            for field in NOTE_FIELDS:
+                register_encrypted_field(model, field, partial(note_aad, field=field))

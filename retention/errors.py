@@ -42,5 +42,11 @@ class RetentionBelowMinimum(DomainError):
     )
 
 
+class RequestAlreadyExtended(DomainError):
+    code = "request_already_extended"
+    status = 409
+    message = "This request's due date was already extended (GDPR Art. 12(3) allows it once)."
+
+
 class LeaseLost(Exception):
     """Another enforcement took the lease (ours expired): stop at once, commit nothing more."""

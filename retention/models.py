@@ -182,6 +182,13 @@ class RightsRequest(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # How staff verified the requester's identity, and why the due date was extended
+    # (Art. 12(3), once): free text that may hold personal data, so encrypted (associated
+    # data: see retention.services.rights.note_aad) and destroyed by the person's erasure.
+    verification_note_encrypted = models.BinaryField(null=True, editable=False)
+    extension_reason_encrypted = models.BinaryField(null=True, editable=False)
+    extended_at = models.DateTimeField(null=True, blank=True)
+    extended_by = models.CharField(max_length=200, blank=True)
 
     class Meta:
         abstract = True

@@ -114,10 +114,20 @@ def decisions_for_subject(
     ).first()
     if subject is None:
         return []
+    return decisions_using_subject(
+        subject=subject, decisions=decisions_visible_to(client=client), limit=limit
+    )
+
+
+def decisions_using_subject(
+    *, subject: Subject, decisions: QuerySet[Decision] | None = None, limit: int = 100
+) -> list[Decision]:
+    """Complete decisions (among `decisions`, default all) whose lineage includes the
+    subject, newest first: for staff, every client's."""
     ids = DecisionLineage.objects.filter(subject_id=subject.pk).values("decision_id")
+    found = Decision.objects.all() if decisions is None else decisions
     return list(
-        decisions_visible_to(client=client)
-        .filter(pk__in=ids, status=Decision.Status.COMPLETE)
+        found.filter(pk__in=ids, status=Decision.Status.COMPLETE)
         .select_related("purpose", "data_use")
         .order_by("-created_at")[:limit]
     )

@@ -21,15 +21,22 @@ from django.utils import timezone
 from consent import identity
 from consent.decisions.services import decisions_forget_subject
 from consent.ledger.purge import subject_history_purge
-from consent.models import ConsentEvent, Subject, SubjectKeyChange, SubjectTombstone
+from consent.models import (
+    ConsentEvent,
+    Subject,
+    SubjectKeyChange,
+    SubjectNote,
+    SubjectTombstone,
+)
 from consent.services import subject_mark_erased
 from governance import crypto
 from governance.actors import Actor
 from governance.audit import audit_record
-from governance.errors import NotFound
+from governance.errors import InvalidRequest, NotFound
 from governance.outbox import outbox_enqueue
 from governance.queue import task_queue_on_commit
 from retention import selectors
+from retention.errors import RequestAlreadyExtended
 from retention.models import (
     AccessRequest,
     ErasureRequest,
@@ -53,15 +60,38 @@ def add_month(moment: datetime) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
+# The free-text fields of a rights request, each encrypted with the request's id and the
+# field's name as associated data (so one cannot be swapped for the other).
+NOTE_FIELDS = ("verification_note_encrypted", "extension_reason_encrypted")
+
+
+def note_aad(request: ErasureRequest | AccessRequest, field: str) -> bytes:
+    return f"{request.pk}:{field}".encode()
+
+
+def note_encrypt(request: ErasureRequest | AccessRequest, field: str, text: str) -> bytes:
+    return crypto.encrypt(text.encode("utf-8"), aad=note_aad(request, field))
+
+
+def note_read(request: ErasureRequest | AccessRequest, field: str) -> str | None:
+    """A request's note or extension reason, decrypted for staff; None when absent."""
+    blob = getattr(request, field)
+    if blob is None:
+        return None
+    return crypto.decrypt(bytes(blob), aad=note_aad(request, field)).decode("utf-8")
+
+
 def erasure_request_create(
     *,
     subject_id: str,
     actor: Actor,
     namespace: str = Subject.Namespace.ACCOUNT,
+    verification_note: str = "",
     now: datetime | None = None,
 ) -> ErasureRequest:
     """Records the request and queues its task. The same answer whether or not the subject
-    is known: erasure must not reveal whether a person was."""
+    is known: erasure must not reveal whether a person was. `verification_note` (staff:
+    how the requester's identity was verified) is kept encrypted."""
     identity.validate_identifier(subject_id)
     key = identity.subject_key(subject_id)
     return _request_open(
@@ -71,6 +101,7 @@ def erasure_request_create(
         namespace=namespace,
         actor=actor,
         now=now,
+        verification_note=verification_note,
         identifier_encrypted=identity.encrypt_identifier(subject_id, key=key),
     )
 
@@ -80,6 +111,7 @@ def access_request_create(
     subject_id: str,
     actor: Actor,
     namespace: str = Subject.Namespace.ACCOUNT,
+    verification_note: str = "",
     now: datetime | None = None,
 ) -> AccessRequest:
     """Records the request and queues its task, which builds the export."""
@@ -91,6 +123,7 @@ def access_request_create(
         namespace=namespace,
         actor=actor,
         now=now,
+        verification_note=verification_note,
     )
 
 
@@ -106,23 +139,29 @@ def _request_open(
     namespace: str,
     actor: Actor,
     now: datetime | None,
+    verification_note: str,
     **fields: Any,
 ) -> RequestT:
     moment = now or timezone.now()
     with transaction.atomic():
-        request = model.objects.create(
+        request = model(
             subject_key=key,
             namespace=namespace,
             created_at=moment,
             due_at=add_month(moment),
             **fields,
         )
+        if verification_note.strip():
+            request.verification_note_encrypted = note_encrypt(
+                request, "verification_note_encrypted", verification_note
+            )
+        request.save(force_insert=True)
         audit_record(
             actor=actor,
             action=f"rights.{kind}_request",
             target_type=f"{kind}_request",
             target_id=str(request.pk),
-            detail={"subject_key": key},
+            detail={"subject_key": key, "verification_note": bool(verification_note.strip())},
         )
         task_queue_on_commit(_TASKS[kind], request_id=str(request.pk))
     return request
@@ -321,6 +360,9 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             progress["erased"] = True
             locked.identifier_encrypted = None
             locked.tombstone_id = tombstone.pk if tombstone else None
+            for field in NOTE_FIELDS:
+                setattr(locked, field, None)
+            _notes_destroy(key=locked.subject_key, namespace=locked.namespace)
         locked.progress = progress
         locked.heartbeat_at = moment
         if settling:
@@ -337,6 +379,52 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             target_type="erasure_request",
             target_id=str(locked.pk),
             detail={"subject_key": locked.subject_key, "removed": elsewhere},
+        )
+    return locked
+
+
+def _notes_destroy(*, key: str, namespace: str) -> None:
+    """The person's erasure takes the staff notes about them: those on their rights
+    requests and those on actions taken for them (consent.SubjectNote)."""
+    cleared = dict.fromkeys(NOTE_FIELDS)
+    for model in (ErasureRequest, AccessRequest):
+        model.objects.filter(subject_key=key, namespace=namespace).update(**cleared)
+    SubjectNote.objects.filter(subject__namespace=namespace, subject__key=key).delete()
+
+
+def rights_request_extend(
+    *,
+    request: ErasureRequest | AccessRequest,
+    reason: str,
+    actor: Actor,
+    now: datetime | None = None,
+) -> ErasureRequest | AccessRequest:
+    """Extends an open request's due date by two months (GDPR Art. 12(3)), once, with the
+    reason recorded (encrypted): the person must be told of it within the first month."""
+    if not reason.strip():
+        raise InvalidRequest("An extension needs a reason.", detail={"field": "reason"})
+    moment = now or timezone.now()
+    with transaction.atomic():
+        locked = type(request).objects.select_for_update().get(pk=request.pk)
+        if locked.extended_at is not None:
+            raise RequestAlreadyExtended()
+        if locked.status == RequestStatus.COMPLETE:
+            raise InvalidRequest("A completed request cannot be extended.")
+        locked.due_at = add_month(add_month(locked.due_at))
+        locked.extended_at = moment
+        locked.extended_by = actor.label[:200]
+        locked.extension_reason_encrypted = note_encrypt(
+            locked, "extension_reason_encrypted", reason
+        )
+        locked.save(
+            update_fields=["due_at", "extended_at", "extended_by", "extension_reason_encrypted"]
+        )
+        audit_record(
+            actor=actor,
+            action="rights.extend",
+            target_type=type(locked).__name__,
+            target_id=str(locked.pk),
+            detail={"subject_key": locked.subject_key, "due_at": locked.due_at.isoformat()},
         )
     return locked
 
