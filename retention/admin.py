@@ -258,8 +258,9 @@ class RightsRequestAdmin(ReadOnlyAdmin):
             rights.rights_request_requeue(request=found, actor=Actor.for_staff(request.user))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # The change list's actions need it; every field stays read-only.
-        return obj is None and bool(request.user.is_staff)
+        # The change list's actions need it (and the change permission); every field stays
+        # read-only.
+        return obj is None and admin.ModelAdmin.has_change_permission(self, request)
 
     @admin.display(boolean=True, description="overdue")
     def overdue(self, obj: Any) -> bool:
