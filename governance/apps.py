@@ -20,14 +20,18 @@ class StaffAdminConfig(admin_apps.AdminConfig):
 
 def _roles_sync(sender: Any, using: str = "default", **kwargs: Any) -> None:
     from django.apps import apps as global_apps
+    from django.db import router
 
     from governance.roles import roles_sync
 
+    state = kwargs.get("apps") or global_apps
     # post_migrate is sent once per app, each creating its own permissions: sync after the
-    # last app's, when every permission exists.
+    # last app's, when every permission exists; never on a database auth does not live in.
     last = [a for a in global_apps.get_app_configs() if a.models_module is not None][-1]
-    if sender.label == last.label:
-        roles_sync(apps=kwargs.get("apps") or global_apps, using=using)
+    if sender.label == last.label and router.allow_migrate_model(
+        using, state.get_model("auth", "Group")
+    ):
+        roles_sync(apps=state, using=using)
 
 
 class GovernanceConfig(AppConfig):
