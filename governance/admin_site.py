@@ -41,7 +41,7 @@ class StaffAuthenticationForm(AdminAuthenticationForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()  # the password (through django-axes) and is_staff
-        user = self.get_user()
+        user: Any = self.get_user()
         try:
             device = staff_totp_verify(user=user, token=cleaned.get("otp_token") or "")
         except TotpRefused as refused:
@@ -95,4 +95,3 @@ def guard_every_admin_action(site: admin.AdminSite) -> None:
         cls = type(model_admin)
         guarded = type(cls.__name__, (ActionsNeedChangePermissionMixin, cls), {})
         registry[model] = guarded(model, site)
-

@@ -240,7 +240,8 @@ def staff_totp_aad(user_id: int) -> bytes:
     return f"staff-totp:{user_id}".encode()
 
 
-class StaffTotpDevice(TimestampMixin, ThrottlingMixin, Device):
+# models.Model named again: django-otp has no type stubs, so mypy sees a model only so.
+class StaffTotpDevice(TimestampMixin, ThrottlingMixin, Device, models.Model):
     """A staff member's authenticator app (TOTP, RFC 6238), one per user.
 
     django-otp's own TOTPDevice keeps the seed as plaintext hex; the service must use the
@@ -262,9 +263,14 @@ class StaffTotpDevice(TimestampMixin, ThrottlingMixin, Device):
         default=-1, help_text="The time step of the last code accepted; later ones only."
     )
 
+    objects: models.Manager[StaffTotpDevice]  # django-otp's DeviceManager
+
     class Meta(Device.Meta):
         verbose_name = "staff authenticator (TOTP)"
         constraints = [models.UniqueConstraint(fields=["user"], name="staff_totp_one_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.user}"
 
     @property
     def bin_key(self) -> bytes:

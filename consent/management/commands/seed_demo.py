@@ -119,7 +119,7 @@ class Command(BaseCommand):
             )
         if not StaffTotpDevice.objects.filter(user__username="admin").exists():
             self.stdout.write(
-                "Two-factor sign-in: with DEBUG off (and STAFF_OTP_REQUIRED=1) the admin also "
+                "Two-factor sign-in: with DEBUG off (or STAFF_OTP_REQUIRED=1) the admin also "
                 "asks for a code from an authenticator app. Enrol the demo admin with "
                 "`make enrol-totp STAFF=admin` (or `DEBUG=1 uv run python manage.py enrol_totp "
                 "admin`); see docs/staff-accounts.md."
