@@ -42,6 +42,8 @@ class StaffAuthenticationForm(AdminAuthenticationForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()  # the password (through django-axes) and is_staff
         user: Any = self.get_user()
+        if user is None:  # a field left empty: its own error says so
+            return cleaned
         try:
             device = staff_totp_verify(user=user, token=cleaned.get("otp_token") or "")
         except TotpRefused as refused:

@@ -51,6 +51,12 @@ def test_sign_in_needs_the_password_and_a_current_code(dpo):
     assert client.get("/admin/").status_code == 200
 
 
+def test_an_empty_password_is_asked_for_before_any_code(dpo):
+    client, response = _sign_in("123456", password="")
+    assert response.status_code == 200 and "This field is required" in response.content.decode()
+    assert "authenticator" not in response.context["form"].errors.as_text()
+
+
 def test_a_wrong_code_is_refused_and_counts_toward_the_lockout(dpo):
     right = totp_code(totp_device(dpo))
     wrong = str((int(right) + 1) % 1_000_000).zfill(6)
