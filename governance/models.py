@@ -267,6 +267,7 @@ class StaffTotpDevice(TimestampMixin, ThrottlingMixin, Device, models.Model):
 
     class Meta(Device.Meta):
         verbose_name = "staff authenticator (TOTP)"
+        verbose_name_plural = "staff authenticators (TOTP)"
         constraints = [models.UniqueConstraint(fields=["user"], name="staff_totp_one_per_user")]
 
     def __str__(self) -> str:

@@ -92,6 +92,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "verbose_name": "staff authenticator (TOTP)",
+                "verbose_name_plural": "staff authenticators (TOTP)",
                 "abstract": False,
                 "constraints": [
                     models.UniqueConstraint(fields=("user",), name="staff_totp_one_per_user")
