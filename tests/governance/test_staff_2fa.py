@@ -52,7 +52,7 @@ def test_sign_in_needs_the_password_and_a_current_code(dpo):
 
 
 def test_an_empty_password_is_asked_for_before_any_code(dpo):
-    client, response = _sign_in("123456", password="")
+    _, response = _sign_in("123456", password="")
     assert response.status_code == 200 and "This field is required" in response.content.decode()
     assert "authenticator" not in response.context["form"].errors.as_text()
 
