@@ -8,10 +8,11 @@ RUN_ENV := DEBUG=1
 # Tests: real PostgreSQL and Redis on loopback (see tests/settings.py for the defaults).
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
-.PHONY: help install run test lint fmt docs bench services migrate clean
+.PHONY: help install run test lint fmt docs bench services migrate clean enrol-totp
 
 help:
 	@echo "make run    - install, migrate, seed demo data, serve on http://127.0.0.1:$(PORT)"
+	@echo "make enrol-totp STAFF=name - enrol a staff user's authenticator app (embedded database)"
 	@echo "make test   - install, ensure PostgreSQL and Redis, run ruff, mypy and pytest"
 	@echo "make lint   - ruff and mypy";  echo "make fmt    - ruff format and fix"
 	@echo "make docs   - build the documentation site (docs/, mkdocs.yml) strictly into var/site"
@@ -35,6 +36,11 @@ migrate: install
 run: migrate
 	@$(RUN_ENV) $(PY) manage.py seed_demo
 	$(RUN_ENV) PORT=$(PORT) $(PY) manage.py run_embedded --port $(PORT)
+
+# Two-factor sign-in for the admin (docs/staff-accounts.md): prints the secret once.
+STAFF ?= admin
+enrol-totp: migrate
+	$(RUN_ENV) $(PY) manage.py enrol_totp $(STAFF) $(if $(REPLACE),--replace)
 
 services:
 	@scripts/ensure_services.sh

@@ -209,7 +209,9 @@ class SubjectAdmin(SubjectViewAuditMixin, PersonAdminMixin, ReadOnlyAdmin):
     inlines = [ConsentStateInline]
     actions = ["verify_chain"]
 
-    @admin.action(description="Verify the ledger chain of the selected subjects")
+    @admin.action(
+        description="Verify the ledger chain of the selected subjects", permissions=["view"]
+    )
     def verify_chain(self, request: HttpRequest, queryset: QuerySet[Subject]) -> None:
         report = ledger_verify(subject_ids=queryset.values_list("pk", flat=True))
         breaks = report.breaks

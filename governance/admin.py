@@ -27,6 +27,7 @@ from governance.models import (
     OutboxEvent,
     Scope,
     SigningKey,
+    StaffTotpDevice,
     WebhookDelivery,
     WebhookSubscription,
 )
@@ -340,3 +341,26 @@ class SigningKeyAdmin(HistoryAdmin):
         "retired_at",
         "last_signed_at",
     ]
+
+
+@admin.register(StaffTotpDevice)
+class StaffTotpDeviceAdmin(HistoryAdmin):
+    """Who has enrolled an authenticator (the seed is never shown). Deleting one revokes it:
+    that person cannot sign in until an operator enrols a new one (enrol_totp)."""
+
+    list_display = ["user", "name", "created_at", "last_used_at", "throttling_failure_count"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+    exclude = ["key_encrypted"]
+    readonly_fields = [
+        "user",
+        "name",
+        "confirmed",
+        "created_at",
+        "last_used_at",
+        "throttling_failure_count",
+        "throttling_failure_timestamp",
+    ]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)

@@ -5,7 +5,8 @@ or a message, yet Django's session, authentication and message middleware ran on
 request (with the message storages built each time): about a sixth of the single check's
 CPU. These subclasses skip themselves on API paths and behave exactly as Django's
 everywhere else (the admin, its sign-in, the docs). CSRF, security, CORS, clickjacking and
-django-axes run everywhere, unchanged.
+django-axes run everywhere, unchanged. django-otp's middleware, which marks a staff
+session verified by its second factor, is skipped the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware as _Authenti
 from django.contrib.messages.middleware import MessageMiddleware as _Message
 from django.contrib.sessions.middleware import SessionMiddleware as _Session
 from django.http import HttpRequest
+from django_otp.middleware import OTPMiddleware as _OTP
 
 # Paths of the bearer-key API (DRF views and their lean twins): no session, user or message.
 API_PREFIX = "/api/v1/"
@@ -46,3 +48,7 @@ class AuthenticationMiddleware(_SiteOnly, _Authentication):
 
 class MessageMiddleware(_SiteOnly, _Message):
     pass
+
+
+class OTPMiddleware(_SiteOnly, _OTP):
+    """django-otp's: `request.user.is_verified()` says the session passed the code step."""

@@ -1,10 +1,16 @@
-"""API clients and their keys, and stored idempotent answers."""
+"""API clients and their keys, stored idempotent answers, the audit trail, the outbox and
+webhooks, signing keys, and staff authenticators."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from django.db import models
+from django_otp.models import Device, ThrottlingMixin, TimestampMixin
+from django_otp.oath import TOTP
+
+from governance import crypto
 
 
 class Scope(models.TextChoices):
@@ -227,3 +233,72 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.algorithm} {self.kid}"
+
+
+def staff_totp_aad(user_id: int) -> bytes:
+    """Binds a TOTP seed to its user: a seed copied onto another user's row does not open."""
+    return f"staff-totp:{user_id}".encode()
+
+
+# models.Model named again: django-otp has no type stubs, so mypy sees a model only so.
+class StaffTotpDevice(TimestampMixin, ThrottlingMixin, Device, models.Model):
+    """A staff member's authenticator app (TOTP, RFC 6238), one per user.
+
+    django-otp's own TOTPDevice keeps the seed as plaintext hex; the service must use the
+    seed again, so it is stored encrypted (governance.crypto) and re-encrypted on key
+    rotation. Written by governance.staff (enrolment) and by `verify_token`, which
+    django-otp's device protocol puts on the model: a used time step is remembered so a
+    code never verifies twice, and failures back off exponentially.
+    """
+
+    key_encrypted = models.BinaryField(editable=False)
+    step = models.PositiveSmallIntegerField(default=30)
+    t0 = models.BigIntegerField(default=0)
+    digits = models.PositiveSmallIntegerField(default=6)
+    tolerance = models.PositiveSmallIntegerField(
+        default=1, help_text="Time steps either side of now that a code may come from."
+    )
+    drift = models.SmallIntegerField(default=0)
+    last_t = models.BigIntegerField(
+        default=-1, help_text="The time step of the last code accepted; later ones only."
+    )
+
+    objects: models.Manager[StaffTotpDevice]  # django-otp's DeviceManager
+
+    class Meta(Device.Meta):
+        verbose_name = "staff authenticator (TOTP)"
+        verbose_name_plural = "staff authenticators (TOTP)"
+        constraints = [models.UniqueConstraint(fields=["user"], name="staff_totp_one_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.user}"
+
+    @property
+    def bin_key(self) -> bytes:
+        return crypto.decrypt(bytes(self.key_encrypted), aad=staff_totp_aad(self.user_id))
+
+    def totp(self) -> TOTP:
+        return TOTP(self.bin_key, self.step, self.t0, self.digits, self.drift)
+
+    def verify_token(self, token: object) -> bool:
+        allowed, _ = self.verify_is_allowed()
+        if not allowed:
+            return False
+        try:
+            code = int(str(token).strip())
+        except ValueError:
+            code = -1
+        totp = self.totp()
+        totp.time = time.time()
+        if code >= 0 and totp.verify(code, self.tolerance, self.last_t + 1):
+            self.last_t = totp.t()
+            self.drift = totp.drift
+            self.throttle_reset(commit=False)
+            self.set_last_used_timestamp(commit=False)
+            self.save()
+            return True
+        self.throttle_increment(commit=True)
+        return False
+
+    def get_throttle_factor(self) -> int:
+        return 1

@@ -77,7 +77,8 @@ if not DEBUG and _weak:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with the staff sign-in (password and authenticator code) as its site.
+    "governance.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -89,6 +90,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_celery_beat",
     "axes",
+    "django_otp",
     "governance",
     "consent",
     "retention",
@@ -104,6 +106,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "governance.middleware.AuthenticationMiddleware",
+    # Marks request.user verified when the session was signed in with an authenticator code.
+    "governance.middleware.OTPMiddleware",
     "governance.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout into its 429 answer.
@@ -256,6 +260,13 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15)
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = False
+# Staff two-factor sign-in (docs/staff-accounts.md): a code from an authenticator app
+# (TOTP) after the password. Always required with DEBUG off; with DEBUG on only when asked
+# for, so `make run` works before the demo admin has enrolled. Enrol with
+# `python manage.py enrol_totp USERNAME`.
+STAFF_OTP_REQUIRED = not DEBUG or env_bool("STAFF_OTP_REQUIRED", False)
+# The name authenticator apps show beside the account.
+STAFF_TOTP_ISSUER = env_str("STAFF_TOTP_ISSUER", "Consent service") or "Consent service"
 # How often an API key's last_used_at is written, at most (seconds).
 API_KEY_TOUCH_INTERVAL = env_int("API_KEY_TOUCH_INTERVAL", 60)
 # How long a process reuses an API key lookup and a write's purposes read (governance.memo):

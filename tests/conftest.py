@@ -1,4 +1,4 @@
-"""Shared fixtures: API keys, an HTTP helper and the seeded purposes."""
+"""Shared fixtures: API keys, an HTTP helper, the seeded purposes and signed-in staff."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.test import Client
 
 from governance.memo import memos_clear
 from tests import factories
+from tests.staff import staff_sign_in
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +75,19 @@ def make_api() -> Any:
 def api(db: None, make_api: Any, purposes: dict[str, Any]) -> Api:
     """A secret key with every scope."""
     return make_api("consent:write", "consent:read", "checks", "rights", "admin")
+
+
+@pytest.fixture
+def staff_client(db: None) -> Any:
+    """`staff_client(user)`: a test client signed in as `user` with password and code."""
+    return staff_sign_in
+
+
+@pytest.fixture
+def admin_client(db: None, admin_user: Any) -> Client:
+    """pytest-django's admin_client, signed in the way the admin requires (DEBUG is off in
+    the tests, so a session without an authenticator code is refused)."""
+    return staff_sign_in(admin_user)
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:

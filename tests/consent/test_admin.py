@@ -13,11 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff() -> Client:
-    user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-dpo-123")
-    client = Client()
-    client.force_login(user)
-    return client
+def staff(staff_client) -> Client:
+    return staff_client(get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw"))
 
 
 def notice_form(purpose_id: int, texts: list[tuple[str, str, str]], material: bool) -> dict:

@@ -24,6 +24,7 @@ from governance.models import AuditEvent
 from retention.models import AccessRequest, ErasureRequest, LegalHold
 from retention.services import holds
 from tests import factories
+from tests.staff import staff_sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -68,9 +69,7 @@ def limited_staff(*codenames: str) -> Client:
         user.user_permissions.add(
             Permission.objects.get(content_type__app_label=app, codename=codename)
         )
-    client = Client()
-    client.force_login(user)
-    return client
+    return staff_sign_in(user)
 
 
 # --- finding a person -----------------------------------------------------------------------
@@ -281,7 +280,7 @@ def test_withdraw_all_asks_to_confirm_then_withdraws_with_the_note_audited(
 
 def test_actions_are_posts_with_csrf(alice, admin):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(admin)
+    client.cookies = staff_sign_in(admin).cookies
     refused = client.post(action_url(alice, "withdraw_all"), {"note": "x", "confirmed": "yes"})
     assert refused.status_code == 403
     assert ConsentState.objects.get(subject=alice, purpose__key="analytics").status == "granted"

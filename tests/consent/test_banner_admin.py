@@ -12,10 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(client):
+def staff(client, staff_client):
     user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-for-tests")
-    client.force_login(user)
-    return client
+    return staff_client(user, client)
 
 
 def _form(purposes, **extra):

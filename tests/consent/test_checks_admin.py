@@ -16,11 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff() -> Client:
-    user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-dpo-123")
-    client = Client()
-    client.force_login(user)
-    return client
+def staff(staff_client) -> Client:
+    return staff_client(get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw"))
 
 
 def test_staff_add_a_data_use_in_the_admin_and_it_is_audited(staff, purposes):

@@ -133,10 +133,10 @@ def test_verify_ledger_command_names_every_break_and_fails(purposes):
     assert str(events[0].pk) in out.getvalue() and "hash_mismatch" in out.getvalue()
 
 
-def test_admin_action_names_breaks(purposes, client):
+def test_admin_action_names_breaks(purposes, client, staff_client):
     events = three_events()
     tamper("UPDATE consent_consentevent SET source = 'admin' WHERE id = %s", [events[0].pk])
-    client.force_login(User.objects.create_superuser("dpo", "d@example.com", "pw"))
+    staff_client(User.objects.create_superuser("dpo", "d@example.com", "pw"), client)
     response = client.post(
         "/admin/consent/subject/",
         {"action": "verify_chain", "_selected_action": [Subject.objects.get().pk]},

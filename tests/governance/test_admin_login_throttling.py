@@ -1,4 +1,5 @@
-"""Staff sign-in throttling (django-axes): per username and client address, no raw IP kept."""
+"""Staff sign-in throttling (django-axes): per username and client address, no raw IP kept.
+A right password still needs the authenticator code (tests/staff.py computes it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from governance.audit import hash_ip
+from tests.staff import totp_device, totp_fresh_code
 
 pytestmark = pytest.mark.django_db
 
@@ -19,13 +21,16 @@ PROXY = "10.0.0.2"  # nginx, as gunicorn sees it
 
 @pytest.fixture
 def staff_user() -> User:
-    return User.objects.create_superuser("dpo", "dpo@example.com", "the-right-password")
+    user = User.objects.create_superuser("dpo", "dpo@example.com", "the-right-password")
+    totp_device(user)
+    return user
 
 
 def _sign_in(client_address: str, password: str, username: str = "dpo"):
     # Behind one trusted proxy: the client is the last X-Forwarded-For entry.
     client = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=f"192.0.2.99, {client_address}")
-    return client.post(LOGIN, {"username": username, "password": password})
+    code = totp_fresh_code(totp_device(User.objects.get(username=username)))
+    return client.post(LOGIN, {"username": username, "password": password, "otp_token": code})
 
 
 def _fail_until_locked(client_address: str) -> None:
@@ -51,7 +56,7 @@ def test_the_same_username_from_another_client_behind_the_same_proxy_can_sign_in
 
 @override_settings(TRUSTED_PROXY_COUNT=1)
 def test_another_username_from_the_locked_address_can_sign_in(staff_user):
-    User.objects.create_superuser("ops", "ops@example.com", "another-password")
+    totp_device(User.objects.create_superuser("ops", "ops@example.com", "another-password"))
     _fail_until_locked("198.51.100.7")
     assert _sign_in("198.51.100.7", "another-password", username="ops").status_code == 302
 

@@ -17,10 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("dpo", "dpo@example.com", "pw"))
-    return client
+def staff(staff_client) -> Client:
+    return staff_client(User.objects.create_superuser("dpo", "dpo@example.com", "pw"))
 
 
 def _stored_messages(client: Client) -> list[str]:

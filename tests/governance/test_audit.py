@@ -15,10 +15,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff() -> Client:
+def staff(staff_client) -> Client:
     client = Client(REMOTE_ADDR="203.0.113.9")
-    client.force_login(User.objects.create_superuser("dpo", "dpo@example.com", "pw"))
-    return client
+    return staff_client(User.objects.create_superuser("dpo", "dpo@example.com", "pw"), client)
 
 
 def test_admin_add_change_delete_are_audited_with_user_and_hashed_address(staff, purposes):

@@ -10,7 +10,6 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.test import Client
 from django.utils import timezone
 
 from consent.api.views import PurposeListApi
@@ -84,10 +83,9 @@ def test_rotate_api_key_command(purposes):
     assert Api(new).get("/api/v1/purposes").status_code == 200
 
 
-def test_admin_rotation_actions_are_audited(purposes):
+def test_admin_rotation_actions_are_audited(purposes, staff_client):
     client, old = _client()
-    staff = Client()
-    staff.force_login(User.objects.create_superuser("dpo", "d@example.com", "pw"))
+    staff = staff_client(User.objects.create_superuser("dpo", "d@example.com", "pw"))
     changelist = "/admin/governance/apiclient/"
     staff.post(changelist, {"action": "issue_new_key", "_selected_action": [client.pk]})
     assert client.keys.count() == 2

@@ -227,11 +227,9 @@ SINKS = [
 
 
 @pytest.fixture
-def staff() -> Client:
+def staff(staff_client) -> Client:
     user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-dpo-123")
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return client
+    return staff_client(user, Client(raise_request_exception=False))
 
 
 def _drive(identifier: str, api: Any, staff: Client, record: Callable[[Any, str], None]) -> None:

@@ -26,10 +26,9 @@ def test_api_answers_keep_security_headers_and_touch_no_session(api):
     assert not hasattr(response.wsgi_request, "session")
 
 
-def test_the_admin_keeps_sessions_users_and_messages():
+def test_the_admin_keeps_sessions_users_and_messages(staff_client):
     user = get_user_model().objects.create_superuser("staff", "s@example.com", "pw-long-enough-1")
-    client = Client()
-    client.force_login(user)
+    client = staff_client(user)
     response = client.get("/admin/")
     assert response.status_code == 200
     assert response.wsgi_request.user == user

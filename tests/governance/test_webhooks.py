@@ -130,13 +130,13 @@ def test_fan_out_creates_one_delivery_per_interested_subscription(purposes):
     assert not OutboxEvent.objects.filter(dispatched_at__isnull=True).exists()
 
 
-def test_redeliver_from_admin_puts_parked_delivery_back_and_audits(purposes, client):
+def test_redeliver_from_admin_puts_parked_delivery_back_and_audits(purposes, client, staff_client):
     _subscribe("https://a.example.com/")
     _record("alice", analytics=True)
     services.outbox_fan_out()
     WebhookDelivery.objects.update(status=WebhookDelivery.Status.PARKED, attempts=8)
     staff = User.objects.create_superuser("dpo", "dpo@example.com", "pw")
-    client.force_login(staff)
+    staff_client(staff, client)
     delivery = WebhookDelivery.objects.get()
     response = client.post(
         "/admin/governance/webhookdelivery/",
@@ -316,8 +316,10 @@ def test_parked_event_does_not_hold_back_later_ones_and_redelivery_is_recognisab
     assert stale["seq"] == 1 and stale["id"] == str(parked.event_id)
 
 
-def test_admin_creates_a_subscription_showing_its_secret_once_and_refuses_bad_urls(client):
-    client.force_login(User.objects.create_superuser("dpo", "dpo@example.com", "pw"))
+def test_admin_creates_a_subscription_showing_its_secret_once_and_refuses_bad_urls(
+    client, staff_client
+):
+    staff_client(User.objects.create_superuser("dpo", "dpo@example.com", "pw"), client)
     add = "/admin/governance/webhooksubscription/add/"
     refused = client.post(add, {"url": "http://169.254.169.254/latest", "active": "on"})
     assert refused.status_code == 200 and b"link-local" in refused.content

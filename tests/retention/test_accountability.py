@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from consent import identity
 from consent.models import Decision, DecisionLineage, Subject
@@ -92,10 +91,9 @@ def test_services_refuse_a_policy_below_the_minimum():
     assert not RetentionPolicy.objects.filter(name="short").exists()
 
 
-def test_the_admin_refuses_a_policy_below_the_minimum_on_add_and_change():
+def test_the_admin_refuses_a_policy_below_the_minimum_on_add_and_change(staff_client):
     user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-for-tests-1")
-    client = Client()
-    client.force_login(user)
+    client = staff_client(user)
     audit_policy = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
     form = {
         "name": "short",
@@ -142,10 +140,9 @@ def test_the_admin_saves_policies_through_the_services(staff_client_for_policies
 
 
 @pytest.fixture
-def staff_client_for_policies():
+def staff_client_for_policies(staff_client):
     user = get_user_model().objects.create_superuser("dpo3", "dpo3@example.com", "pw-for-tests-1")
-    client = Client()
-    client.force_login(user)
+    client = staff_client(user)
     return client, RetentionPolicy.objects.get(name="default: governance.AuditEvent")
 
 

@@ -25,6 +25,7 @@ from retention.errors import RequestAlreadyExtended
 from retention.models import AccessRequest, ErasureRequest, RequestStatus
 from retention.services import rights
 from tests import factories
+from tests.staff import staff_sign_in
 
 pytestmark = pytest.mark.django_db(databases=["default", "features"])
 
@@ -46,9 +47,7 @@ def limited_staff(*codenames: str) -> Client:
         user.user_permissions.add(
             Permission.objects.get(content_type__app_label=app, codename=codename)
         )
-    client = Client()
-    client.force_login(user)
-    return client
+    return staff_sign_in(user)
 
 
 def form(identifier: str, note: str = "Passport checked at the desk", namespace: str = "account"):

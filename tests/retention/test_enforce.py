@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.test import Client
 from django.utils import timezone
 
 from consent import identity, services
@@ -309,11 +308,10 @@ def test_dry_run_from_the_command_deletes_nothing(now, capsys):
     assert AuditEvent.objects.filter(action="test").count() == 0
 
 
-def test_dry_run_from_the_admin_action_deletes_nothing(now):
+def test_dry_run_from_the_admin_action_deletes_nothing(now, staff_client):
     audit(now - timedelta(days=7 * 365))
     user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-for-tests-1")
-    client = Client()
-    client.force_login(user)
+    client = staff_client(user)
     p = RetentionPolicy.objects.get(name="default: governance.AuditEvent")
     response = client.post(
         "/admin/retention/retentionpolicy/",
@@ -326,10 +324,9 @@ def test_dry_run_from_the_admin_action_deletes_nothing(now):
     assert PurgeRun.objects.filter(dry_run=True, trigger="admin").exists()
 
 
-def test_admin_policy_form_refuses_a_condition_on_a_missing_field():
+def test_admin_policy_form_refuses_a_condition_on_a_missing_field(staff_client):
     user = get_user_model().objects.create_superuser("dpo2", "dpo2@example.com", "pw-for-tests-1")
-    client = Client()
-    client.force_login(user)
+    client = staff_client(user)
     before = RetentionPolicy.objects.count()
     response = client.post(
         "/admin/retention/retentionpolicy/add/",

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.test import Client
 from django.utils import timezone
 
 from consent import identity, services
@@ -304,13 +303,12 @@ def test_access_request_for_an_unknown_subject_exports_nothing(api, purposes):
     assert export["subject"] is None and export["consent_history"] == []
 
 
-def test_overdue_rights_requests_are_flagged_in_the_admin(api, purposes):
+def test_overdue_rights_requests_are_flagged_in_the_admin(api, purposes, staff_client):
     request_id = api.post(ERASURE, {"subject_id": "late"}).json()["id"]
     ErasureRequest.objects.filter(pk=request_id).update(due_at=timezone.now() - timedelta(days=1))
     assert selectors.requests_overdue()["erasure"] == 1
     user = get_user_model().objects.create_superuser("dpo", "dpo@example.com", "pw-for-tests-1")
-    client = Client()
-    client.force_login(user)
+    client = staff_client(user)
     page = client.get("/admin/retention/erasurerequest/?overdue=yes")
     assert page.status_code == 200
     assert request_id in page.content.decode()

@@ -13,7 +13,7 @@ from django.db import transaction
 from consent import services
 from consent.models import LegalBasis, Purpose
 from governance import services as governance_services
-from governance.models import ApiClient, Scope
+from governance.models import ApiClient, Scope, StaffTotpDevice
 
 # (key, name, DPV concept, TCF ids, legal basis, consent ttl days, gpc_opt_out, categories)
 DEMO_PURPOSES: list[tuple[str, str, str, list[int], str, int | None, bool, list[str]]] = [
@@ -116,6 +116,13 @@ class Command(BaseCommand):
         if password:
             self.stdout.write(
                 self.style.WARNING(f"Demo admin (shown once): user 'admin', password '{password}'")
+            )
+        if not StaffTotpDevice.objects.filter(user__username="admin").exists():
+            self.stdout.write(
+                "Two-factor sign-in: with DEBUG off (or STAFF_OTP_REQUIRED=1) the admin also "
+                "asks for a code from an authenticator app. Enrol the demo admin with "
+                "`make enrol-totp STAFF=admin` (or `DEBUG=1 uv run python manage.py enrol_totp "
+                "admin`); see docs/staff-accounts.md."
             )
         if not key and not password:
             self.stdout.write(
