@@ -31,6 +31,7 @@ class ConsentConfig(AppConfig):
             NoticeVersion,
             Property,
             Purpose,
+            Snapshot,
             Subject,
         )
         from governance.memo import memos_clear, memos_clear_on_change
@@ -45,3 +46,8 @@ class ConsentConfig(AppConfig):
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())
+        from consent.snapshots.keys import pseudonym_key_aad
+
+        register_encrypted_field(
+            Snapshot, "pseudonym_key_encrypted", lambda s: pseudonym_key_aad(s.pk)
+        )

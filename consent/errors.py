@@ -114,3 +114,18 @@ class LineTooLong(InvalidRequest):
     code = "line_too_long"
     status = 400
     message = "A line of the NDJSON body is longer than the service accepts."
+
+
+class SnapshotNotReady(DomainError):
+    code = "snapshot_not_ready"
+    status = 409
+    message = "The snapshot is not ready (still being built, failed, or expired)."
+
+
+class DeniedInSnapshot(DomainError):
+    code = "denied_in_snapshot"
+    status = 400
+    message = (
+        "The upload holds pseudonyms the snapshot denies (or does not list, while absent ids "
+        "are not allowed); nothing was recorded."
+    )
