@@ -172,7 +172,7 @@ def test_two_snapshots_cannot_be_joined(owner):
 
 
 def test_a_data_use_implies_its_purpose_and_a_basis_that_allows_strangers_says_so(owner):
-    client, api = owner
+    _, api = owner
     from consent.decisions.services import data_use_create
 
     data_use_create(key="fraud-model", name="Fraud", purpose_key="security", actor=SYSTEM)
@@ -329,14 +329,7 @@ def test_expiry_removes_files_a_late_worker_wrote(owner):
     api.client.delete(
         f"/api/v1/snapshots/{snapshot_id}", headers={"Authorization": f"Bearer {api.key}"}
     )
-    files.part_write(
-        snapshot_id,
-        0,
-        pa.table({"pseudonym": pa.array([], pa.binary(32))})
-        .append_column("allowed", pa.array([], pa.bool_()))
-        .append_column("reason", pa.array([], pa.string()))
-        .append_column("subject_pk", pa.array([], pa.int64())),
-    )
+    files.part_write(snapshot_id, 0, files.PART_SCHEMA.empty_table())
     assert files.snapshot_dir(snapshot_id).exists()
     snapshots.snapshots_expire()
     assert not files.snapshot_dir(snapshot_id).exists()
@@ -403,7 +396,7 @@ def test_a_build_that_cannot_read_an_identifier_fails_and_destroys_the_key(purpo
     factories.record("ann", ml_training=True)
     Subject.objects.update(identifier_encrypted=b"\x01garbage")
     snapshot = _snapshot(10)
-    with pytest.raises(Exception, match="format|verify|configured"):
+    with pytest.raises(Exception, match=r"format|verify|configured"):
         snapshots.snapshot_build(snapshot_id=snapshot.id)
     snapshot.refresh_from_db()
     assert snapshot.status == "failed" and snapshot.pseudonym_key_encrypted is None
