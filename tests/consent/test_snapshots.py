@@ -9,7 +9,11 @@ import hmac
 import io
 import itertools
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -557,3 +561,64 @@ def test_bad_usage_uploads_are_refused(owner):
     )
     assert_error(_usage(api, snapshot_id, _ndjson(b"\0" * 32)), 409, "snapshot_not_ready")
     assert Decision.objects.count() == 0
+
+
+# --- the embedded default -------------------------------------------------------------------
+
+SQLITE_SCRIPT = """
+from django.core.management import call_command
+
+call_command("migrate", verbosity=0)
+
+import pyarrow as pa
+
+from consent.models import Decision, DecisionLineage, Snapshot
+from consent.snapshots import services as snapshots
+from consent.snapshots.keys import pseudonym_key_of
+from consent.checks.inputs import SubjectHasher
+from governance.actors import Actor
+from tests import factories
+
+factories.seed_purposes()
+for name in ("ann", "bob", "cy"):
+    factories.record(name, ml_training=name != "cy")
+actor = Actor.system("test")
+snapshot = snapshots.snapshot_create(actor=actor, purpose_key="ml_training", chunk_size=2)
+assert snapshots.snapshot_build(snapshot_id=snapshot.id) == "ready"
+snapshot.refresh_from_db()
+assert (snapshot.allowed_count, snapshot.denied_count) == (2, 1)
+used = pa.array(SubjectHasher(pseudonym_key_of(snapshot)).digests(["ann", "bob"]), pa.binary(32))
+result = snapshots.snapshot_usage_record(snapshot=snapshot, actor=actor, model="m", pseudonyms=used)
+assert DecisionLineage.objects.filter(decision=result.decision).count() == 2
+snapshots.snapshot_delete(snapshot=snapshot, actor=actor)
+assert Snapshot.objects.get().pseudonym_key_encrypted is None
+print("sqlite-snapshot-ok")
+"""
+
+
+@pytest.mark.slow
+def test_snapshots_build_and_record_usage_on_sqlite(tmp_path: Any) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RETENTION_", "EXTERNAL_DATABASE_URL_", "REDIS_URL", "CELERY_"))
+    }
+    env.update(
+        {
+            "DEBUG": "1",
+            "DJANGO_SETTINGS_MODULE": "governance.settings",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'governance.sqlite3'}",
+            "VAR_DIR": str(tmp_path / "var"),
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, str(root / "manage.py"), "shell", "-c", SQLITE_SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sqlite-snapshot-ok" in done.stdout
