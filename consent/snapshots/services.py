@@ -443,6 +443,8 @@ def snapshot_usage_record(
     moment = now or timezone.now()
     if snapshot.status != Snapshot.Status.READY or snapshot.expires_at <= moment:
         raise SnapshotNotReady(detail={"id": str(snapshot.id)})
+    if len(pseudonyms) == 0:
+        raise InvalidRequest("The upload names nobody.", detail={"field": "pseudonym"})
     used = pa.table({"pseudonym": pc.unique(pseudonyms)})
     found = used.join(files.index_read(snapshot.id), keys="pseudonym", join_type="left outer")
     allowed_col = found["allowed"]
