@@ -33,8 +33,14 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
-    with django_db_blocker.unblock(), gunicorn_server() as base, live.celery_worker():
+def server(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
+    # Web streams what the worker writes: one directory for both, gone after the tests.
+    snapshot_dir = str(tmp_path_factory.mktemp("snapshots"))
+    with (
+        django_db_blocker.unblock(),
+        gunicorn_server(env={"SNAPSHOT_DIR": snapshot_dir}) as base,
+        live.celery_worker(SNAPSHOT_DIR=snapshot_dir),
+    ):
         yield base
 
 
