@@ -8,7 +8,7 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 RUN DEBUG=1 python manage.py collectstatic --no-input -v 0
-RUN useradd --system --uid 10001 app && mkdir -p /app/var && chown app /app/var
+RUN useradd --system --uid 10001 app && mkdir -p /app/var/snapshots && chown -R app /app/var
 USER app
 EXPOSE 8000
 CMD ["gunicorn", "governance.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \

@@ -31,6 +31,7 @@ class ConsentConfig(AppConfig):
             NoticeVersion,
             Property,
             Purpose,
+            Snapshot,
             Subject,
             SubjectNote,
         )
@@ -47,3 +48,8 @@ class ConsentConfig(AppConfig):
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())
         register_encrypted_field(SubjectNote, "note_encrypted", lambda n: str(n.pk).encode())
+        from consent.snapshots.keys import pseudonym_key_aad
+
+        register_encrypted_field(
+            Snapshot, "pseudonym_key_encrypted", lambda s: pseudonym_key_aad(s.pk)
+        )

@@ -120,3 +120,18 @@ class IdentifierInUse(DomainError):
     code = "identifier_in_use"
     status = 409
     message = "The new identifier already names a subject."
+
+
+class SnapshotNotReady(DomainError):
+    code = "snapshot_not_ready"
+    status = 409
+    message = "The snapshot is not ready (still being built, failed, or expired)."
+
+
+class DeniedInSnapshot(DomainError):
+    code = "denied_in_snapshot"
+    status = 400
+    message = (
+        "The upload holds pseudonyms the snapshot denies (or does not list, while absent ids "
+        "are not allowed); nothing was recorded."
+    )

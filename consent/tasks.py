@@ -1,10 +1,11 @@
-"""Thin Celery tasks of the consent app: consent expiry."""
+"""Thin Celery tasks of the consent app: consent expiry, and building and expiring snapshots."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from consent.ledger.expiry import consent_expire_due
+from consent.snapshots import services as snapshots
 
 # Registered under retention's name: the beat schedule seeded by
 # retention/migrations/0002 runs it by this name, so keeping it needs no migration.
@@ -19,3 +20,25 @@ def consent_expire_task(batch: int = 500) -> int:
         total += done
         if done < batch:
             return total
+
+
+# A build step is safe to run twice (ranges are claimed under a lease, files replaced
+# whole), so a lost worker's message may be redelivered.
+@shared_task(
+    name=snapshots.SNAPSHOT_BUILD_TASK, acks_late=True, soft_time_limit=540, time_limit=600
+)
+def snapshot_build_task(snapshot_id: str) -> str:
+    step = snapshots.snapshot_build_step(snapshot_id=snapshot_id)
+    if step.more:
+        snapshot_build_task.delay(snapshot_id=snapshot_id)
+    return step.outcome
+
+
+@shared_task(name=snapshots.SNAPSHOTS_EXPIRE_TASK, soft_time_limit=240, time_limit=300)
+def snapshots_expire_task() -> int:
+    return snapshots.snapshots_expire()
+
+
+@shared_task(name=snapshots.SNAPSHOTS_RESUME_TASK, soft_time_limit=50, time_limit=60)
+def snapshots_resume_task() -> int:
+    return snapshots.snapshots_resume()

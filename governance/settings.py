@@ -380,11 +380,21 @@ WEBHOOK_DISPATCH_ON_COMMIT = env_bool("WEBHOOK_DISPATCH_ON_COMMIT", True)
 WEBHOOK_DISPATCH_COALESCE_SECONDS = float(
     env_str("WEBHOOK_DISPATCH_COALESCE_SECONDS", "0.2") or 0.2
 )
+# --- lakehouse snapshots (docs/lakehouse.md) -----------------------------------------------
+# How long a snapshot lives (seconds): its file and pseudonym key are destroyed then.
+SNAPSHOT_TTL = env_int("SNAPSHOT_TTL", 24 * 3600)
+# Where snapshot files are written: shared by the web processes and the workers.
+SNAPSHOT_DIR = Path(env_str("SNAPSHOT_DIR", str(VAR_DIR / "snapshots")) or VAR_DIR / "snapshots")
+# Subjects (a range of that many subject ids) per build chunk: bounds a worker's memory.
+SNAPSHOT_CHUNK_SUBJECTS = env_int("SNAPSHOT_CHUNK_SUBJECTS", 100_000)
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {
         "task": "governance.outbox_dispatch",
         "schedule": float(WEBHOOK_SWEEP_SECONDS),
     },
+    # Names of consent.snapshots.services' tasks (governance imports no app).
+    "snapshots-expire": {"task": "consent.snapshots_expire", "schedule": 300.0},
+    "snapshots-resume": {"task": "consent.snapshots_resume", "schedule": 300.0},
 }
 # Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
 # of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.

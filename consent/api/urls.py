@@ -5,6 +5,7 @@ from consent.banner import api as banner_views
 from consent.banner.limits import banner_rate_limit_allows
 from consent.checks import api as checks_api
 from consent.decisions import api as decisions_api
+from consent.snapshots import api as snapshots_api
 from governance.api.hot import lean as hot_path
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
@@ -57,6 +58,23 @@ urlpatterns = [
         "decisions/<str:decision_id>/drift",
         decisions_api.DecisionDriftApi.as_view(),
         name="decision-drift",
+    ),
+    # Lakehouse snapshots (scope `checks`; docs/lakehouse.md).
+    path("snapshots", snapshots_api.SnapshotCreateApi.as_view(), name="snapshots"),
+    path(
+        "snapshots/<str:snapshot_id>",
+        snapshots_api.SnapshotDetailApi.as_view(),
+        name="snapshot-detail",
+    ),
+    path(
+        "snapshots/<str:snapshot_id>/file",
+        snapshots_api.SnapshotFileApi.as_view(),
+        name="snapshot-file",
+    ),
+    path(
+        "snapshots/<str:snapshot_id>/usage",
+        snapshots_api.SnapshotUsageApi.as_view(),
+        name="snapshot-usage",
     ),
     path(
         "banner/config",

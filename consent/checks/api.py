@@ -145,7 +145,7 @@ class ChecksApi(APIView):
         return json_response(body)
 
 
-def _body_blocks(request: Request) -> Iterator[bytes]:
+def body_blocks(request: Request) -> Iterator[bytes]:
     """The raw body, a block at a time: Content-Length bodies and chunked uploads alike."""
     django_request = request._request
     declared = django_request.META.get("CONTENT_LENGTH") or ""
@@ -200,7 +200,7 @@ class ChecksStreamApi(JSONErrorsOnly, APIView):
             as_of=as_of_parse(params.get("as_of")),
             lineage=bool_param(params.get("lineage"), "lineage"),
         )
-        stream.consume(_body_blocks(request))
+        stream.consume(body_blocks(request))
         response = StreamingHttpResponse(stream.answers(), content_type="application/x-ndjson")
         response["X-Decision-Id"] = stream.summary()["decision_id"]
         return response

@@ -193,6 +193,7 @@ DecisionSerializer = inline_serializer(
         "lineage": serializers.BooleanField(),
         "lineage_subjects": serializers.IntegerField(required=False),
         "erased_since": serializers.IntegerField(),
+        "model": serializers.CharField(allow_null=True),
     },
 )
 
@@ -214,6 +215,7 @@ def decision_body(decision: Decision, *, lineage_subjects: int | None = None) ->
         "id_set_digest": decision.id_set_digest,
         "lineage": decision.lineage,
         "erased_since": decision.erased_since,
+        "model": decision.model or None,
     }
     if lineage_subjects is not None:
         body["lineage_subjects"] = lineage_subjects

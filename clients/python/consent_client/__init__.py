@@ -1,4 +1,5 @@
-"""Python client for the consent service's checks (no Django; requests, optional pandas)."""
+"""Python client for the consent service's checks and snapshots (no Django; requests and
+cryptography, optional pandas and pyarrow)."""
 
 from consent_client.client import CheckResult, ConsentClient, SubjectCheck
 from consent_client.errors import (
@@ -13,6 +14,7 @@ from consent_client.errors import (
     TransientError,
     Unauthorized,
 )
+from consent_client.snapshot import Snapshot, SnapshotError, SnapshotVerificationError
 
 __all__ = [
     "BadRequest",
@@ -25,6 +27,9 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "ServerError",
+    "Snapshot",
+    "SnapshotError",
+    "SnapshotVerificationError",
     "SubjectCheck",
     "TransientError",
     "Unauthorized",

@@ -1,4 +1,5 @@
-"""The client: bulk checks, chunked filtering, the NDJSON stream and a pandas helper."""
+"""The client: bulk checks, chunked filtering, the NDJSON stream, a pandas helper and
+snapshots."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import requests
 
 from consent_client.errors import ConsentApiError, TransientError, error_for
+from consent_client.snapshot import Snapshot, SnapshotError, download_verified
 
 MAX_BULK_IDS = 100_000
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -276,5 +278,45 @@ class ConsentClient:
         data: list[dict[str, Any]] = self._request("GET", "/api/v1/data-uses").json()["data_uses"]
         return data
 
+    # --- snapshots ---------------------------------------------------------------------------
 
-__all__ = ["CheckResult", "ConsentApiError", "ConsentClient", "SubjectCheck"]
+    def snapshot(
+        self,
+        purpose: str | None = None,
+        *,
+        data_use: str | None = None,
+        as_of: datetime | str | None = None,
+        key: str = "identifier",
+        wait: float = 600.0,
+        poll: float = 0.2,
+        max_poll: float = 5.0,
+    ) -> Snapshot:
+        """Creates a snapshot (name a purpose or a data use), waits for it with backoff (up
+        to `wait` seconds), verifies its manifest against the service's JWKS and downloads
+        the file, refusing any mismatch (SnapshotVerificationError). The key stays in the
+        returned object's memory; use it as a context manager, or close() it."""
+        body: dict[str, Any] = {"key": key}
+        if purpose is not None:
+            body["purpose"] = purpose
+        if data_use is not None:
+            body["data_use"] = data_use
+        if as_of is not None:
+            body["as_of"] = _instant(as_of)
+        snapshot_id = self._request("POST", "/api/v1/snapshots", json=body).json()["id"]
+        deadline = time.monotonic() + wait
+        delay = poll
+        while True:
+            info: dict[str, Any] = self._request("GET", f"/api/v1/snapshots/{snapshot_id}").json()
+            if info["status"] == "ready":
+                break
+            if info["status"] != "pending":
+                raise SnapshotError(f"snapshot {snapshot_id} is {info['status']}")
+            if time.monotonic() + delay > deadline:
+                raise SnapshotError(f"snapshot {snapshot_id} not ready after {wait} s")
+            self._sleep(delay)
+            delay = min(delay * 2, max_poll)
+        jwks: dict[str, Any] = self._request("GET", "/.well-known/jwks.json").json()
+        return download_verified(self, info, jwks)
+
+
+__all__ = ["CheckResult", "ConsentApiError", "ConsentClient", "Snapshot", "SubjectCheck"]

@@ -1,0 +1,1 @@
+"""Signed, expiring Parquet snapshots of one purpose's decisions, and usage uploads."""
