@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from governance.env import env_bool, env_float, env_int, env_list, env_ports, env_str
@@ -374,6 +375,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "governance.outbox_dispatch",
         "schedule": float(WEBHOOK_SWEEP_SECONDS),
     },
+    # The banner's `shown` counts, from Redis into the database (consent.reports.services).
+    "banner-shown-flush": {"task": "consent.banner_shown_flush", "schedule": 60.0},
+    # The whole ledger's chain check, recorded for the admin dashboard.
+    "ledger-verify": {"task": "consent.ledger_verify", "schedule": crontab(hour=3, minute=30)},
 }
 # Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
 # of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.

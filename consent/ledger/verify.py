@@ -13,8 +13,16 @@ from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from typing import Any
 
+from django.utils import timezone
+
 from consent.ledger import chain
-from consent.models import ConsentContext, ConsentEvent, Subject, SubjectTombstone
+from consent.models import (
+    ConsentContext,
+    ConsentEvent,
+    LedgerVerification,
+    Subject,
+    SubjectTombstone,
+)
 
 # What the verifier reads of each event: its ids, its hash and what the hash covers.
 _FIELDS = ("id", "subject_id", "purpose__key", "receipt_id", "hash", *chain.HASHED_COLUMNS)
@@ -157,3 +165,18 @@ def ledger_verify(*, subject_ids: Iterable[int] | None = None, batch: int = 500)
             report.events += len(events)
             tombstone = tombstones.get((subject.namespace, subject.key))
             report.breaks.extend(_verify_subject(subject, events, tombstone, contexts))
+
+
+def ledger_verify_recorded(*, trigger: str) -> VerifyReport:
+    """Verifies the whole ledger and records the run (what the admin dashboard shows)."""
+    started_at = timezone.now()
+    report = ledger_verify()
+    LedgerVerification.objects.create(
+        started_at=started_at,
+        finished_at=timezone.now(),
+        trigger=trigger,
+        subjects=report.subjects,
+        events=report.events,
+        breaks=len(report.breaks),
+    )
+    return report
