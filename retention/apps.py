@@ -8,10 +8,13 @@ class RetentionConfig(AppConfig):
     def ready(self) -> None:
         # The Art. 30 records of processing name the retention that applies to each data use.
         from consent.decisions.selectors import records_of_processing_register
+        from governance.dashboard import dashboard_register
         from governance.reencrypt import register_encrypted_field
+        from retention.dashboard import retention_panels
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
 
+        dashboard_register(retention_panels)
         records_of_processing_register(
             lambda data_use: {"retention": retention_for_purpose(data_use.purpose)}
         )

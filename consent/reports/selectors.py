@@ -20,10 +20,13 @@ from consent.models import (
     BannerShown,
     ConsentContext,
     ConsentEvent,
+    ConsentState,
     IndicationMethod,
+    LegalBasis,
     Property,
     Purpose,
 )
+from consent.notices import notice_versions
 from governance.suppression import Rate, suppress_small
 
 GROUPINGS = ("day", "week", "property", "jurisdiction", "source")
@@ -145,3 +148,46 @@ def consent_rates(*, purpose: Purpose, window: Window, by: str) -> list[dict[str
         for key in sorted(events.keys() | shown.keys(), key=str)
     ]
     return suppress_small(rows, key="bucket", counts=COUNTS, size=EVENTS, rates=[GRANT_RATE])
+
+
+GPC_SHARE = Rate("gpc_share", numerator=("gpc",), denominator=("events",))
+
+
+def gpc_share(*, window: Window) -> list[dict[str, Any]]:
+    """Per purpose with events in the window: its events, those from GPC and their share;
+    suppressed like the report (purposes with fewer than 10 events are merged)."""
+    low, high = window.bounds
+    rows = (
+        ConsentEvent.objects.filter(
+            effective_at__gte=low,
+            effective_at__lte=high,
+            action__in=[Action.GRANTED, Action.REFUSED, Action.WITHDRAWN],
+        )
+        .order_by()
+        .values(bucket=F("purpose__key"))
+        .annotate(
+            events=Count("pk"),
+            gpc=Count("pk", filter=Q(indication_method=IndicationMethod.GPC)),
+        )
+        .order_by("bucket")
+    )
+    return suppress_small(
+        rows, key="bucket", counts=("events", "gpc"), size=("events",), rates=[GPC_SHARE]
+    )
+
+
+def reconsent_awaiting(*, now: datetime | None = None) -> dict[str, int]:
+    """Per consent-based purpose: people whose grant was given to a notice version older
+    than the latest material one, so the banner asks them again (reason notice_changed)."""
+    purposes = dict(Purpose.objects.filter(legal_basis=LegalBasis.CONSENT).values_list("pk", "key"))
+    stale = Q(pk__in=[])
+    for pk, (_, material) in notice_versions(purposes, now=now).items():
+        if material:
+            stale |= Q(purpose_id=pk, notice_version__lt=material)
+    rows = (
+        ConsentState.objects.filter(stale, status=Action.GRANTED)
+        .order_by()
+        .values("purpose_id")
+        .annotate(people=Count("subject_id"))
+    )
+    return {purposes[row["purpose_id"]]: row["people"] for row in rows}

@@ -16,7 +16,6 @@ from consent.models import BannerShown, IndicationMethod, Property, Source
 from consent.reports.services import DatabaseShownCounter, banner_shown_flush, shown_counter
 from consent.tasks import banner_shown_flush_task
 from governance.actors import Actor
-from governance.models import ApiClient
 from tests.conftest import Api, assert_error
 
 pytestmark = pytest.mark.django_db
@@ -154,7 +153,7 @@ def test_by_jurisdiction_reads_the_receipt_context(api: Api) -> None:
 
 def test_by_property_counts_what_its_key_recorded(api: Api, purposes: dict[str, Any]) -> None:
     prop, _ = make_property(purposes)
-    key_actor = Actor.for_client(ApiClient.objects.get(pk=prop.api_client_id))
+    key_actor = Actor.for_client(prop.api_client)
     record(10, granted=True, when=at(TODAY), actor=key_actor, source=Source.BANNER,
            method=IndicationMethod.BUTTON)  # fmt: skip
     record(20, granted=True, when=at(TODAY))  # a back end's, not the property's
@@ -198,7 +197,7 @@ def test_from_and_to_include_both_days(api: Api) -> None:
     ],
 )
 def test_bad_parameters_are_400_in_the_error_shape(
-    api: Api, params: dict[str, str], code: str
+    api: Api, params: dict[str, Any], code: str
 ) -> None:
     assert_error(api.get(URL, **params), 400, code)
 
@@ -299,7 +298,7 @@ def test_banner_answers_that_ask_are_counted_and_flushed(
 def test_shown_by_property(api: Api, purposes: dict[str, Any]) -> None:
     prop, _ = make_property(purposes)
     BannerShown.objects.create(day=TODAY, property=prop, count=250)
-    key_actor = Actor.for_client(ApiClient.objects.get(pk=prop.api_client_id))
+    key_actor = Actor.for_client(prop.api_client)
     record(10, granted=True, when=at(TODAY), actor=key_actor)
     (bucket,) = report(api, by="property")
     assert (bucket["bucket"], bucket["shown"]) == ("shop", 250)
