@@ -1,19 +1,24 @@
 """The `shown` counter: banner configuration answers that asked the person, per property and
 UTC day, for the consent-rates report.
 
-The banner's configuration is a hot path, so with Redis a count is one HINCRBY (with its
-EXPIRE, pipelined: one round trip) on a hash per day, and a beat task copies the hashes into
-BannerShown. The copy writes the larger of Redis's figure and the stored one, so running it
-twice, or after Redis lost a day's hash, never counts anything twice nor goes backwards.
-Without Redis (the embedded stack: web, worker and beat are separate processes, so an
-in-process counter would be invisible to the task) each count is one UPDATE of the day's row.
-The implementation is chosen once, by whether REDIS_URL is set.
+The banner's configuration is a hot path, so with Redis a count is one HINCRBY (one round
+trip) on a hash per day, and a beat task copies the hashes into BannerShown. The copy writes
+the larger of Redis's figure and the stored one, so running it twice, or after Redis lost a
+day's hash, never counts anything twice nor goes backwards. Without Redis (the embedded
+stack) each web process counts in memory and adds its counts to BannerShown itself every few
+seconds: web, worker and beat are separate processes there, so the beat task could not see
+them. The implementation is chosen once, by whether REDIS_URL is set.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from functools import lru_cache
 from typing import Protocol
 
@@ -36,6 +41,11 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
+def _expiry(day: date) -> datetime:
+    """When a day's hash goes: after the last flush that still copies it."""
+    return datetime.combine(day + timedelta(days=KEEP_DAYS + 1), clock_time.min, tzinfo=UTC)
+
+
 class ShownCounter(Protocol):
     def count(self, *, property_id: int, day: date) -> None: ...
 
@@ -49,10 +59,9 @@ class RedisShownCounter:
     def count(self, *, property_id: int, day: date) -> None:
         key = _KEY.format(day=day.isoformat())
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hincrby(key, str(property_id), 1)
-            pipe.expire(key, timedelta(days=KEEP_DAYS))
-            pipe.execute()
+            # One round trip; the day's first count (and every flush) sets the expiry.
+            if self.client.hincrby(key, str(property_id), 1) == 1:
+                self.client.expireat(key, _expiry(day))
         except redis.RedisError as exc:  # the banner answers regardless; the count is lost
             logger.warning("banner shown not counted: cache unavailable (%s)", type(exc).__name__)
 
@@ -61,28 +70,59 @@ class RedisShownCounter:
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(_KEY.format(day=day.isoformat()))
+            pipe.expireat(_KEY.format(day=day.isoformat()), _expiry(day))
+        found = pipe.execute()[::2]
         counted = {
             (day, int(pk)): int(n)
-            for day, found in zip(days, pipe.execute(), strict=True)
-            for pk, n in found.items()
+            for day, hash_ in zip(days, found, strict=True)
+            for pk, n in hash_.items()
         }
         return _store_at_least(counted)
 
 
-class DatabaseShownCounter:
+class LocalShownCounter:
+    """Counts in this process and adds them to BannerShown at most every `every` seconds,
+    from the request that finds the interval past (and at exit). Without Redis, the web,
+    worker and beat are separate processes, so the beat task cannot reach these counts; and
+    an UPDATE per answer would queue every banner request on the day's row lock."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.lock = threading.Lock()
+        self.pending: Counter[tuple[date, int]] = Counter()
+        self.written_at = time.monotonic()
+        atexit.register(self.write)
+
     def count(self, *, property_id: int, day: date) -> None:
-        rows = BannerShown.objects.filter(day=day, property_id=property_id)
-        with transaction.atomic():
-            if rows.update(count=F("count") + 1):
-                return
-            try:
-                with transaction.atomic():
-                    BannerShown.objects.create(day=day, property_id=property_id, count=1)
-            except IntegrityError:  # created meanwhile by another request
-                rows.update(count=F("count") + 1)
+        with self.lock:
+            self.pending[(day, property_id)] += 1
+            due = time.monotonic() - self.written_at >= self.every
+        if due:
+            self.write()
+
+    def write(self) -> int:
+        """Adds this process's counts to the stored ones; returns rows written."""
+        with self.lock:
+            pending, self.pending = self.pending, Counter()
+            self.written_at = time.monotonic()
+        for (day, property_id), n in sorted(pending.items()):
+            _add(day=day, property_id=property_id, n=n)
+        return len(pending)
 
     def flush(self, *, today: date) -> int:
-        return 0  # counted in place
+        return 0  # the beat's process holds no counts of the web's
+
+
+def _add(*, day: date, property_id: int, n: int) -> None:
+    rows = BannerShown.objects.filter(day=day, property_id=property_id)
+    with transaction.atomic():
+        if rows.update(count=F("count") + n):
+            return
+        try:
+            with transaction.atomic():
+                BannerShown.objects.create(day=day, property_id=property_id, count=n)
+        except IntegrityError:  # created meanwhile by another process
+            rows.update(count=F("count") + n)
 
 
 def _store_at_least(counted: dict[tuple[date, int], int]) -> int:
@@ -115,7 +155,7 @@ def _store_at_least(counted: dict[tuple[date, int], int]) -> int:
 def shown_counter() -> ShownCounter:
     if settings.REDIS_URL:
         return RedisShownCounter(settings.REDIS_URL)
-    return DatabaseShownCounter()
+    return LocalShownCounter()
 
 
 def banner_shown_count(*, property_id: int, day: date | None = None) -> None:

@@ -13,7 +13,7 @@ from consent import services
 from consent.banner import services as banner_services
 from consent.ledger.write import ContextInput
 from consent.models import BannerShown, IndicationMethod, Property, Source
-from consent.reports.services import DatabaseShownCounter, banner_shown_flush, shown_counter
+from consent.reports.services import LocalShownCounter, banner_shown_flush, shown_counter
 from consent.tasks import banner_shown_flush_task
 from governance.actors import Actor
 from tests.conftest import Api, assert_error
@@ -318,10 +318,26 @@ def test_the_flush_never_lowers_a_stored_count(purposes: dict[str, Any]) -> None
     assert BannerShown.objects.get().count == 3
 
 
-def test_the_database_counter_counts_in_place(purposes: dict[str, Any]) -> None:
+def test_without_redis_each_process_adds_its_counts_now_and_then(
+    purposes: dict[str, Any],
+) -> None:
     prop, _ = make_property(purposes)
-    counter = DatabaseShownCounter()
+    counter = LocalShownCounter(every=3600)
     counter.count(property_id=prop.pk, day=TODAY)
     counter.count(property_id=prop.pk, day=TODAY)
-    assert counter.flush(today=TODAY) == 0
-    assert BannerShown.objects.get().count == 2
+    assert not BannerShown.objects.exists()  # not yet due
+    assert counter.write() == 1
+    other_process = LocalShownCounter(every=0)  # due at once
+    other_process.count(property_id=prop.pk, day=TODAY)
+    assert other_process.flush(today=TODAY) == 0  # the beat's flush has nothing of its own
+    assert BannerShown.objects.get().count == 3
+
+
+def test_a_days_counts_expire_after_the_last_flush_that_copies_them(
+    purposes: dict[str, Any],
+) -> None:
+    prop, _ = make_property(purposes)
+    counter = shown_counter()
+    counter.count(property_id=prop.pk, day=TODAY)
+    ttl = counter.client.ttl(f"consent:banner_shown:{TODAY.isoformat()}")  # type: ignore[attr-defined]
+    assert timedelta(days=8) < timedelta(seconds=ttl) <= timedelta(days=9)
