@@ -110,7 +110,10 @@ class ConsentRatesApi(APIView):
 def _window(start: Any, end: Any) -> Window:
     """The days asked for: by default the last 30 (ending `to`, or today)."""
     if start is None:
-        window = Window.last_days(end=end)
+        try:
+            window = Window.last_days(end=end)
+        except OverflowError:  # 30 days before 0001-01-01 and the like
+            raise InvalidRequest("to is out of range.", detail={"field": "to"}) from None
     else:
         window = Window(start=start, end=end or Window.last_days().end)
     if window.start > window.end:

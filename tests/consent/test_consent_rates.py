@@ -193,6 +193,7 @@ def test_from_and_to_include_both_days(api: Api) -> None:
         ({"purpose": "analytics", "from": "2026-13-01"}, "invalid_request"),
         ({"purpose": "analytics", "to": "yesterday"}, "invalid_request"),
         ({"purpose": "analytics", "from": "2026-05-02", "to": "2026-05-01"}, "invalid_request"),
+        ({"purpose": "analytics", "to": "0001-01-05"}, "invalid_request"),
         ({"purpose": "no_such_purpose"}, "unknown_purpose"),
     ],
 )
