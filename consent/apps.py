@@ -31,8 +31,10 @@ class ConsentConfig(AppConfig):
             NoticeVersion,
             Property,
             Purpose,
+            Restriction,
             Subject,
         )
+        from consent.restriction.selectors import restriction_aad
         from governance.memo import memos_clear, memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
 
@@ -45,3 +47,5 @@ class ConsentConfig(AppConfig):
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())
+        # A restriction's reason: its associated data is the period's own id.
+        register_encrypted_field(Restriction, "reason_encrypted", restriction_aad)

@@ -114,3 +114,15 @@ class LineTooLong(InvalidRequest):
     code = "line_too_long"
     status = 400
     message = "A line of the NDJSON body is longer than the service accepts."
+
+
+class AlreadyRestricted(DomainError):
+    code = "already_restricted"
+    status = 409
+    message = "Processing of this subject is already restricted: lift the open period first."
+
+
+class NotRestricted(DomainError):
+    code = "not_restricted"
+    status = 409
+    message = "Processing of this subject is not restricted: there is no open period to lift."

@@ -30,6 +30,8 @@ EVENT_TYPES = (
     "consent.withdrawn",
     "consent.expired",
     "subject.erased",
+    "subject.restricted",
+    "subject.restriction_lifted",
     "retention.run_completed",
 )
 

@@ -5,6 +5,7 @@ from consent.banner import api as banner_views
 from consent.banner.limits import banner_rate_limit_allows
 from consent.checks import api as checks_api
 from consent.decisions import api as decisions_api
+from consent.restriction import api as restriction_api
 from governance.api.hot import lean as hot_path
 
 # Subject identifiers are opaque and may hold any character, "/" included once decoded.
@@ -28,6 +29,12 @@ urlpatterns = [
     re_path(rf"^{SUBJECT}/history$", views.SubjectHistoryApi.as_view(), name="subject-history"),
     re_path(
         rf"^{SUBJECT}/withdrawals$", views.SubjectWithdrawApi.as_view(), name="subject-withdrawals"
+    ),
+    # Restriction of processing, Art. 18 (scope `rights`).
+    re_path(
+        rf"^{SUBJECT}/restriction$",
+        restriction_api.SubjectRestrictionApi.as_view(),
+        name="subject-restriction",
     ),
     path("receipts/<str:receipt_id>", views.ReceiptDetailApi.as_view(), name="receipt-detail"),
     # Checks, data uses and decisions (scope `checks`).

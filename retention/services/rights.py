@@ -20,6 +20,7 @@ from consent import identity
 from consent.decisions.services import decisions_forget_subject
 from consent.ledger.purge import subject_history_purge
 from consent.models import ConsentEvent, Subject, SubjectTombstone
+from consent.restriction.services import restrictions_forget_subject
 from consent.services import subject_mark_erased
 from governance import crypto
 from governance.actors import Actor
@@ -236,6 +237,12 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             name: state.get("removed", 0)
             for name, state in progress["targets"].items()
             if state.get("status") == "done"
+        }
+        # Restriction periods go with the person, reasons and all (a restriction never
+        # holds back the person's own erasure); the same entry for an unknown subject.
+        progress["targets"]["consent.Restriction"] = {
+            "status": "done",
+            "removed": restrictions_forget_subject(subject=subject) if subject is not None else 0,
         }
         if subject is not None and ledger_held:
             for name in ("consent.ConsentEvent", "consent.ConsentContext"):
