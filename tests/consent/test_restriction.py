@@ -94,8 +94,8 @@ def stream(api: Api, purpose: str, ids: list[str], as_of: datetime | None = None
 
 
 def over_api(api: Api, subject: str, purpose: str, as_of: datetime | None = None) -> tuple:
-    params = {"as_of": as_of.isoformat()} if as_of else {}
-    body = api.get(f"/api/v1/subjects/{subject}/checks/{purpose}", **params).json()
+    url = f"/api/v1/subjects/{subject}/checks/{purpose}"
+    body = (api.get(url, as_of=as_of.isoformat()) if as_of else api.get(url)).json()
     return body["allowed"], body["reason"]
 
 
