@@ -32,10 +32,12 @@ class ConsentConfig(AppConfig):
             NoticeVersion,
             Property,
             Purpose,
+            Restriction,
             Snapshot,
             Subject,
             SubjectNote,
         )
+        from consent.restriction.selectors import restriction_aad
         from governance.dashboard import dashboard_register
         from governance.memo import memos_clear, memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
@@ -56,3 +58,5 @@ class ConsentConfig(AppConfig):
         register_encrypted_field(
             Snapshot, "pseudonym_key_encrypted", lambda s: pseudonym_key_aad(s.pk)
         )
+        # A restriction's reason: its associated data is the period's own id.
+        register_encrypted_field(Restriction, "reason_encrypted", restriction_aad)

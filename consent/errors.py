@@ -135,3 +135,15 @@ class DeniedInSnapshot(DomainError):
         "The upload holds pseudonyms the snapshot denies (or does not list, while absent ids "
         "are not allowed); nothing was recorded."
     )
+
+
+class AlreadyRestricted(DomainError):
+    code = "already_restricted"
+    status = 409
+    message = "Processing of this subject is already restricted: lift the open period first."
+
+
+class NotRestricted(DomainError):
+    code = "not_restricted"
+    status = 409
+    message = "Processing of this subject is not restricted: there is no open period to lift."

@@ -31,6 +31,8 @@ EVENT_TYPES = (
     "consent.expired",
     "subject.erased",
     "subject.rectified",
+    "subject.restricted",
+    "subject.restriction_lifted",
     "retention.run_completed",
 )
 

@@ -10,7 +10,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
-from consent.models import ConsentEvent, ConsentState, Purpose, Subject
+from consent.models import ConsentEvent, ConsentState, Purpose, Restriction, Subject
+from consent.restriction.selectors import restriction_periods
 from governance import crypto
 from retention.models import (
     AccessRequest,
@@ -25,12 +26,20 @@ from retention.targets.base import ErasureMode, SubjectRef
 
 
 def held_subjects() -> list[SubjectRef]:
-    """Subjects under an active hold, with their row ids where the service knows them."""
-    keys = list(
+    """Subjects whose rows no retention purge may remove, with their row ids where the
+    service knows them: those under an active legal hold, and those whose processing is
+    restricted (an open period, Art. 18(1)(c): the person may need the data for a legal
+    claim). Erasure reads legal holds itself: a restriction never holds back the person's
+    own erasure."""
+    keys = set(
         LegalHold.objects.filter(released_at__isnull=True)
         .exclude(subject_key="")
         .values_list("subject_key", "namespace")
-        .distinct()
+    )
+    keys.update(
+        Restriction.objects.filter(ended_at__isnull=True).values_list(
+            "subject__key", "subject__namespace"
+        )
     )
     if not keys:
         return []
@@ -38,7 +47,7 @@ def held_subjects() -> list[SubjectRef]:
         (s.key, s.namespace): s.pk
         for s in Subject.objects.filter(key__in=[k for k, _ in keys]).only("pk", "key", "namespace")
     }
-    return [SubjectRef(key=k, namespace=ns, pk=pks.get((k, ns))) for k, ns in keys]
+    return [SubjectRef(key=k, namespace=ns, pk=pks.get((k, ns))) for k, ns in sorted(keys)]
 
 
 def policy_is_held(policy: RetentionPolicy) -> bool:
@@ -142,6 +151,7 @@ def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
         "subject": None,
         "consent_states": [],
         "consent_history": [],
+        "restrictions": [],
         "targets": {},
     }
     if subject is not None:
@@ -184,6 +194,7 @@ def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
             .select_related("purpose")
             .order_by("seq")
         ]
+        export["restrictions"] = restriction_periods(subject=subject)
     for target in targets().values():
         if not target.holds_personal_data or target.name == "consent.ConsentEvent":
             continue

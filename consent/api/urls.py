@@ -6,6 +6,7 @@ from consent.banner.limits import banner_rate_limit_allows
 from consent.checks import api as checks_api
 from consent.decisions import api as decisions_api
 from consent.reports import api as reports_api
+from consent.restriction import api as restriction_api
 from consent.snapshots import api as snapshots_api
 from governance.api.hot import lean as hot_path
 
@@ -33,6 +34,12 @@ urlpatterns = [
     ),
     re_path(
         rf"^{SUBJECT}/identifier$", views.SubjectIdentifierApi.as_view(), name="subject-identifier"
+    ),
+    # Restriction of processing, Art. 18 (scope `rights`).
+    re_path(
+        rf"^{SUBJECT}/restriction$",
+        restriction_api.SubjectRestrictionApi.as_view(),
+        name="subject-restriction",
     ),
     path("receipts/<str:receipt_id>", views.ReceiptDetailApi.as_view(), name="receipt-detail"),
     # Checks, data uses and decisions (scope `checks`).

@@ -17,9 +17,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from django.db.models import Q
+
 from consent.checks.rule import PurposeRule, Standing, Verdict, decide
 from consent.errors import UnknownPurpose
-from consent.models import ConsentEvent, ConsentState, NoticeVersion, Purpose, Source, Subject
+from consent.models import (
+    ConsentEvent,
+    ConsentState,
+    NoticeVersion,
+    Purpose,
+    Restriction,
+    Source,
+    Subject,
+)
 
 ACCOUNT = Subject.Namespace.ACCOUNT.value
 GPC = Source.GPC.value
@@ -37,10 +47,14 @@ class Answers:
         return (pk for pk, v in zip(self.subject_pks, self.verdicts, strict=True) if v.allowed)
 
 
-# A gathered row: (pos, subject pk, erased_at, action, notice version, effective since,
-# expires_at, event id, gpc[, anything after]); an unknown subject, or one without a
-# standing event, has None from the action on.
+# A gathered row: (pos, subject pk, erased_at, restricted, action, notice version, effective
+# since, expires_at, event id, gpc[, anything after]); `restricted` says whether a
+# restriction period (Art. 18) covers the instant. An unknown subject has None from the
+# subject pk on; one without a standing event, from the action on.
 Row = Sequence[Any]
+# The columns of a Standing in a row.
+_STANDING = slice(4, 10)
+FACT_COLUMNS = _STANDING.stop
 
 
 def verdict_of(rule: PurposeRule, at: datetime) -> Callable[[Row], Verdict]:
@@ -48,8 +62,8 @@ def verdict_of(rule: PurposeRule, at: datetime) -> Callable[[Row], Verdict]:
     make = Standing._make
 
     def verdict(row: Row) -> Verdict:
-        standing = make(row[3:9]) if row[3] is not None else None
-        return decide(rule=rule, standing=standing, erased_at=row[2], at=at)
+        standing = make(row[_STANDING]) if row[4] is not None else None
+        return decide(rule=rule, standing=standing, erased_at=row[2], at=at, restricted=row[3])
 
     return verdict
 
@@ -57,7 +71,7 @@ def verdict_of(rule: PurposeRule, at: datetime) -> Callable[[Row], Verdict]:
 def answers_of(rows: Sequence[Row], count: int, verdict: Callable[[Row], Verdict]) -> Answers:
     """Answers for `count` positions from rows in any order; positions without a row are
     unknown subjects."""
-    unknown = verdict((None, None, None, None))
+    unknown = verdict((None,) * (_STANDING.start + 1))
     pks: list[int | None] = [None] * count
     verdicts = [unknown] * count
     for row in rows:
@@ -185,6 +199,11 @@ class PortableFacts(Facts):
                 namespace=ACCOUNT, key__in=keys
             ).values_list("key", "id", "erased_at")
         }
+        restricted = set(
+            Restriction.objects.filter(subject_id__in=subjects, started_at__lte=at)
+            .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=at))
+            .values_list("subject_id", flat=True)
+        )
         found: dict[int, tuple[Any, ...]] = {}
         if as_of:
             events = (
@@ -214,7 +233,7 @@ class PortableFacts(Facts):
             for sid, status, version, since, exp, eid, gpc in states:
                 found[sid] = (status, version, since, exp, str(eid), gpc)
         for pk, (key, erased_at) in subjects.items():
-            yield key, (pk, erased_at, *found.get(pk, (None,) * 6))
+            yield key, (pk, erased_at, pk in restricted, *found.get(pk, (None,) * 6))
 
     def one(
         self, key: str, purpose_key: str, *, at: datetime, as_of: bool

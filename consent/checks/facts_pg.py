@@ -21,6 +21,7 @@ from django.db import connection
 
 from consent.checks.facts import (
     ACCOUNT,
+    FACT_COLUMNS,
     GPC,
     Answers,
     Facts,
@@ -42,6 +43,13 @@ _RULE_COLUMNS = """p.id, p.key, p.legal_basis, p.gpc_opt_out,
 _ACTIVE_PURPOSE = "p.key = %(purpose_key)s AND p.active"
 _RULE_BY_KEY = "\n".join(["SELECT", _RULE_COLUMNS, "FROM consent_purpose p WHERE", _ACTIVE_PURPOSE])
 _RULE_BY_ID = "\n".join(["SELECT", _RULE_COLUMNS, "FROM consent_purpose p WHERE p.id = %(id)s"])
+
+# Whether a restriction period (Art. 18) covers the instant: at most one does (periods
+# never overlap), so the join adds no row; the table is small, so a hash join or one index
+# probe, never a round trip of its own.
+_RESTRICTED = "r.subject_id IS NOT NULL"
+_RESTRICTION_JOIN = """LEFT JOIN consent_restriction r ON r.subject_id = s.id
+    AND r.started_at <= %(at)s AND (r.ended_at IS NULL OR r.ended_at > %(at)s)"""
 
 _STAGED = "check_keys k"
 _ONE_KEY = "(VALUES (0::bigint, %(key)s::text)) AS k (pos, key)"
@@ -70,11 +78,12 @@ def facts_sql(*, keys: str, as_of: bool, with_rule: bool, ordered: bool) -> str:
     purpose = "p.id" if with_rule else "%(purpose)s"
     return "\n".join(
         [
-            f"SELECT k.pos, s.id, s.erased_at, {columns}"
+            f"SELECT k.pos, s.id, s.erased_at, {_RESTRICTED}, {columns}"
             + (f",\n       {_RULE_COLUMNS}" if with_rule else ""),
             f"FROM {keys}",
             f"LEFT JOIN consent_subject s ON s.namespace = '{ACCOUNT}' AND s.key = k.key",
             f"JOIN consent_purpose p ON {_ACTIVE_PURPOSE}" if with_rule else "",
+            _RESTRICTION_JOIN,
             join.format(purpose=purpose),
             "ORDER BY k.pos" if ordered else "",
         ]
@@ -107,8 +116,8 @@ def _stage_open() -> Any:
     return cur
 
 
-def _params(rule: PurposeRule, at: datetime, as_of: bool) -> dict[str, Any]:
-    return {"purpose": rule.id, "at": at} if as_of else {"purpose": rule.id}
+def _params(rule: PurposeRule, at: datetime) -> dict[str, Any]:
+    return {"purpose": rule.id, "at": at}
 
 
 class PostgresFacts(Facts):
@@ -140,7 +149,7 @@ class PostgresFacts(Facts):
         # Not prepared: the plan should follow the staged table's size, which varies.
         sql = facts_sql(keys=_STAGED, as_of=as_of, with_rule=False, ordered=False)
         with db.server_cursor() as reader:
-            reader.execute(sql, _params(rule, at, as_of), binary=True)
+            reader.execute(sql, _params(rule, at), binary=True)
             rows = reader.fetchall()
         return answers_of(rows, len(keys), verdict_of(rule, at))
 
@@ -162,7 +171,7 @@ class PostgresFacts(Facts):
         sql = facts_sql(keys=_STAGED, as_of=as_of, with_rule=False, ordered=True)
         verdict = verdict_of(rule, at)
         with psycopg.ServerCursor(connection.connection, "check_stream") as reader:
-            reader.execute(sql, _params(rule, at, as_of), binary=True)
+            reader.execute(sql, _params(rule, at), binary=True)
             while found := reader.fetchmany(batch):
                 yield Answers([row[1] for row in found], [verdict(row) for row in found])
 
@@ -171,13 +180,11 @@ class PostgresFacts(Facts):
     ) -> tuple[PurposeRule, Verdict]:
         sql = facts_sql(keys=_ONE_KEY, as_of=as_of, with_rule=True, ordered=False)
         params = {"key": key, "purpose_key": purpose_key, "at": at}
-        if not as_of:
-            del params["at"]
         # Prepared once per connection: a single check is the hottest read of the service.
         with db.server_cursor() as cursor:
             cursor.execute(sql, params, binary=True, prepare=True)
             row = cursor.fetchone()
         if row is None:
             raise unknown_purpose(purpose_key)
-        rule = _rule(row[9:])
+        rule = _rule(row[FACT_COLUMNS:])
         return rule, verdict_of(rule, at)(row)

@@ -24,6 +24,7 @@ class Reason:
     OBJECTED = "objected"
     GPC_OPT_OUT = "gpc_opt_out"
     ERASED = "erased"
+    RESTRICTED = "restricted"
     LEGITIMATE_INTEREST = "legitimate_interest"
     # Other legal bases answer with their own name: contract, legal_obligation, ...
 
@@ -72,6 +73,7 @@ _GRANTED = Action.GRANTED.value
 _REFUSED = Action.REFUSED.value
 _WITHDRAWN = Action.WITHDRAWN.value
 _NO_CONSENT = Verdict(False, Reason.NO_CONSENT)
+_RESTRICTED = Verdict(False, Reason.RESTRICTED)
 
 
 def decide(
@@ -80,14 +82,19 @@ def decide(
     standing: Standing | None,
     erased_at: datetime | None,
     at: datetime,
+    restricted: bool = False,
 ) -> Verdict:
     """The rule of DESIGN.md, for one subject, one purpose, one instant `at`.
 
     An erased subject is denied on every event before its erasure (and when it has none);
-    a later event (a new grant after erasure) counts again.
+    a later event (a new grant after erasure) counts again. A subject whose processing is
+    restricted at `at` (Art. 18: a period covers it) is denied every purpose, whatever its
+    consents say; the answer rests on no event.
     """
     if erased_at is not None and (standing is None or standing.effective_at <= erased_at):
         return Verdict(False, Reason.ERASED, standing.event_id if standing else None)
+    if restricted:
+        return _RESTRICTED
     basis = rule.legal_basis
     if basis == _CONSENT:
         if standing is None:

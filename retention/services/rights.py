@@ -28,6 +28,7 @@ from consent.models import (
     SubjectNote,
     SubjectTombstone,
 )
+from consent.restriction.services import restrictions_forget_subject
 from consent.services import subject_mark_erased
 from governance import crypto
 from governance.actors import Actor
@@ -320,6 +321,13 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             for name, state in progress["targets"].items()
             if state.get("status") in ("done", "settling") and name not in ledger
         }
+        # Restriction periods go with the person, reasons and all (a restriction never
+        # holds back the person's own erasure); the same entry for an unknown subject.
+        if not progress.get("erased"):
+            progress["targets"]["consent.Restriction"] = {
+                "status": "done",
+                "removed": restrictions_forget_subject(subject=subject) if subject else 0,
+            }
         if progress.get("erased"):
             tombstone = None  # done by an earlier pass, which kept the tombstone's id
         elif subject is not None and ledger_held:

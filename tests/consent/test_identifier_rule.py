@@ -26,10 +26,12 @@ def _json(payload: dict[str, Any]) -> str:
     return json.dumps(payload)
 
 
-def _path(template: str, method: str = "get") -> Callable[[Api, str], Any]:
+def _path(
+    template: str, method: str = "get", body: dict[str, Any] | None = None
+) -> Callable[[Api, str], Any]:
     def send(api: Api, subject_id: str) -> Any:
         path = "/api/v1/subjects/" + quote(subject_id, safe="") + template
-        return api.get(path) if method == "get" else api.post(path, {})
+        return api.get(path) if method == "get" else api.post(path, body or {})
 
     send.in_path = True  # type: ignore[attr-defined]
     return send
@@ -50,6 +52,8 @@ ENDPOINTS: dict[str, Callable[[Api, str], Any]] = {
     "subject history": _path("/history"),
     "subject decisions": _path("/decisions"),
     "withdrawal": _path("/withdrawals", method="post"),
+    "restriction read": _path("/restriction"),
+    "restriction": _path("/restriction", method="post", body={"reason": "disputed"}),
     "consent write": _body("/api/v1/consents", lambda s: {"subject_id": s, **WRITE}),
     "bulk check": _body(
         "/api/v1/checks", lambda s: {"purpose": "analytics", "subject_ids": ["fine", s]}

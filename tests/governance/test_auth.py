@@ -76,6 +76,8 @@ ENDPOINTS = [
     ("post", "/api/v1/erasure-requests", {"subject_id": "u"}, "rights"),
     ("get", "/api/v1/erasure-requests/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "rights"),
     ("post", "/api/v1/access-requests", {"subject_id": "u"}, "rights"),
+    ("get", "/api/v1/subjects/u/restriction", None, "rights"),
+    ("post", "/api/v1/subjects/u/restriction", {"reason": "disputed"}, "rights"),
     ("get", "/api/v1/access-requests/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "rights"),
 ]
 ALL_SCOPES = ["consent:write", "consent:read", "checks", "rights", "admin"]
