@@ -1,3 +1,5 @@
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.apps import AppConfig
@@ -8,6 +10,22 @@ def _audit_floor_sync(sender: Any, using: str = "default", **kwargs: Any) -> Non
     from governance.audit import audit_floor_sync
 
     audit_floor_sync(using=using)
+
+
+def _outbox_gauges(now: datetime) -> Iterator[Any]:
+    from governance.metrics import Gauge
+    from governance.selectors import deliveries_parked_count, outbox_lag_seconds
+
+    yield Gauge(
+        "governance_outbox_lag_seconds",
+        "Age of the oldest outbox event not yet dispatched to webhooks (0: none waits).",
+        [((), outbox_lag_seconds(now=now))],
+    )
+    yield Gauge(
+        "governance_webhook_deliveries_parked",
+        "Webhook deliveries given up on, waiting for a redelivery from the admin.",
+        [((), deliveries_parked_count())],
+    )
 
 
 class GovernanceConfig(AppConfig):
@@ -21,6 +39,7 @@ class GovernanceConfig(AppConfig):
         from governance.admin_audit import audit_every_admin
         from governance.api import schema_auth  # noqa: F401  (OpenAPI for Bearer keys)
         from governance.memo import memos_clear_on_change
+        from governance.metrics import scrape_gauges_register
         from governance.models import (
             ApiClient,
             ApiKey,
@@ -45,3 +64,4 @@ class GovernanceConfig(AppConfig):
         register_encrypted_field(
             SigningKey, "private_key_encrypted", lambda k: signing.private_key_aad(k.kid)
         )
+        scrape_gauges_register("outbox_and_webhooks", _outbox_gauges)

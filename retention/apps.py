@@ -1,4 +1,27 @@
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
 from django.apps import AppConfig
+
+
+def _rights_requests_gauges(now: datetime) -> Iterator[Any]:
+    from governance.metrics import Gauge
+    from retention.selectors import requests_open
+
+    counts = requests_open(now=now)
+    yield Gauge(
+        "governance_rights_requests_open",
+        "Erasure and access requests not yet done (pending, running or failed), by kind.",
+        [((kind,), open_) for kind, (open_, _) in counts.items()],
+        labels=["kind"],
+    )
+    yield Gauge(
+        "governance_rights_requests_overdue",
+        "Open erasure and access requests past their due date, by kind.",
+        [((kind,), overdue) for kind, (_, overdue) in counts.items()],
+        labels=["kind"],
+    )
 
 
 class RetentionConfig(AppConfig):
@@ -8,6 +31,7 @@ class RetentionConfig(AppConfig):
     def ready(self) -> None:
         # The Art. 30 records of processing name the retention that applies to each data use.
         from consent.decisions.selectors import records_of_processing_register
+        from governance.metrics import scrape_gauges_register
         from governance.reencrypt import register_encrypted_field
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
@@ -21,3 +45,4 @@ class RetentionConfig(AppConfig):
             ErasureRequest, "identifier_encrypted", lambda r: r.subject_key.encode()
         )
         register_encrypted_field(AccessRequest, "export_encrypted", lambda r: str(r.pk).encode())
+        scrape_gauges_register("rights_requests", _rights_requests_gauges)

@@ -4,17 +4,28 @@ A chain starts at the genesis (seq 1, empty prev_hash) or at the subject's lates
 SubjectTombstone: the first remaining event then has seq = tombstone.last_seq + 1 and
 prev_hash = tombstone.final_chain_hash. The subject row's head must match the last event
 (or the tombstone when no event remains), so a deleted tail is found too.
+
+Each run of `verify_ledger` is audited (ledger_verification_record), so the metrics can tell
+how long ago the whole ledger last verified clean.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
+from django.db import transaction
+from django.db.models import Max
+
 from consent.ledger import chain
 from consent.models import ConsentContext, ConsentEvent, Subject, SubjectTombstone
+from governance.actors import Actor
+from governance.audit import audit_record
+from governance.models import AuditEvent
 
 # What the verifier reads of each event: its ids, its hash and what the hash covers.
 _FIELDS = ("id", "subject_id", "purpose__key", "receipt_id", "hash", *chain.HASHED_COLUMNS)
@@ -157,3 +168,33 @@ def ledger_verify(*, subject_ids: Iterable[int] | None = None, batch: int = 500)
             report.events += len(events)
             tombstone = tombstones.get((subject.namespace, subject.key))
             report.breaks.extend(_verify_subject(subject, events, tombstone, contexts))
+
+
+VERIFY_ACTION = "ledger.verify"
+
+
+def ledger_verification_record(*, report: VerifyReport, full: bool) -> None:
+    """Audits a verification run (the metrics read its age from here): whether it walked
+    every chain, how much it read and how many breaks it found."""
+    with transaction.atomic():
+        audit_record(
+            actor=Actor.system("verify_ledger"),
+            action=VERIFY_ACTION,
+            target_type="ledger",
+            detail={
+                "full": full,
+                "subjects": report.subjects,
+                "events": report.events,
+                "breaks": len(report.breaks),
+            },
+        )
+
+
+def ledger_verification_last(*, now: datetime) -> tuple[float, int | None]:
+    """(seconds since the last full verification that found no break, or +inf if none did;
+    the breaks the last full verification found, or None if none ran)."""
+    runs = AuditEvent.objects.filter(action=VERIFY_ACTION, detail__full=True)
+    clean = runs.filter(detail__breaks=0).aggregate(at=Max("at"))["at"]
+    last = runs.order_by("-at").values_list("detail", flat=True).first()
+    age = max((now - clean).total_seconds(), 0.0) if clean is not None else math.inf
+    return age, (int(last["breaks"]) if last is not None else None)

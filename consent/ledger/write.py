@@ -29,6 +29,7 @@ from consent.models import ConsentContext, ConsentEvent, ConsentState, GivenBy, 
 from governance.actors import Actor
 from governance.audit import audit_build
 from governance.db import PerDatabase
+from governance.metrics import consent_events_count
 from governance.outbox import outbox_build, outbox_dispatch_on_commit
 
 _STORES: PerDatabase[LedgerStore] = PerDatabase(
@@ -263,4 +264,7 @@ def ledger_write(*, subject: SubjectRef, plan: Plan, write: Write, now: datetime
             )
         )
         outbox_dispatch_on_commit()
+        # Counted once committed: a write nested in a caller's transaction may still roll back.
+        counted = [(event.purpose.key, event.action) for event in events]
+        transaction.on_commit(lambda: consent_events_count(counted))
         return RecordResult(receipt_id=receipt_id, subject=head, recorded_at=now, events=events)

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.ledger.verify import ledger_verify
+from consent.ledger.verify import ledger_verification_record, ledger_verify
 
 
 class Command(BaseCommand):
@@ -19,6 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = ledger_verify(subject_ids=options["subject"])
+        ledger_verification_record(report=report, full=not options["subject"])
         breaks = report.breaks
         for b in breaks:
             self.stdout.write(json.dumps(b.as_dict()) if options["json"] else f"BREAK {b}")
