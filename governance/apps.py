@@ -3,6 +3,7 @@ from datetime import datetime
 from typing import Any
 
 from django.apps import AppConfig
+from django.core.signals import request_finished
 from django.db.models.signals import post_migrate
 
 
@@ -38,6 +39,7 @@ class GovernanceConfig(AppConfig):
         from governance import signing, webhooks
         from governance.admin_audit import audit_every_admin
         from governance.api import schema_auth  # noqa: F401  (OpenAPI for Bearer keys)
+        from governance.logging import request_id_clear
         from governance.memo import memos_clear_on_change
         from governance.metrics import scrape_gauges_register
         from governance.models import (
@@ -49,6 +51,8 @@ class GovernanceConfig(AppConfig):
         )
         from governance.reencrypt import register_encrypted_field
 
+        # A request's id is forgotten once its response is closed (governance.middleware).
+        request_finished.connect(request_id_clear, dispatch_uid="request_id_clear")
         # The database's own floor under audit purges follows the setting at every migrate.
         post_migrate.connect(_audit_floor_sync, sender=self, dispatch_uid="audit_floor_sync")
         # A saved key or client clears this process's memo of key lookups at once.

@@ -271,6 +271,11 @@ def request_id_reset(token: Token[str]) -> None:
     _request_id.reset(token)
 
 
+def request_id_clear(**kwargs: Any) -> None:
+    """Forgets the request id once the response is closed (a request_finished receiver)."""
+    _request_id.set("")
+
+
 class RequestIdFilter(logging.Filter):
     """Adds `request_id` to every record ("-" outside a request or task)."""
 
@@ -376,6 +381,7 @@ class RedactingGunicornLogger(GunicornLogger):
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "level": "INFO",
             "logger": "gunicorn.access",
+            "message": f"{atoms.get('r')} {atoms.get('s')}",  # the request line, redacted
             **{name: atoms.get(atom) for atom, name in _JSON_ACCESS_FIELDS.items()},
             "duration_s": request_time.total_seconds(),
             # The id the service answered with (its middleware kept a sane one or made one).

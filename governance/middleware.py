@@ -23,7 +23,6 @@ from governance.errors import error_body
 from governance.logging import (
     REQUEST_ID_HEADER,
     request_id_for,
-    request_id_reset,
     request_id_set,
 )
 from governance.metrics import (
@@ -81,22 +80,22 @@ class RequestObservationMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         start = time.perf_counter()
         request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID"))
-        token = request_id_set(request_id)
-        try:
-            if request.path_info == METRICS_PATH:
-                response = metrics_response(request)
-                route = "metrics"
-            else:
-                response = self.get_response(request)
-                match = getattr(request, "resolver_match", None)
-                route = match.view_name if match is not None and match.url_name else UNMATCHED
-            response[REQUEST_ID_HEADER] = request_id
-            method = request.method if request.method in _METHODS else "other"
-            HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
-            HTTP_DURATION.labels(route, method).observe(time.perf_counter() - start)
-            return response
-        finally:
-            request_id_reset(token)
+        # Kept until the response is closed (request_finished clears it), so Django's own
+        # log of a 4xx or 5xx, written after the middleware, and a streamed body's logs
+        # carry it too.
+        request_id_set(request_id)
+        if request.path_info == METRICS_PATH:
+            response = metrics_response(request)
+            route = "metrics"
+        else:
+            response = self.get_response(request)
+            match = getattr(request, "resolver_match", None)
+            route = match.view_name if match is not None and match.url_name else UNMATCHED
+        response[REQUEST_ID_HEADER] = request_id
+        method = request.method if request.method in _METHODS else "other"
+        HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
+        HTTP_DURATION.labels(route, method).observe(time.perf_counter() - start)
+        return response
 
 
 METRICS_PATH = "/metrics"
