@@ -45,8 +45,8 @@ def _task_prerun(task_id: str = "", task: Any = None, **kwargs: Any) -> None:
     from governance.metrics import task_started
 
     request_id = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
-    if request_id:
-        _tokens[task_id] = request_id_set(str(request_id))
+    # Set even when empty: a worker thread must not lend the previous task's id to this one.
+    _tokens[task_id] = request_id_set(str(request_id or ""))
     task_started(task_id)
 
 

@@ -134,6 +134,9 @@ def checks_observe(*, mode: str, purpose: str, verdicts: Sequence[Sequence[Any]]
     """Counts a check's answers and their reasons: verdicts are (allowed, reason, ...)
     tuples, tallied in one pass at C speed (about 50 ns an id)."""
     CHECK_IDS.labels(mode, purpose).inc(len(verdicts))
+    if len(verdicts) == 1:  # the single check: no tally to build
+        CHECK_DECISIONS.labels(purpose, verdicts[0][1]).inc()
+        return
     for reason, n in Tally(map(_reason, verdicts)).items():
         CHECK_DECISIONS.labels(purpose, reason).inc(n)
 
@@ -213,6 +216,9 @@ def scrape(*, database: bool = True) -> tuple[bytes, str]:
 
 # --- who may scrape ---------------------------------------------------------------------
 
+FORBIDDEN_MESSAGE = "Metrics are served to allowed networks or with the metrics bearer token."
+FORBIDDEN_BODY = json.dumps(error_body("permission_denied", FORBIDDEN_MESSAGE)).encode()
+
 
 @cache
 def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -283,10 +289,6 @@ def worker_metrics_app(environ: dict[str, Any], start_response: Any) -> list[byt
     body, content_type = scrape(database=False)
     start_response("200 OK", [("Content-Type", content_type)])
     return [body]
-
-
-FORBIDDEN_MESSAGE = "Metrics are served to allowed networks or with the metrics bearer token."
-FORBIDDEN_BODY = json.dumps(error_body("permission_denied", FORBIDDEN_MESSAGE)).encode()
 
 
 def worker_metrics_serve(port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104
