@@ -3,14 +3,15 @@
 Counters and histograms are incremented where the fact happens (a counter's inc costs about
 a microsecond; nothing here touches the database on a request path). Facts that live in the
 database (outbox lag, open rights requests, ...) are read when a scrape asks for them, each
-by one cheap query that its app registers with `scrape_gauge_register` (governance imports
-no app), and only by the process that serves the scrape.
+by one cheap query that its app registers with `scrape_gauges_register` (governance imports
+no app), and only by the web process that serves the scrape.
 
 With several processes (gunicorn workers, Celery's prefork children) set
 PROMETHEUS_MULTIPROC_DIR to an empty directory, the same for the processes one scrape should
 sum; prometheus_client then keeps each process's values in files there and a scrape merges
-them. It reads the variable when it is imported, so it must be in the environment before the
-process starts. Access to a scrape: `scrape_allowed` (docs/operations.md, "Metrics").
+them (a prefork Celery worker needs it: its tasks run in the children). It reads the
+variable when it is imported, so it must be in the environment before the process starts.
+Access to a scrape: `scrape_allowed` (docs/operations.md, "Metrics").
 """
 
 from __future__ import annotations

@@ -291,3 +291,24 @@ def test_gunicorn_workers_and_a_celery_worker_are_summed_and_share_the_request_i
     (line,) = [a for a in access if a["path"] == "/api/v1/consents"]
     assert line["request_id"] == request_id and line["status"] == "201"
     assert all(a["logger"] == "gunicorn.access" for a in access)
+
+
+def test_the_worker_scrape_follows_the_same_access_rule(settings):
+    from governance.metrics import worker_metrics_app
+
+    def call(path: str, peer: str, **headers: str) -> tuple[str, bytes]:
+        answered: list[str] = []
+        environ = {"PATH_INFO": path, "REMOTE_ADDR": peer, **headers}
+        body = b"".join(worker_metrics_app(environ, lambda status, _: answered.append(status)))
+        return answered[0], body
+
+    status, body = call("/metrics", "127.0.0.1")
+    assert status.startswith("200") and b"governance_celery_task_failures_total" in body
+    assert b"governance_outbox_lag_seconds" not in body  # the database's gauges: web only
+    status, body = call("/metrics", OUTSIDE)
+    assert status.startswith("403")
+    assert json.loads(body)["error"]["code"] == "permission_denied"
+    settings.METRICS_BEARER_TOKEN = "worker-token"
+    status, _ = call("/metrics", OUTSIDE, HTTP_AUTHORIZATION="Bearer worker-token")
+    assert status.startswith("200")
+    assert call("/elsewhere", "127.0.0.1")[0].startswith("404")
