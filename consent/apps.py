@@ -1,3 +1,5 @@
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.apps import AppConfig
@@ -14,6 +16,23 @@ def banner_cors_allowed(sender: Any, request: Any, **kwargs: Any) -> bool:
     origin = request.headers.get("Origin")
     return bool(
         origin and request.path.startswith("/api/v1/banner/") and origin_allowed_anywhere(origin)
+    )
+
+
+def _ledger_gauges(now: datetime) -> Iterator[Any]:
+    from consent.ledger.verify import ledger_verification_last
+    from governance.metrics import Gauge
+
+    age, breaks = ledger_verification_last(now=now)
+    yield Gauge(
+        "governance_ledger_verification_age_seconds",
+        "Seconds since verify_ledger last walked every chain without a break (+Inf: never).",
+        [((), age)],
+    )
+    yield Gauge(
+        "governance_ledger_verification_breaks",
+        "Breaks the last full verify_ledger run found (absent before the first run).",
+        [((), breaks)] if breaks is not None else [],
     )
 
 
@@ -40,6 +59,7 @@ class ConsentConfig(AppConfig):
         from consent.restriction.selectors import restriction_aad
         from governance.dashboard import dashboard_register
         from governance.memo import memos_clear, memos_clear_on_change
+        from governance.metrics import scrape_gauges_register
         from governance.reencrypt import register_encrypted_field
 
         # A saved purpose, notice, property or banner text clears this process's memos (the
@@ -60,3 +80,4 @@ class ConsentConfig(AppConfig):
         )
         # A restriction's reason: its associated data is the period's own id.
         register_encrypted_field(Restriction, "reason_encrypted", restriction_aad)
+        scrape_gauges_register("ledger_verification", _ledger_gauges)

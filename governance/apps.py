@@ -1,7 +1,10 @@
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
+from django.core.signals import request_finished
 from django.db.models.signals import post_migrate
 
 
@@ -34,6 +37,22 @@ def _roles_sync(sender: Any, using: str = "default", **kwargs: Any) -> None:
         roles_sync(apps=state, using=using)
 
 
+def _outbox_gauges(now: datetime) -> Iterator[Any]:
+    from governance.metrics import Gauge
+    from governance.selectors import deliveries_parked_count, outbox_lag_seconds
+
+    yield Gauge(
+        "governance_outbox_lag_seconds",
+        "Age of the oldest outbox event not yet dispatched to webhooks (0: none waits).",
+        [((), outbox_lag_seconds(now=now))],
+    )
+    yield Gauge(
+        "governance_webhook_deliveries_parked",
+        "Webhook deliveries given up on, waiting for a redelivery from the admin.",
+        [((), deliveries_parked_count())],
+    )
+
+
 class GovernanceConfig(AppConfig):
     name = "governance"
     verbose_name = "Governance"
@@ -46,7 +65,9 @@ class GovernanceConfig(AppConfig):
         from governance.admin_site import guard_every_admin_action
         from governance.api import schema_auth  # noqa: F401  (OpenAPI for Bearer keys)
         from governance.dashboard import dashboard_register, webhook_panels
+        from governance.logging import request_id_clear
         from governance.memo import memos_clear_on_change
+        from governance.metrics import scrape_gauges_register
         from governance.models import (
             ApiClient,
             ApiKey,
@@ -58,6 +79,8 @@ class GovernanceConfig(AppConfig):
         )
         from governance.reencrypt import register_encrypted_field
 
+        # A request's id is forgotten once its response is closed (governance.middleware).
+        request_finished.connect(request_id_clear, dispatch_uid="request_id_clear")
         # The database's own floor under audit purges follows the setting at every migrate.
         post_migrate.connect(_audit_floor_sync, sender=self, dispatch_uid="audit_floor_sync")
         # The staff role groups follow governance.roles at every migrate, new permissions
@@ -81,3 +104,4 @@ class GovernanceConfig(AppConfig):
         register_encrypted_field(
             StaffTotpDevice, "key_encrypted", lambda d: staff_totp_aad(d.user_id)
         )
+        scrape_gauges_register("outbox_and_webhooks", _outbox_gauges)

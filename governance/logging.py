@@ -10,13 +10,23 @@ also when nested in another parameter (`next=`, `_changelist_filters=`).
 
 Gunicorn's access log is redacted field by field (RedactingGunicornLogger.atoms), where it
 is known where a path ends; free text (Django's request log, error logs) by `redact`.
+
+Every line carries the id of the request that caused it (`request_id_*`: the web's
+middleware sets it, Celery's task headers carry it into the tasks a request queues), and
+with LOG_FORMAT=json each line is one JSON object (JsonFormatter, and gunicorn's access
+log as JSON too).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import threading
+import uuid
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -232,6 +242,88 @@ class RedactSubjectIdentifiers(logging.Filter):
         return True
 
 
+# --- the request id ---------------------------------------------------------------------
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What an incoming X-Request-ID may be to be kept (nginx's $request_id, a UUID, ...): short,
+# and of characters that cannot break a log line or spell an e-mail address.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{7,63}")
+_request_id: ContextVar[str] = ContextVar("request_id", default="")
+
+
+def request_id_for(incoming: str | None) -> str:
+    """The incoming id when it is a sane token, else a new one."""
+    if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def request_id_get() -> str:
+    """The id of the request being served (or that queued the running task); "" if none."""
+    return _request_id.get()
+
+
+def request_id_set(value: str) -> Token[str]:
+    return _request_id.set(value)
+
+
+def request_id_reset(token: Token[str]) -> None:
+    _request_id.reset(token)
+
+
+def request_id_clear(**kwargs: Any) -> None:
+    """Forgets the request id once the response is closed (a request_finished receiver)."""
+    _request_id.set("")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record ("-" outside a request or task)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, request id, and the
+    exception's traceback (redacted like the message) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": _request_id.get() or None,
+        }
+        if record.exc_info:
+            line["exception"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            line["stack"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def json_logs() -> bool:
+    """LOG_FORMAT=json (read here too: gunicorn's master logs before Django's settings)."""
+    return (os.environ.get("LOG_FORMAT") or "text").strip().lower() == "json"
+
+
+# The gunicorn atoms a JSON access line keeps, under these names.
+_JSON_ACCESS_FIELDS = {
+    "h": "remote",
+    "m": "method",
+    "U": "path",
+    "q": "query",
+    "H": "protocol",
+    "s": "status",
+    "B": "bytes",
+    "f": "referer",
+    "a": "user_agent",
+}
+
+
 # Gunicorn atoms and environ entries holding the request target, and those holding a URL.
 _TARGET_ATOMS = frozenset({"r", "U", "q", "{path_info}e", "{query_string}e", "{raw_uri}e"})
 _URL_ATOMS = frozenset({"f", "{referer}i", "{http_referer}e"})
@@ -270,7 +362,29 @@ class RedactingGunicornLogger(GunicornLogger):
         # Setup runs again on every reload (SIGHUP), on the same global logger.
         if not any(isinstance(f, RedactSubjectIdentifiers) for f in self.error_log.filters):
             self.error_log.addFilter(RedactSubjectIdentifiers())
+        if json_logs():
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
         return redact_access_atoms(atoms, environ)
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if not json_logs():
+            super().access(resp, req, environ, request_time)
+            return
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        line: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "INFO",
+            "logger": "gunicorn.access",
+            "message": f"{atoms.get('r')} {atoms.get('s')}",  # the request line, redacted
+            **{name: atoms.get(atom) for atom, name in _JSON_ACCESS_FIELDS.items()},
+            "duration_s": request_time.total_seconds(),
+            # The id the service answered with (its middleware kept a sane one or made one).
+            "request_id": atoms.get("{x-request-id}o"),
+        }
+        self.access_log.info(json.dumps(line, ensure_ascii=False, default=str))

@@ -21,6 +21,7 @@ from governance.audit import audit_record
 from governance.errors import InvalidRequest
 from governance.keys import display_prefix, generate_key, hash_key
 from governance.memo import memos_clear
+from governance.metrics import WEBHOOK_DELIVERIES
 from governance.models import (
     ApiClient,
     ApiKey,
@@ -317,6 +318,7 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -
             retry_in = webhooks.backoff_seconds(locked.attempts)
             locked.next_attempt_at = finished + timedelta(seconds=retry_in)
         locked.save()
+    WEBHOOK_DELIVERIES.labels("retry" if retry_in is not None else locked.status).inc()
     if (
         locked.status == WebhookDelivery.Status.DELIVERED
         and delivery.event.event_type == "subject.erased"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -98,6 +99,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: gives each request its id (logs, response header, the tasks it queues), counts
+    # and times it, and answers /metrics itself, before any session, host or https rule.
+    "governance.middleware.RequestObservationMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -338,16 +342,26 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# text: one readable line per record; json: one JSON object per line (governance.logging).
+LOG_FORMAT = (env_str("LOG_FORMAT", "text") or "text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "governance.logging.RedactSubjectIdentifiers"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {
+        "redact": {"()": "governance.logging.RedactSubjectIdentifiers"},
+        "request_id": {"()": "governance.logging.RequestIdFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "governance.logging.JsonFormatter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact"],
+            "formatter": LOG_FORMAT,
+            "filters": ["redact", "request_id"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -358,6 +372,19 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# Prometheus metrics at /metrics (docs/operations.md, "Metrics"): served to a direct peer
+# in these networks (loopback only by default), or to a request with this bearer token
+# (empty: no token works). PROMETHEUS_MULTIPROC_DIR is read by prometheus_client itself.
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN", "") or ""
+for _net in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_net!r} is no network.") from _exc
+# A Celery worker serves its own /metrics on this port (0: not at all).
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
 
 # Webhooks (see README, "Webhooks"). Backoff is exponential with jitter, capped.
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)

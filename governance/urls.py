@@ -16,7 +16,7 @@ handler404 = "governance.errors.handler404"
 handler500 = "governance.errors.handler500"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+    path("", RedirectView.as_view(url="/api/docs/", permanent=False), name="root"),
     path("healthz", HealthzApi.as_view(), name="healthz"),
     path("readyz", ReadyzApi.as_view(), name="readyz"),
     path(".well-known/jwks.json", JwksApi.as_view(), name="jwks"),

@@ -1,6 +1,28 @@
+from collections.abc import Iterator
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from django.apps import AppConfig
+
+
+def _rights_requests_gauges(now: datetime) -> Iterator[Any]:
+    from governance.metrics import Gauge
+    from retention.selectors import requests_open
+
+    counts = requests_open(now=now)
+    yield Gauge(
+        "governance_rights_requests_open",
+        "Erasure and access requests not yet done (pending, running or failed), by kind.",
+        [((kind,), open_) for kind, (open_, _) in counts.items()],
+        labels=["kind"],
+    )
+    yield Gauge(
+        "governance_rights_requests_overdue",
+        "Open erasure and access requests past their due date, by kind.",
+        [((kind,), overdue) for kind, (_, overdue) in counts.items()],
+        labels=["kind"],
+    )
 
 
 class RetentionConfig(AppConfig):
@@ -12,6 +34,7 @@ class RetentionConfig(AppConfig):
         from consent.decisions.selectors import records_of_processing_register
         from consent.rectification import subject_rekey_register
         from governance.dashboard import dashboard_register
+        from governance.metrics import scrape_gauges_register
         from governance.reencrypt import register_encrypted_field
         from retention.dashboard import retention_panels
         from retention.models import AccessRequest, ErasureRequest
@@ -34,3 +57,4 @@ class RetentionConfig(AppConfig):
         for model in (ErasureRequest, AccessRequest):
             for field in NOTE_FIELDS:
                 register_encrypted_field(model, field, partial(note_aad, field=field))
+        scrape_gauges_register("rights_requests", _rights_requests_gauges)

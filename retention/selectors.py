@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from consent import identity
@@ -111,13 +111,25 @@ def erasure_targets_done(request: ErasureRequest) -> dict[str, dict[str, bool]]:
     }
 
 
-def requests_overdue(*, now: datetime | None = None) -> dict[str, int]:
+# A rights request still owed to its subject; one held by a legal hold is not (yet).
+_OPEN = [RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.FAILED]
+
+
+def requests_open(*, now: datetime | None = None) -> dict[str, tuple[int, int]]:
+    """Per kind (erasure, access): how many requests are open, and how many of those are
+    past their due date; one query per kind."""
     moment = now or timezone.now()
-    open_ = [RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.FAILED]
-    return {
-        "erasure": ErasureRequest.objects.filter(status__in=open_, due_at__lt=moment).count(),
-        "access": AccessRequest.objects.filter(status__in=open_, due_at__lt=moment).count(),
-    }
+    counts = {}
+    for kind, model in (("erasure", ErasureRequest), ("access", AccessRequest)):
+        found = model.objects.filter(status__in=_OPEN).aggregate(
+            open=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=moment))
+        )
+        counts[kind] = (found["open"], found["overdue"])
+    return counts
+
+
+def requests_overdue(*, now: datetime | None = None) -> dict[str, int]:
+    return {kind: overdue for kind, (_, overdue) in requests_open(now=now).items()}
 
 
 def retention_for_purpose(purpose: Purpose) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ every variable it needs documented in docs/configuration.md, the one settings ta
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -190,3 +191,82 @@ def test_a_lake_table_without_its_columns_or_with_an_unknown_id_kind_is_refused(
     result = _import_settings({"DEBUG": "1", "RETENTION_LAKEHOUSE_TABLES": tables})
     assert result.returncode != 0
     assert "RETENTION_LAKEHOUSE_TABLES" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["xml", "10.0.0.0/33"])
+def test_a_bad_log_format_or_metrics_network_is_refused(value):
+    name = "LOG_FORMAT" if value == "xml" else "METRICS_ALLOWED_NETWORKS"
+    result = _import_settings({"DEBUG": "1", name: value})
+    assert result.returncode != 0
+    assert name in result.stderr
+
+
+# --- the Grafana dashboard and the Prometheus alert rules -------------------------------
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "governance-dashboard.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+# Suffixes Prometheus adds to a family's name in its samples.
+_SAMPLE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def metric_names(expression: str) -> set[str]:
+    """The service's metric families a PromQL expression reads."""
+    names = set()
+    for name in re.findall(r"\bgovernance_[a-z_]+\b", expression):
+        for suffix in _SAMPLE_SUFFIXES:
+            name = name.removesuffix(suffix)
+        names.add(name)
+    return names
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def alert_rules() -> list[dict]:
+    return [
+        rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]
+    ]
+
+
+def test_the_alerts_cover_what_the_operator_must_hear_of():
+    rules = alert_rules()
+    assert all(rule["alert"] and rule["expr"] and rule["labels"]["severity"] for rule in rules)
+    read = {name for rule in rules for name in metric_names(rule["expr"])}
+    assert {
+        "governance_outbox_lag_seconds",
+        "governance_rights_requests_overdue",
+        "governance_purge_runs",
+        "governance_webhook_deliveries_parked",
+        "governance_http_requests",
+    } <= read
+    assert any('status=~"5.."' in rule["expr"] for rule in rules)
+    assert any('status="failed"' in rule["expr"] for rule in rules)
+    assert yaml.safe_load(PROMETHEUS.read_text())["rule_files"] == ["alerts.yml"]
+
+
+@pytest.mark.django_db
+def test_every_metric_the_dashboard_and_alerts_read_is_in_a_scrape(
+    api, django_capture_on_commit_callbacks
+):
+    from tests.live import Receiver
+    from tests.metrics_scrape import drive_every_fact, samples, scrape
+
+    receiver = Receiver().start()
+    try:
+        drive_every_fact(api, receiver.url, django_capture_on_commit_callbacks)
+    finally:
+        receiver.stop()
+    scraped = {name for name, got in samples(scrape()).items() if got}
+    expressions = dashboard_expressions() + [rule["expr"] for rule in alert_rules()]
+    assert len(expressions) > 15
+    for expression in expressions:
+        missing = metric_names(expression) - scraped
+        assert not missing, f"{expression!r} reads {sorted(missing)}, absent from a scrape"
+    # Every listed metric is on the dashboard.
+    on_dashboard = {name for e in dashboard_expressions() for name in metric_names(e)}
+    assert {n for n in scraped if n.startswith("governance_")} - on_dashboard <= {
+        "governance_ledger_verification_breaks"
+    }

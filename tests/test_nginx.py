@@ -145,6 +145,8 @@ def test_every_buffered_location_keeps_its_whole_body_in_memory():
     server = shipped_server()
     assert server.get("client_body_buffer_size") == server.get("client_max_body_size")
     for where, location in locations(server).items():
+        if where == "= /metrics":
+            continue  # never passed on: test_metrics_are_denied_from_outside
         assert location.get("proxy_pass") == ["http://governance_web"], where
         if location.get("client_max_body_size") and where != f"= {STREAM}":
             assert location.get("client_body_buffer_size") == location.get(
@@ -174,6 +176,19 @@ def test_slow_clients_meet_short_timeouts_and_the_service_sees_the_real_peer():
     assert headers["x-forwarded-for"] in {"$proxy_add_x_forwarded_for", "$remote_addr"}
     assert headers["x-forwarded-proto"] == "$scheme"
     assert headers["host"] in {"$http_host", "$host"}
+
+
+def test_metrics_are_denied_from_outside():
+    metrics = locations(shipped_server())["= /metrics"]
+    assert metrics.get("deny") == ["all"]
+    assert metrics.get("proxy_pass") is None
+
+
+def test_the_service_gets_nginx_request_id_and_the_access_log_shows_it():
+    headers = {args[0].lower(): args[1] for args in shipped_server().all("proxy_set_header")}
+    assert headers["x-request-id"] == "$request_id"
+    (log_format,) = re.findall(r"log_format\s+governance\s+(.*?);", SHIPPED.read_text(), re.S)
+    assert "$request_id" in log_format
 
 
 def test_the_access_log_format_writes_no_raw_request_uri():
@@ -213,6 +228,7 @@ class Stack:
     access_log: Path
     error_log: Path
     gunicorn_log: Path
+    upstream: str = ""  # gunicorn's own address, behind nginx
 
 
 def start_nginx(directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -291,7 +307,14 @@ def stack(
                 return requests.get(f"{base}/healthz", timeout=5).status_code == 200
 
             wait_for(up, "nginx to answer /healthz")
-            yield Stack(base, port, directory / "access.log", directory / "error.log", gunicorn_log)
+            yield Stack(
+                base,
+                port,
+                directory / "access.log",
+                directory / "error.log",
+                gunicorn_log,
+                upstream=upstream,
+            )
         finally:
             nginx.terminate()
             try:
@@ -482,3 +505,30 @@ def test_checks_larger_than_the_ordinary_limit_pass_through_nginx(stack):
     )
     assert bulk.status_code == 200, bulk.text[:500]
     assert bulk.json()["allowed"] == ["user-0"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_metrics_through_nginx_are_refused_and_requests_carry_nginx_id(stack):
+    for path in ("/metrics", "//metrics", "/%6detrics", "/metrics?format=x"):
+        raw = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+        raw.request("GET", path)
+        response = raw.getresponse()
+        body = response.read()
+        raw.close()
+        assert response.status == 403, path
+        assert b"governance_" not in body, path
+    # Gunicorn's port itself answers a scraper on loopback.
+    scraped = requests.get(f"{stack.upstream}/metrics", timeout=10)
+    assert "governance_http_requests_total" in scraped.text
+    marker = f"rid-{uuid.uuid4().hex}"
+    answered = requests.get(
+        f"{stack.base}/healthz?purpose={marker}",
+        headers={"X-Request-ID": "client-chosen-id"},
+        timeout=10,
+    )
+    request_id = answered.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # nginx's, not the client's
+    wait_for(lambda: marker in _logged(stack.access_log), "nginx's access log")
+    (line,) = [line for line in _logged(stack.access_log).splitlines() if marker in line]
+    assert line.endswith(f"rid={request_id}")

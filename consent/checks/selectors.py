@@ -11,6 +11,7 @@ from django.utils import timezone
 from consent import identity
 from consent.checks.gather import facts_for
 from consent.checks.rule import PurposeRule, Verdict
+from governance.metrics import checks_observe
 
 
 def purpose_rule_get(key: Any) -> PurposeRule:
@@ -25,6 +26,8 @@ def check_one(
     notices, subject and standing together), then the decision rule."""
     identity.validate_identifier(identifier)
     at = as_of or timezone.now()
-    return facts_for(connection).one(
+    rule, verdict = facts_for(connection).one(
         identity.subject_key(identifier), purpose_key, at=at, as_of=as_of is not None
     )
+    checks_observe(mode="single", purpose=rule.key, verdicts=(verdict,))
+    return rule, verdict

@@ -27,6 +27,7 @@ from consent.models import DataUse, Decision
 from governance.actors import Actor
 from governance.crypto import EphemeralSpool
 from governance.errors import InvalidRequest
+from governance.metrics import checks_observe
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
@@ -86,6 +87,7 @@ def checks_run(
                 subject_pks=answers.allowed_pks(),
             )
         decision_audit(actor, decision, rule.key)
+    checks_observe(mode="bulk", purpose=rule.key, verdicts=answers.verdicts)
     return BulkResult(decision=decision, ids=ids, answers=answers)
 
 
@@ -206,6 +208,7 @@ class StreamCheck:
         allowed = sum([v.allowed for v in answers.verdicts])
         self.allowed += allowed
         self.denied += len(out) - allowed
+        checks_observe(mode="stream", purpose=self.rule.key, verdicts=answers.verdicts)
         spool.write("".join(out).encode("utf-8"))
         if self.lineage:
             lineage_load(

@@ -8,10 +8,13 @@ prev_hash = tombstone.final_chain_hash. The subject row's head must match the la
 A rectified subject's events are never re-hashed: each is checked with the key in force at
 its position (SubjectKeyChange), and a tombstone counts under whichever key the subject had
 when it was left.
+Each whole-ledger run is recorded (LedgerVerification): the dashboard shows the last
+one and the metrics tell how long ago the ledger last verified clean.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +22,7 @@ from datetime import datetime
 from itertools import groupby, pairwise
 from typing import Any
 
+from django.db.models import Max
 from django.utils import timezone
 
 from consent.ledger import chain
@@ -267,3 +271,13 @@ def ledger_verify_recorded(*, trigger: str) -> VerifyReport:
         breaks=len(report.breaks),
     )
     return report
+
+
+def ledger_verification_last(*, now: datetime) -> tuple[float, int | None]:
+    """(seconds since the last whole-ledger verification that found no break, or +inf if
+    none did; the breaks the last one found, or None if none ran)."""
+    runs = LedgerVerification.objects.all()
+    clean = runs.filter(breaks=0).aggregate(at=Max("finished_at"))["at"]
+    last = runs.order_by("-finished_at").values_list("breaks", flat=True).first()
+    age = max((now - clean).total_seconds(), 0.0) if clean is not None else math.inf
+    return age, last

@@ -38,6 +38,7 @@ from consent.models import (
 from governance.actors import Actor
 from governance.audit import audit_build
 from governance.db import PerDatabase
+from governance.metrics import consent_events_count
 from governance.outbox import outbox_build, outbox_dispatch_on_commit
 
 _STORES: PerDatabase[LedgerStore] = PerDatabase(
@@ -304,4 +305,7 @@ def ledger_write(*, subject: SubjectRef, plan: Plan, write: Write, now: datetime
             )
         )
         outbox_dispatch_on_commit()
+        # Counted once committed: a write nested in a caller's transaction may still roll back.
+        counted = [(e.purpose.key, e.action) for e in events if e.purpose is not None]
+        transaction.on_commit(lambda: consent_events_count(counted))
         return RecordResult(receipt_id=receipt_id, subject=head, recorded_at=now, events=events)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from governance.actors import Actor
 from governance.audit import audit_record
+from governance.metrics import PURGE_ROWS, PURGE_RUNS
 from governance.outbox import outbox_enqueue
 from governance.queue import task_queue_on_commit
 from retention import selectors
@@ -130,7 +131,16 @@ def _policy_enforce(
         item.error = f"{type(exc).__name__}: {exc}"[:2000]
     item.duration_ms = int((time.monotonic() - t0) * 1000)
     item.save()
+    if not run.dry_run:
+        # A failed policy still removed the chunks it committed before failing.
+        removed = item.removed if item.status == "complete" else _committed_removed(item)
+        PURGE_ROWS.labels(policy.target, policy.action).inc(removed)
     return item
+
+
+def _committed_removed(item: PurgeRunItem) -> int:
+    """The rows a failed item's committed chunks removed, as its progress recorded them."""
+    return PurgeRunItem.objects.filter(pk=item.pk).values_list("removed", flat=True).first() or 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,7 @@ def retention_enforce(
             run.status = PurgeRun.Status.SKIPPED
             run.finished_at = clock.now()
             run.save(update_fields=["status", "finished_at"])
+            PURGE_RUNS.labels(run.status).inc()
             return EnforceResult(run)
         # Whoever held the lease before us is gone: its run will never finish by itself.
         PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING, dry_run=False).exclude(
@@ -229,6 +240,7 @@ def retention_enforce(
                 "status": run.status,
             },
         )
+    PURGE_RUNS.labels(run.status).inc()
     return EnforceResult(run, more_to_do=more_to_do)
 
 

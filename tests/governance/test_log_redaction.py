@@ -4,7 +4,8 @@ Table-driven: awkward identifiers x the ways they are put in a URL x every subje
 (read from the URL conf) and every admin changelist search, against the app, with every
 log sink captured: the service's own request log and gunicorn's access and error logs as
 RedactingGunicornLogger writes them. A new sink (JSON logs, say) is one more entry in
-SINKS; a new identifier one more entry in IDENTIFIERS.
+SINKS (JSON logs are: LOG_FORMAT=json's service log and gunicorn's); a new identifier one
+more entry in IDENTIFIERS.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gunicorn.config import Config
 
 from governance.logging import (
     REDACTED,
+    JsonFormatter,
     RedactingGunicornLogger,
     RedactSubjectIdentifiers,
     redact,
@@ -125,6 +127,17 @@ def admin_searches() -> list[str]:
 # --- the log sinks --------------------------------------------------------------------------
 
 
+def _redacting_handlers() -> list[logging.StreamHandler[Any]]:
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler)
+        and any(isinstance(f, RedactSubjectIdentifiers) for f in h.filters)
+    ]
+    assert handlers, "the console handler must carry the redaction filter"
+    return handlers
+
+
 class ServiceLog:
     """The service's own logs (Django's request log among them), through the configured
     handlers that carry the redaction filter."""
@@ -133,13 +146,7 @@ class ServiceLog:
 
     @contextmanager
     def capture(self) -> Iterator[Callable[[Any, str], None]]:
-        handlers = [
-            h
-            for h in logging.getLogger().handlers
-            if isinstance(h, logging.StreamHandler)
-            and any(isinstance(f, RedactSubjectIdentifiers) for f in h.filters)
-        ]
-        assert handlers, "the console handler must carry the redaction filter"
+        handlers = _redacting_handlers()
         self.buffer = io.StringIO()
         previous = [h.setStream(self.buffer) for h in handlers]
         root = logging.getLogger()
@@ -211,8 +218,78 @@ class GunicornLog:
         return self.captured
 
 
+class JsonServiceLog(ServiceLog):
+    """The service's own logs as LOG_FORMAT=json writes them: one object per line, each
+    request's lines with its id. A twin of the console handler (its filters, the JSON
+    formatter) sits beside it wherever it is attached, since ServiceLog holds its stream."""
+
+    name = "service-json"
+
+    @contextmanager
+    def capture(self) -> Iterator[Callable[[Any, str], None]]:
+        (console,) = _redacting_handlers()
+        self.buffer = io.StringIO()
+        twin = logging.StreamHandler(self.buffer)
+        twin.setFormatter(JsonFormatter())
+        for f in console.filters:
+            twin.addFilter(f)
+        loggers = [logging.getLogger()] + [
+            logger
+            for logger in logging.Logger.manager.loggerDict.values()
+            if isinstance(logger, logging.Logger) and console in logger.handlers
+        ]
+        for logger in loggers:
+            logger.addHandler(twin)
+        self.request_ids: set[str] = set()
+        try:
+            yield lambda response, raw_target: self.request_ids.add(response["X-Request-ID"])
+        finally:
+            for logger in loggers:
+                logger.removeHandler(twin)
+
+    def text(self) -> str:
+        text = super().text()
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert lines and all(line.keys() >= JSON_KEYS for line in lines)
+        requests = [line for line in lines if line["logger"] == "django.request"]
+        assert requests and all(line["request_id"] in self.request_ids for line in requests)
+        return text
+
+
+class GunicornJsonLog(GunicornLog):
+    """Gunicorn's access and error logs with LOG_FORMAT=json. Gunicorn's loggers are global,
+    so the requests are replayed through it once GunicornLog has let go of them."""
+
+    name = "gunicorn-json"
+
+    def __init__(self) -> None:
+        super().__init__({"json": "(LOG_FORMAT=json writes its own fields)"})
+
+    @contextmanager
+    def capture(self) -> Iterator[Callable[[Any, str], None]]:
+        self.served: list[tuple[Any, str]] = []
+        yield lambda response, raw_target: self.served.append((response, raw_target))
+
+    def text(self) -> str:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LOG_FORMAT", "json")
+            with super().capture() as record:
+                for response, raw_target in self.served:
+                    record(response, raw_target)
+        text = super().text()
+        lines = [json.loads(line) for line in text.splitlines()]
+        access = [line for line in lines if line["logger"] == "gunicorn.access"]
+        assert len(access) == len(self.served)
+        assert all(line["request_id"] for line in access)
+        assert all(line.keys() >= JSON_KEYS for line in lines)
+        return text
+
+
+JSON_KEYS = {"time", "level", "logger", "message", "request_id"}
+
 SINKS = [
     ServiceLog(),
+    JsonServiceLog(),
     GunicornLog(
         {
             "default": Config().access_log_format,  # the Dockerfile's
@@ -220,6 +297,7 @@ SINKS = [
             "%({raw_uri}e)s %({referer}i)s %({path_info}e)s %({query_string}e)s",
         }
     ),
+    GunicornJsonLog(),
 ]
 
 
