@@ -12,6 +12,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_serializer,
     inline_serializer,
 )
 from rest_framework import exceptions as drf_exceptions
@@ -54,6 +55,7 @@ SnapshotSerializer = inline_serializer(
 class SnapshotCreateApi(APIView):
     required_scope = Scope.CHECKS
 
+    @extend_schema_serializer(component_name="SnapshotCreate")
     class InputSerializer(serializers.Serializer):
         purpose = serializers.CharField(required=False, allow_blank=True, allow_null=True)
         data_use = serializers.CharField(required=False, allow_blank=True, allow_null=True)
