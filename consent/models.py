@@ -36,6 +36,8 @@ class Purpose(models.Model):
 
     class Meta:
         ordering = ["key"]
+        # The dashboard's rate, GPC and re-consent panels (aggregates over every person).
+        permissions = [("view_consent_reports", "Can see consent rates and other reports")]
 
     def __str__(self) -> str:
         return self.key
