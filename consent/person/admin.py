@@ -329,9 +329,7 @@ def _restrict(subject: Subject, identifier: str, data: dict[str, Any], actor: Ac
     return "Processing restricted: every check denies with reason `restricted` until lifted."
 
 
-def _restriction_lift(
-    subject: Subject, identifier: str, data: dict[str, Any], actor: Actor
-) -> str:
+def _restriction_lift(subject: Subject, identifier: str, data: dict[str, Any], actor: Actor) -> str:
     restriction_lift(subject_id=identifier, namespace=subject.namespace, actor=actor)
     return "Restriction lifted: checks answer from the person's consent again."
 

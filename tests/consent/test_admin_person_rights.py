@@ -70,16 +70,12 @@ def test_restrict_with_a_reason_then_lift_after_confirming(admin_client, admin_u
     page = admin_client.get(person_url(alice))
     html = page.content.decode()
     assert "Restrictions of processing" in html and "Contests the accuracy" in html
-    assert [a.key for a in page.context["actions"] if "restrict" in a.key] == [
-        "restriction_lift"
-    ]
+    assert [a.key for a in page.context["actions"] if "restrict" in a.key] == ["restriction_lift"]
     assert {s.purpose.key: s.verdict.reason for s in page.context["statuses"]}[
         "analytics"
     ] == "restricted"
     record = admin_client.get(reverse("admin:person_download", args=[alice.pk, "json"])).json()
-    assert [p["reason"] for p in record["restrictions"]] == [
-        "Contests the accuracy of her address"
-    ]
+    assert [p["reason"] for p in record["restrictions"]] == ["Contests the accuracy of her address"]
     # Placing twice is refused with the service's message, on the form.
     again = admin_client.post(restrict, {"reason": "twice"})
     assert again.status_code == 200 and again.context["form"].non_field_errors()

@@ -5,6 +5,7 @@ from their page and downloads an access export. Screenshots go to var/screenshot
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -141,7 +142,7 @@ def test_a_privacy_officer_works_through_the_admin(
 
         # The dashboard: charts drawn by the vendored Chart.js, the figures in tables.
         for key in ("rates-over-time", "rates-per-property"):
-            wait_for(lambda key=key: _chart_drawn(driver, key), what=f"the {key} chart")
+            wait_for(functools.partial(_chart_drawn, driver, key), what=f"the {key} chart")
         weeks = _table(driver, "rates-over-time")
         assert len(weeks) == 12
         heads = driver.find_elements("css selector", "#panel-rates-over-time thead th")
