@@ -326,7 +326,7 @@ def _restrict(subject: Subject, identifier: str, data: dict[str, Any], actor: Ac
     restriction_place(
         subject_id=identifier, namespace=subject.namespace, reason=data["reason"], actor=actor
     )
-    return "Processing restricted: every check denies with reason `restricted` until lifted."
+    return "Processing restricted: every check denies with reason 'restricted' until lifted."
 
 
 def _restriction_lift(subject: Subject, identifier: str, data: dict[str, Any], actor: Actor) -> str:
