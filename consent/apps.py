@@ -44,7 +44,7 @@ class ConsentConfig(AppConfig):
         from corsheaders.signals import check_request_enabled
         from django.db.models.signals import m2m_changed
 
-        from consent.dashboard import consent_panels
+        from consent.dashboard import ledger_panels, report_panels
         from consent.models import (
             BannerText,
             NoticeText,
@@ -69,7 +69,10 @@ class ConsentConfig(AppConfig):
             memos_clear, sender=Property.purposes.through, dispatch_uid="memo-property-purposes"
         )
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
-        dashboard_register(consent_panels)
+        # Rates and re-consent are reports (officers, auditors); Support, which helps one
+        # person at a time, does not get them (governance.roles).
+        dashboard_register(report_panels, permission="consent.view_consent_reports")
+        dashboard_register(ledger_panels, permission="consent.view_ledgerverification")
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())
         register_encrypted_field(SubjectNote, "note_encrypted", lambda n: str(n.pk).encode())

@@ -127,7 +127,7 @@ def ledger_verification() -> Panel:
     )
 
 
-def consent_panels() -> list[Panel]:
+def report_panels() -> list[Panel]:
     today = datetime.now(UTC).date()
     purposes = _consent_purposes()
     return [
@@ -135,5 +135,8 @@ def consent_panels() -> list[Panel]:
         rates_per_property(purposes=purposes, today=today),
         gpc_share(today=today),
         reconsent(),
-        ledger_verification(),
     ]
+
+
+def ledger_panels() -> list[Panel]:
+    return [ledger_verification()]

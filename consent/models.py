@@ -609,6 +609,9 @@ class BannerShown(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["day", "property"], name="banner_shown_per_day")
         ]
+        # The dashboard's rate, GPC and re-consent panels (aggregates over every person),
+        # hosted by the reports' own counter model: a role seeing purposes does not get it.
+        permissions = [("view_consent_reports", "Can see consent rates and other reports")]
 
     def __str__(self) -> str:
         return f"{self.property_id} {self.day}: {self.count}"

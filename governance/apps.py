@@ -91,7 +91,7 @@ class GovernanceConfig(AppConfig):
         # Every app's admin module is imported by now (django.contrib.admin comes first).
         audit_every_admin(admin.site)
         guard_every_admin_action(admin.site)
-        dashboard_register(webhook_panels)
+        dashboard_register(webhook_panels, permission="governance.view_webhookdelivery")
         register_encrypted_field(
             OutboxEvent, "subject_identifier_encrypted", lambda e: e.subject_key.encode()
         )

@@ -59,19 +59,23 @@ class Panel:
 
 
 PanelProvider = Callable[[], Sequence[Panel]]
-_PROVIDERS: list[PanelProvider] = []
+# Each provider with the permission ("app.codename") a staff user needs to see its panels.
+_PROVIDERS: dict[PanelProvider, str] = {}
 
 
-def dashboard_register(provider: PanelProvider) -> None:
-    if provider not in _PROVIDERS:
-        _PROVIDERS.append(provider)
+def dashboard_register(provider: PanelProvider, *, permission: str) -> None:
+    """Adds `provider`'s panels for staff holding `permission`: the one its links open, so
+    a role never sees figures it could not look into (governance.roles)."""
+    _PROVIDERS[provider] = permission
 
 
-def dashboard_panels() -> list[Panel]:
-    """Every registered panel, in order. A provider that fails costs its panels, not the
-    admin index (the staff still need the app list below)."""
+def dashboard_panels(*, user: Any) -> list[Panel]:
+    """The panels `user` may see, in order; the others are not even computed. A provider
+    that fails costs its panels, not the admin index (the staff still need the app list)."""
     panels: list[Panel] = []
-    for provider in _PROVIDERS:
+    for provider, permission in _PROVIDERS.items():
+        if not user.has_perm(permission):
+            continue
         try:
             panels.extend(provider())
         except Exception:  # a bug in one panel must not lock staff out of the admin

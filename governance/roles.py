@@ -50,8 +50,13 @@ ROLES: dict[str, tuple[Grant, ...]] = {
     # Everything in the service: purposes, policies, requests, keys, webhooks, exports;
     # and sees users, groups and the rest. Managing staff accounts stays with superusers.
     "Privacy officer": (Grant(apps=SERVICE_APPS), VIEW_EVERYTHING),
-    # Finds a person, sees their consent states and history, opens rights requests. No
-    # exports, no edits of purposes or policies.
+    # Finds a person, sees their consent states and history, opens rights requests, and
+    # sees the request counts on the dashboard. No exports, no edits of purposes or
+    # policies, no reports. Nor restriction or rectification: restricting stops every use
+    # of the person's data and rests on a legal ground the officer weighs (Art. 18(1)),
+    # and a wrong rectification hands one person's record to another identifier; support
+    # opens a request and the officer decides. A check's `restricted` reason still shows
+    # on the person page.
     "Support": (
         Grant(
             apps=("consent",),
@@ -64,7 +69,7 @@ ROLES: dict[str, tuple[Grant, ...]] = {
             actions=("view", "add"),
         ),
     ),
-    # Read-only, the audit trail included.
+    # Read-only, the audit trail, restriction periods and the dashboard's reports included.
     "Auditor": (VIEW_EVERYTHING,),
 }
 

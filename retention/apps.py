@@ -36,13 +36,16 @@ class RetentionConfig(AppConfig):
         from governance.dashboard import dashboard_register
         from governance.metrics import scrape_gauges_register
         from governance.reencrypt import register_encrypted_field
-        from retention.dashboard import retention_panels
+        from retention.dashboard import purge_panels, request_panels
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
         from retention.services.rekey import retention_subject_rekey
         from retention.services.rights import NOTE_FIELDS, note_aad
 
-        dashboard_register(retention_panels)
+        # Support sees the request counts (it opens requests); purge runs are for officers
+        # and auditors.
+        dashboard_register(request_panels, permission="retention.view_erasurerequest")
+        dashboard_register(purge_panels, permission="retention.view_purgerun")
         records_of_processing_register(
             lambda data_use: {"retention": retention_for_purpose(data_use.purpose)}
         )

@@ -73,5 +73,9 @@ def purge_runs() -> Panel:
     )
 
 
-def retention_panels() -> list[Panel]:
-    return [rights_requests(), purge_runs()]
+def request_panels() -> list[Panel]:
+    return [rights_requests()]
+
+
+def purge_panels() -> list[Panel]:
+    return [purge_runs()]

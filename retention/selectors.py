@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from consent import identity
 from consent.models import ConsentEvent, ConsentState, Purpose, Restriction, Subject
+from consent.person.selectors import person_notes
 from consent.restriction.selectors import restriction_periods
 from governance import crypto
 from retention.models import (
@@ -164,6 +165,7 @@ def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
         "consent_states": [],
         "consent_history": [],
         "restrictions": [],
+        "staff_notes": [],
         "targets": {},
     }
     if subject is not None:
@@ -207,6 +209,12 @@ def subject_export(*, ref: SubjectRef) -> dict[str, Any]:
             .order_by("seq")
         ]
         export["restrictions"] = restriction_periods(subject=subject)
+        # Notes staff kept on actions for the person (Art. 15 covers them); the staff
+        # member's name is theirs, not the person's, so it stays out.
+        export["staff_notes"] = [
+            {"created_at": n.note.created_at, "action": n.note.action, "note": n.text}
+            for n in reversed(person_notes(subject=subject))
+        ]
     for target in targets().values():
         if not target.holds_personal_data or target.name == "consent.ConsentEvent":
             continue

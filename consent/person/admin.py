@@ -31,13 +31,18 @@ from consent.person import selectors
 from consent.person.registry import (
     PersonAction,
     PersonActionForm,
+    PersonSection,
     person_action_get,
     person_action_register,
     person_actions,
+    person_section_register,
     person_sections,
 )
 from consent.person.services import person_withdraw_all
 from consent.receipts import receipt_signed
+from consent.rectification import subject_rectify
+from consent.restriction.selectors import restriction_open, restriction_periods
+from consent.restriction.services import MAX_REASON_LENGTH, restriction_lift, restriction_place
 from consent.selectors import receipt_get, subject_identifier
 from governance.actors import Actor
 from governance.admin_audit import staff_access_audit
@@ -301,5 +306,102 @@ person_action_register(
         confirm="Every standing grant of this person is withdrawn now; checks deny at once "
         "and withdrawals start deletion where a policy is tied to the purpose.",
         order=10,
+    )
+)
+
+
+# --- restriction of processing (Art. 18) ----------------------------------------------------
+
+
+class RestrictionReasonForm(PersonActionForm):
+    reason = forms.CharField(
+        max_length=MAX_REASON_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="The ground under Art. 18(1): contested accuracy, unlawful processing, "
+        "kept for a legal claim, objection pending (stored encrypted).",
+    )
+
+
+def _restrict(subject: Subject, identifier: str, data: dict[str, Any], actor: Actor) -> str:
+    restriction_place(
+        subject_id=identifier, namespace=subject.namespace, reason=data["reason"], actor=actor
+    )
+    return "Processing restricted: every check denies with reason 'restricted' until lifted."
+
+
+def _restriction_lift(subject: Subject, identifier: str, data: dict[str, Any], actor: Actor) -> str:
+    restriction_lift(subject_id=identifier, namespace=subject.namespace, actor=actor)
+    return "Restriction lifted: checks answer from the person's consent again."
+
+
+person_action_register(
+    PersonAction(
+        key="restrict",
+        label="Restrict processing",
+        permission="consent.add_restriction",
+        form=RestrictionReasonForm,
+        run=_restrict,
+        order=50,
+        applies=lambda subject: restriction_open(subject=subject) is None,
+    )
+)
+person_action_register(
+    PersonAction(
+        key="restriction_lift",
+        label="Lift the restriction",
+        permission="consent.change_restriction",
+        form=PersonActionForm,
+        run=_restriction_lift,
+        confirm="Once lifted, checks allow processing again where consent or another legal "
+        "basis stands, and purges held back for this person resume.",
+        order=51,
+        applies=lambda subject: restriction_open(subject=subject) is not None,
+    )
+)
+person_section_register(
+    PersonSection(
+        key="restrictions",
+        title="Restrictions of processing (Art. 18)",
+        template="admin/consent/person/restrictions.html",
+        context=lambda subject: {"periods": restriction_periods(subject=subject)},
+        permission="consent.view_restriction",
+        order=50,
+        export=lambda subject: restriction_periods(subject=subject),
+    )
+)
+
+
+# --- identifier rectification (Art. 16) -----------------------------------------------------
+
+
+class RectifyForm(PersonActionForm):
+    new_subject_id = forms.CharField(
+        label="New identifier",
+        strip=False,  # identifiers are compared exactly, spaces included
+        help_text="The correct identifier, exactly as the product will send it.",
+    )
+
+
+def _rectify(subject: Subject, identifier: str, data: dict[str, Any], actor: Actor) -> str:
+    subject_rectify(
+        subject_id=identifier,
+        namespace=subject.namespace,
+        new_subject_id=data["new_subject_id"],
+        actor=actor,
+    )
+    return "Identifier changed: the former one now answers like one never seen."
+
+
+person_action_register(
+    PersonAction(
+        key="rectify",
+        label="Change the identifier",
+        permission="consent.change_subject",
+        form=RectifyForm,
+        run=_rectify,
+        confirm="The person's record, holds and requests move to the new identifier; the "
+        "former one then answers like one never seen, and stores registered for re-keying "
+        "are told.",
+        order=60,
     )
 )

@@ -1,6 +1,9 @@
-"""`{% dashboard_panels as panels %}` for the admin index (governance.dashboard)."""
+"""`{% dashboard_panels request.user as panels %}` for the admin index (governance.dashboard):
+the panels this staff user's permissions cover."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django import template
 
@@ -10,5 +13,5 @@ register = template.Library()
 
 
 @register.simple_tag
-def dashboard_panels() -> list[dashboard.Panel]:
-    return dashboard.dashboard_panels()
+def dashboard_panels(user: Any) -> list[dashboard.Panel]:
+    return dashboard.dashboard_panels(user=user)

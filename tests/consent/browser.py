@@ -62,7 +62,10 @@ def static_site(directory: Path = EXAMPLES) -> Iterator[str]:
 
 
 @contextmanager
-def chromium(*, gpc: bool = False) -> Iterator[Any]:
+def chromium(
+    *, gpc: bool = False, size: tuple[int, int] = (1200, 900), downloads: Path | None = None
+) -> Iterator[Any]:
+    """A headless Chromium of `size`; files it downloads land in `downloads` when given."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -75,13 +78,24 @@ def chromium(*, gpc: bool = False) -> Iterator[Any]:
         "--disable-gpu",
         "--disable-background-networking",
         "--disable-dev-shm-usage",
-        "--window-size=1200,900",
+        f"--window-size={size[0]},{size[1]}",
     ):
         options.add_argument(flag)
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options.add_argument(f"--user-data-dir={profile}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
+        # The page itself is `size` (the window's frame would take some of it otherwise),
+        # so screenshots have that size.
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False},
+        )
+        if downloads is not None:
+            driver.execute_cdp_cmd(
+                "Browser.setDownloadBehavior",
+                {"behavior": "allow", "downloadPath": str(downloads)},
+            )
         if gpc:
             # What a browser with Global Privacy Control on sends with every request.
             driver.execute_cdp_cmd("Network.enable", {})

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.contrib.staticfiles import finders
 from django.utils import timezone
 
@@ -115,3 +116,47 @@ def test_charts_need_no_inline_script_and_the_library_is_served_locally(
     assert finders.find("governance/vendor/chartjs/chart.umd.min.js")
     assert finders.find("governance/vendor/chartjs/LICENSE.md")
     assert finders.find("governance/dashboard.js")
+
+
+ALL_PANELS = {
+    "rates-over-time",
+    "rates-per-property",
+    "gpc-share",
+    "reconsent",
+    "rights-requests",
+    "purge-runs",
+    "webhooks",
+    "ledger",
+}
+
+
+def shown_panels(html: str) -> set[str]:
+    return set(re.findall(r'id="panel-([a-z-]+)"', html))
+
+
+@pytest.mark.parametrize(
+    ("role", "panels", "finder"),
+    [
+        ("Privacy officer", ALL_PANELS, True),
+        ("Auditor", ALL_PANELS, True),
+        ("Support", {"rights-requests"}, True),
+        (None, set(), False),  # staff, in no role: the index, without figures
+    ],
+)
+def test_each_role_sees_the_panels_it_could_look_into(
+    role: str | None, panels: set[str], finder: bool, staff_client: Any, purposes: dict[str, Any]
+) -> None:
+    people(12, "someone", analytics=True)
+    erasure_request_create(subject_id="late", actor=Actor.system("test"))
+    user = User.objects.create_user(role or "nobody", is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    response = staff_client(user).get("/admin/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert shown_panels(html) == panels
+    assert ("dashboard-find" in html) is finder
+    if "rights-requests" in panels:
+        assert row(html, "rights-requests", "Erasure")[0] == "1"
+        for href in re.findall(r'class="dashboard-link" href="([^"]+)"', html):
+            assert staff_client(user).get(href).status_code == 200, href

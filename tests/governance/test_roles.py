@@ -182,16 +182,16 @@ def test_migrate_made_the_groups_and_a_new_permission_reaches_the_roles_covering
     assert Group.objects.get(name=PO).permissions.filter(codename="change_purpose").exists()
     # A permission added later (a model's Meta.permissions) reaches the roles on next sync.
     Permission.objects.create(
-        codename="export_person",
-        name="Can download a person's record",
+        codename="notify_subject",
+        name="Can write to a person",
         content_type=ContentType.objects.get_for_model(Subject),
     )
     out = StringIO()
     call_command("sync_roles", stdout=out)
     assert "Privacy officer:" in out.getvalue()
-    assert _member(PO).has_perm("consent.export_person")
-    assert not _member(SUPPORT).has_perm("consent.export_person")
-    assert not _member(AUDITOR).has_perm("consent.export_person")
+    assert _member(PO).has_perm("consent.notify_subject")
+    assert not _member(SUPPORT).has_perm("consent.notify_subject")
+    assert not _member(AUDITOR).has_perm("consent.notify_subject")
     # The groups are set to the definition: a grant added by hand goes at the next sync.
     support = Group.objects.get(name=SUPPORT)
     support.permissions.add(Permission.objects.get(codename="change_purpose"))

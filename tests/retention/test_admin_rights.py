@@ -23,7 +23,9 @@ from governance.models import AuditEvent
 from governance.reencrypt import encrypted_fields, encrypted_fields_unregistered
 from retention.errors import RequestAlreadyExtended
 from retention.models import AccessRequest, ErasureRequest, RequestStatus
+from retention.selectors import subject_export
 from retention.services import rights
+from retention.targets.base import SubjectRef
 from tests import factories
 from tests.staff import staff_sign_in
 
@@ -252,3 +254,20 @@ def test_due_dates_follow_article_12(purposes):
     assert created.due_at == datetime(2026, 2, 28, 12, tzinfo=UTC)
     extended = rights.rights_request_extend(request=created, reason="complex", actor=SYSTEM)
     assert extended.due_at == datetime(2026, 4, 28, 12, tzinfo=UTC)
+
+
+def test_the_access_export_holds_the_staff_notes_without_their_authors(purposes):
+    factories.record("alice@example.com", analytics=True)
+    alice = Subject.objects.get(key=identity.subject_key("alice@example.com"))
+    staff = get_user_model().objects.create_user("officer", is_staff=True)
+    person_withdraw_all(
+        subject=alice,
+        identifier="alice@example.com",
+        note="Asked by phone",
+        actor=Actor.for_staff(staff),
+    )
+    export = subject_export(ref=SubjectRef(key=alice.key, namespace="account"))
+    assert [(n["action"], n["note"]) for n in export["staff_notes"]] == [
+        ("withdraw_all", "Asked by phone")
+    ]
+    assert "officer" not in json.dumps(export["staff_notes"], default=str)
