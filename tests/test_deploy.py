@@ -88,8 +88,9 @@ def project_commands() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     commands = set()
     for requirement in project["dependencies"]:
-        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
-        commands |= {e.name for e in distribution(name).entry_points if e.group == "console_scripts"}
+        name = re.split(r"[\[<>=!~;\s]", requirement)[0]
+        entry_points = distribution(name).entry_points
+        commands |= {e.name for e in entry_points if e.group == "console_scripts"}
     return commands
 
 
@@ -104,7 +105,10 @@ def healthcheck_commands(test: list[str]) -> list[str]:
 # A file a health check reads must be one the service writes: variable -> (what writes it,
 # the service setting that makes it so).
 HEARTBEAT_WRITERS = {
-    "BEAT_HEARTBEAT_FILE": (["celery", "-A", "governance", "beat"], "governance.beat:HeartbeatScheduler")
+    "BEAT_HEARTBEAT_FILE": (
+        ["celery", "-A", "governance", "beat"],
+        "governance.beat:HeartbeatScheduler",
+    )
 }
 
 
@@ -134,7 +138,7 @@ def test_every_health_check_runs_what_its_image_has_and_reads_what_is_written():
             assert writers, f"{name}'s health check reads {path}, which nothing writes"
             command, scheduler = HEARTBEAT_WRITERS[writers[0]]
             assert service["command"][: len(command)] == command, name
-            assert settings.CELERY_BEAT_SCHEDULER == scheduler
+            assert scheduler == settings.CELERY_BEAT_SCHEDULER
             assert any(path.startswith(d.rstrip("/") + "/") for d in writable), (
                 f"{path} is not in a directory the image's user may write: {writable}"
             )

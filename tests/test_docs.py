@@ -250,9 +250,9 @@ def _command_problems(words: list[str]) -> list[str]:
         command = args[i + 1] if arg == "manage.py" else ""
         if command and command != command.upper() and command not in get_commands():
             problems.append(f"no management command `{args[i + 1]}`")
-        if re.fullmatch(r"(\./)?(bench|scripts|clients|deploy)/[\w./-]+", arg):
-            if not (ROOT / arg.split("[")[0]).exists():
-                problems.append(f"no {arg}")
+        repo_file = re.fullmatch(r"(\./)?(bench|scripts|clients|deploy)/[\w./-]+", arg)
+        if repo_file and not (ROOT / arg.split("[")[0]).exists():
+            problems.append(f"no {arg}")
     return problems
 
 

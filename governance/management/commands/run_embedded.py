@@ -7,8 +7,10 @@ All three share the embedded defaults (SQLite in WAL mode, the SQLAlchemy broker
 SQLite file) unless the environment says otherwise. With --seed-demo it seeds the demo data
 first (the consent app's `seed_demo`, called by name) and prints its output, the demo key and
 admin login among it, twice: at once, and again once web answers, the worker has run a task
-and beat has ticked, so it comes below their banners instead of scrolling off behind them. Ctrl-C stops all three; if one dies,
-the others are stopped too, so a half-running stack never passes for a working one. If this
+and beat has ticked, so it comes below their banners instead of scrolling off behind them.
+
+Ctrl-C stops all three; if one dies, the others are stopped too, so a half-running stack
+never passes for a working one. If this
 process itself is killed outright (SIGKILL, so no handler runs), each child is sent SIGTERM
 by the kernel (PR_SET_PDEATHSIG): gunicorn's workers follow their master, and Celery's
 prefork children already carry their own death signal (SIGKILL) towards the worker.
@@ -170,9 +172,9 @@ class Command(BaseCommand):
         while pending and not stopping() and time.monotonic() < deadline:
             if "web" in pending and _answers(f"{base}/healthz"):
                 pending.discard("web")
-            if "beat" in pending and heartbeat.exists():
-                if heartbeat.stat().st_mtime >= started_at:
-                    pending.discard("beat")
+            beat_ticked = heartbeat.exists() and heartbeat.stat().st_mtime >= started_at
+            if "beat" in pending and beat_ticked:
+                pending.discard("beat")
             if "worker" in pending:
                 ping = ping or ping_task.delay("ready")
                 if ping.ready():
