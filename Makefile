@@ -5,13 +5,18 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := $(UV) run --frozen python
 # The embedded default: SQLite, in-process cache, SQLAlchemy broker; DEBUG for local use.
 RUN_ENV := DEBUG=1
+# Commands whose output is for the user: the app's start-up log lines left out.
+QUIET_ENV := $(RUN_ENV) LOG_LEVEL=WARNING
 # Tests: real PostgreSQL and Redis on loopback (see tests/settings.py for the defaults).
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
-.PHONY: help install run test lint fmt docs bench services migrate clean enrol-totp
+.PHONY: help install run test lint fmt docs bench services migrate clean enrol-totp key \
+	admin-password
 
 help:
 	@echo "make run    - install, migrate, seed demo data, serve on http://127.0.0.1:$(PORT)"
+	@echo "make key NAME=name SCOPES=a,b - make an API key and print only it (embedded database)"
+	@echo "make admin-password STAFF=name - set a staff user's password (embedded database)"
 	@echo "make enrol-totp STAFF=name - enrol a staff user's authenticator app (embedded database)"
 	@echo "make test   - install, ensure PostgreSQL and Redis, run ruff, mypy and pytest"
 	@echo "make lint   - ruff and mypy";  echo "make fmt    - ruff format and fix"
@@ -28,17 +33,31 @@ $(UV):
 install: $(UV)
 	@$(UV) sync --frozen --quiet
 
+# Silent, so `KEY=$$(make -s key ...)` captures the key alone.
 migrate: install
-	$(RUN_ENV) $(PY) manage.py migrate --no-input -v 0
+	@$(QUIET_ENV) $(PY) manage.py migrate --no-input -v 0
 
 # Local use only: gunicorn faces clients directly. Production puts nginx in front of it
 # (docker-compose.yml, deploy/nginx/, docs/deploy-nginx.md).
+# The demo credentials are printed at the start and again once web, worker and beat are up,
+# below their banners.
 run: migrate
-	@$(RUN_ENV) $(PY) manage.py seed_demo
-	$(RUN_ENV) PORT=$(PORT) $(PY) manage.py run_embedded --port $(PORT)
+	$(RUN_ENV) PORT=$(PORT) $(PY) manage.py run_embedded --port $(PORT) --seed-demo
+
+# The embedded database of `make run`, from another terminal. An API key, printed alone:
+#   KEY=$$(make -s key NAME=pipeline SCOPES=checks,consent:read)
+key: install
+	@$(if $(and $(NAME),$(SCOPES)),,$(error make key needs NAME=... and SCOPES=... (comma-separated \
+	  of consent:write, consent:read, checks, rights, admin)))
+	@$(QUIET_ENV) $(PY) manage.py migrate --no-input -v 0
+	@$(QUIET_ENV) $(PY) manage.py create_api_key --name "$(NAME)" --scopes "$(SCOPES)"
+
+# Asks for a new password for STAFF (the demo admin by default), twice.
+STAFF ?= admin
+admin-password: migrate
+	@$(QUIET_ENV) $(PY) manage.py changepassword $(STAFF)
 
 # Two-factor sign-in for the admin (docs/staff-accounts.md): prints the secret once.
-STAFF ?= admin
 enrol-totp: migrate
 	$(RUN_ENV) $(PY) manage.py enrol_totp $(STAFF) $(if $(REPLACE),--replace)
 

@@ -338,7 +338,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5}
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler, touching BEAT_HEARTBEAT_FILE on every tick.
+CELERY_BEAT_SCHEDULER = "governance.beat:HeartbeatScheduler"
+BEAT_HEARTBEAT_FILE = Path(
+    env_str("BEAT_HEARTBEAT_FILE", str(VAR_DIR / "beat-heartbeat")) or VAR_DIR / "beat-heartbeat"
+)
 CELERY_TIMEZONE = "UTC"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -13,6 +13,8 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,159 @@ def test_compose_has_every_service_with_a_health_check():
         check = services[name].get("healthcheck")
         assert check and check.get("test"), f"{name} has no health check"
         assert services[name].get("image") or services[name].get("build"), name
+
+
+# What each image that compose runs but does not build brings, from its official
+# Dockerfile: nginx's Debian image installs curl beside nginx; postgres and redis ship their
+# clients. The shell's own commands count for every image.
+SHELL_BUILTINS = {"exit", "test", "true", "false", "["}
+IMAGE_TOOLS = {
+    "nginx": {"nginx", "curl"},
+    "postgres": {"pg_isready", "psql"},
+    "redis": {"redis-cli", "redis-server"},
+    "python": {"python", "python3", "pip"},
+}
+
+
+@dataclass
+class Image:
+    tools: set[str]
+    writable: list[str]  # directories the image's user may write
+
+
+def dockerfile_image() -> Image:
+    """What the Dockerfile's image can run and write: its base image's tools, what its RUN
+    lines install (apt-get, pip, and `uv sync`: the project's dependencies' commands) and
+    the directories it hands to its user."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    instructions = [
+        line.split(None, 1) for line in text.splitlines() if line.strip() and line[0] != "#"
+    ]
+    (base,) = [rest for op, rest in instructions if op == "FROM"]
+    tools = set(IMAGE_TOOLS[base.split(":")[0]])
+    chowned: list[str] = []
+    for op, rest in instructions:
+        if op != "RUN":
+            continue
+        for command in re.split(r"&&|;", rest):
+            words = command.split()
+            flagless = [w for w in words if not w.startswith("-")]
+            if words[:2] in (["apt-get", "install"], ["pip", "install"]):
+                tools.update(flagless[2:])
+            elif words[:2] == ["uv", "sync"]:
+                assert "--no-dev" in words  # the dev group's commands are not there
+                tools.update(project_commands())
+            elif words[:1] == ["chown"]:
+                chowned += flagless[2:]
+    return Image(tools, chowned)
+
+
+def project_commands() -> set[str]:
+    """The console scripts of the project's (not the dev group's) dependencies."""
+    from importlib.metadata import distribution
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    commands = set()
+    for requirement in project["dependencies"]:
+        name = re.split(r"[\[<>=!~;\s]", requirement)[0]
+        entry_points = distribution(name).entry_points
+        commands |= {e.name for e in entry_points if e.group == "console_scripts"}
+    return commands
+
+
+def healthcheck_commands(test: list[str]) -> list[str]:
+    """The programs a healthcheck's `test` runs."""
+    if test[0] == "CMD":
+        return [test[1]]
+    assert test[0] == "CMD-SHELL", test
+    return [part.split()[0] for part in re.split(r"\|\||&&|;|\|", test[1]) if part.strip()]
+
+
+# A file a health check reads must be one the service writes: variable -> (what writes it,
+# the service setting that makes it so).
+HEARTBEAT_WRITERS = {
+    "BEAT_HEARTBEAT_FILE": (
+        ["celery", "-A", "governance", "beat"],
+        "governance.beat:HeartbeatScheduler",
+    )
+}
+
+
+def test_every_health_check_runs_what_its_image_has_and_reads_what_is_written():
+    from django.conf import settings
+
+    services = compose()["services"]
+    built = dockerfile_image()
+    assert {"python", "celery", "gunicorn", "uv"} <= built.tools
+    for name, service in services.items():
+        test = service["healthcheck"]["test"] if "healthcheck" in service else None
+        if not test:
+            continue
+        if service.get("build"):
+            tools, writable = built.tools, built.writable
+        else:
+            tools, writable = IMAGE_TOOLS[service["image"].split(":")[0]], []
+        for program in healthcheck_commands(test):
+            assert program in tools | SHELL_BUILTINS, f"{name}'s health check runs {program}"
+        # Every absolute path the check names (not a URL, not /dev/null) is a file the
+        # service writes.
+        for path in re.findall(r"(?<![\w:/])(/[\w.-]+(?:/[\w.-]+)+)", " ".join(test[1:])):
+            if path.startswith("/dev/"):
+                continue
+            environment = service.get("environment") or {}
+            writers = [var for var in HEARTBEAT_WRITERS if environment.get(var) == path]
+            assert writers, f"{name}'s health check reads {path}, which nothing writes"
+            command, scheduler = HEARTBEAT_WRITERS[writers[0]]
+            assert service["command"][: len(command)] == command, name
+            assert scheduler == settings.CELERY_BEAT_SCHEDULER
+            assert any(path.startswith(d.rstrip("/") + "/") for d in writable), (
+                f"{path} is not in a directory the image's user may write: {writable}"
+            )
+
+
+def test_the_tls_override_mounts_what_the_shipped_server_includes():
+    base = compose()["services"]["nginx"]
+    tls = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())["services"]["nginx"]
+    assert set(tls) <= {"ports", "volumes"}, "the override only adds to nginx"
+    assert tls["ports"] == ["${TLS_PORT:-443}:443"]
+    (included,) = re.findall(
+        r"^\s*include\s+(\S+)/\*\.conf;", (ROOT / "deploy/nginx/governance.conf").read_text(), re.M
+    )
+    tls_conf = (ROOT / "deploy/nginx/tls.conf").read_text()
+    certificates = re.findall(r"^ssl_certificate(?:_key)?\s+(\S+);", tls_conf, re.M)
+    assert {Path(c).name for c in certificates} == {"fullchain.pem", "privkey.pem"}
+    mounts = {m.rsplit(":", 2)[1]: m.split(":", 1)[0] for m in tls["volumes"]}
+    assert mounts[f"{included}/tls.conf"] == "./deploy/nginx/tls.conf"
+    assert all(str(Path(c).parent) in mounts for c in certificates)
+    assert re.search(r"^listen 443 ssl;", tls_conf, re.M)
+    assert not set(mounts) & {m.rsplit(":", 2)[1] for m in base["volumes"]}
+
+
+def test_an_empty_compose_default_leaves_the_service_default():
+    """`${NAME:-}` passes an empty value, which the settings read as their own default."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    empty = set(re.findall(r"\$\{([A-Z_]+):-\}", text))
+    assert {"CORS_ALLOWED_ORIGINS", "WEBHOOK_MAX_ATTEMPTS", "CONTROLLER_URL"} <= empty
+    dump = (
+        "import json, governance.settings as s; print(json.dumps({k: repr(getattr(s, k)) "
+        "for k in dir(s) if k.isupper()}))"
+    )
+
+    def settings_with(extra: dict[str, str]) -> dict[str, str]:
+        result = subprocess.run(
+            [sys.executable, "-c", dump],
+            cwd=ROOT,
+            env={"PATH": os.environ.get("PATH", ""), **PRODUCTION_SECRETS, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    unset, blank = settings_with({}), settings_with(dict.fromkeys(empty, ""))
+    changed = {k: (unset[k], blank[k]) for k in unset if unset[k] != blank[k]}
+    assert not changed, f"an empty value changes these settings: {changed}"
 
 
 def test_compose_dependencies_exist_and_wait_for_health():
@@ -111,7 +266,7 @@ def test_the_settings_table_gives_every_variable_a_default():
 
 
 def test_every_variable_compose_needs_is_documented():
-    text = (ROOT / "docker-compose.yml").read_text()
+    text = "".join(path.read_text() for path in ROOT.glob("docker-compose*.yml"))
     needed = set(re.findall(r"\$\{([A-Z_]+)", text))
     undocumented = sorted(needed - set(documented_settings()))
     assert not undocumented, f"document these in docs/configuration.md: {undocumented}"

@@ -5,11 +5,13 @@ and examples point at what exists, and docs/api.md lists every error code the AP
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from django.urls import Resolver404, resolve
 from markdown.extensions.toc import slugify
 
@@ -160,3 +162,144 @@ def test_every_file_the_docs_name_exists():
         if not target.exists() or (name and name not in target.read_text()):
             stale.append(span)
     assert not stale, f"the docs name files or functions that are not there: {stale}"
+
+
+# --- Commands a reader is told to run -----------------------------------------------------
+
+# Not on PATH as printed on a fresh clone: uv lives in ~/.local/bin, python and pytest in
+# .venv/bin (`make install` puts them there); a command says `.venv/bin/python` or `make`.
+NOT_ON_PATH = {"uv", "python", "pip", "pytest", "celery", "gunicorn"}
+COMPOSE_FILES = {"docker-compose.yml", "docker-compose.tls.yml"}
+
+
+def _make_targets() -> set[str]:
+    return set(re.findall(r"^([a-z][\w-]*)\s*:(?!=)", (ROOT / "Makefile").read_text(), re.M))
+
+
+def _logical_lines(block: str) -> list[str]:
+    """A shell block's commands: continuation lines and multi-line quotes joined, comments
+    and blank lines dropped."""
+    commands: list[str] = []
+    pending = ""
+    for line in block.splitlines():
+        pending += ("\n" if pending else "") + line
+        if pending.endswith("\\"):
+            pending = pending[:-1]
+            continue
+        try:
+            shlex.split(pending, comments=True)
+        except ValueError:  # a quote still open: the next line continues it
+            continue
+        if pending.strip() and not pending.lstrip().startswith("#"):
+            commands.append(pending)
+        pending = ""
+    assert not pending, f"unterminated command: {pending!r}"
+    return commands
+
+
+def _simple_commands(command: str) -> list[list[str]]:
+    """Every simple command in `command`, `$(...)` substitutions included, as words."""
+    found: list[list[str]] = []
+    while match := re.search(r"\$\(([^()]*)\)", command):
+        found += _simple_commands(match.group(1))
+        command = command[: match.start()] + "X" + command[match.end() :]
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    words: list[str] = []
+    for token in [*lexer, ";"]:
+        if token.strip(";&|"):
+            words.append(token)
+            continue
+        while words and re.fullmatch(r"[A-Z_]+=.*", words[0], re.S):
+            words.pop(0)  # VAR=value before the program
+        if words:
+            found.append(words)
+        words = []
+    return found
+
+
+def _command_problems(words: list[str]) -> list[str]:
+    """Why `words` would not run as printed from a fresh clone after `make run`."""
+    from django.core.management import get_commands
+
+    program, args = words[0], words[1:]
+    problems = []
+    if program in NOT_ON_PATH:
+        problems.append(f"`{program}` is not on PATH as printed")
+    if program == "make":
+        targets = [a for a in args if re.fullmatch(r"[a-z][a-z0-9-]*", a)]
+        problems += [f"no make target `{t}`" for t in targets if t not in _make_targets()]
+    if program == "docker" and args[:1] == ["compose"]:
+        files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
+        problems += [f"no {f}" for f in files if f not in COMPOSE_FILES]
+        services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+        if args[1:2] in (["exec"], ["run"]):
+            rest = [a for a in args[2:] if not a.startswith("-") and a != "APP_DB_PASSWORD"]
+            if rest[0] not in services:
+                problems.append(f"no compose service `{rest[0]}`")
+            elif rest[1] != "python" or not services[rest[0]].get("build"):
+                problems.append("runs something other than the app image's python")
+            args = rest[1:]
+    if program.startswith(".venv/bin/"):
+        if not (Path(sys.executable).parent / program.removeprefix(".venv/bin/")).exists():
+            problems.append(f"`make install` puts no {program}")
+    elif "/" in program and not (ROOT / program).exists():
+        problems.append(f"no {program}")
+    for i, arg in enumerate(args):
+        command = args[i + 1] if arg == "manage.py" else ""
+        if command and command != command.upper() and command not in get_commands():
+            problems.append(f"no management command `{args[i + 1]}`")
+        repo_file = re.fullmatch(r"(\./)?(bench|scripts|clients|deploy)/[\w./-]+", arg)
+        if repo_file and not (ROOT / arg.split("[")[0]).exists():
+            problems.append(f"no {arg}")
+    return problems
+
+
+# Inline code that is a command to run (not a command's name, not a path).
+RUNS = r"\bmanage\.py\b|^(?:[A-Z_]+=\S+ )*(?:uv|make|python3?|\.venv/bin/\S+|docker) "
+
+
+def _printed_commands() -> dict[str, list[str]]:
+    """Every command the README and the docs print: their shell blocks' lines, and inline
+    code that runs `manage.py`, uv or make."""
+    printed: dict[str, list[str]] = {}
+    for source in [README, *DOCS.rglob("*.md")]:
+        text = source.read_text()
+        commands = [line for block in _shell_blocks(text) for line in _logical_lines(block)]
+        for span in re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
+            span = " ".join(span.split())
+            if re.search(RUNS, span):
+                commands.append(span)
+        printed[source.name] = commands
+    return printed
+
+
+def test_every_printed_command_runs_as_printed():
+    """`uv run python manage.py ...` fails on a fresh clone (uv is not on PATH): each
+    command the README and the docs print names a make target that exists, a program that
+    is there (`.venv/bin/python`, a compose service's python) and files and management
+    commands that exist."""
+    printed = _printed_commands()
+    assert any("make -s key" in c for c in printed["README.md"]), "the README's key line"
+    assert sum(len(c) for c in printed.values()) > 25
+    problems = {
+        command: found
+        for commands in printed.values()
+        for command in commands
+        for words in _simple_commands(command)
+        if (found := _command_problems(words))
+    }
+    assert not problems, problems
+
+
+def test_the_command_check_catches_what_a_newcomer_tripped_on():
+    bad = [
+        "DEBUG=1 uv run python manage.py create_api_key --name x",
+        "make keys NAME=x",
+        "KEY=$(.venv/bin/python manage.py create_api_keys --name x)",
+        "docker compose exec worker-2 python manage.py verify_ledger",
+        "python manage.py verify_ledger",
+    ]
+    for command in bad:
+        assert any(_command_problems(w) for w in _simple_commands(command)), command

@@ -67,21 +67,24 @@ def wait_until(predicate, deadline_s: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def make_run_command(port: int) -> list[str]:
+    """`make run`'s last line, as the Makefile has it, run with this interpreter."""
+    (recipe,) = re.findall(r"^run:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
+    command = recipe.strip().splitlines()[-1].split("manage.py", 1)[1].split()
+    assert command[:1] == ["run_embedded"] and "--seed-demo" in command
+    return [sys.executable, "manage.py", "run_embedded", "--port", str(port), "--seed-demo"]
+
+
 def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
     port = free_port()
     env = embedded_env(tmp_path, port)
     base = f"http://127.0.0.1:{port}"
     manage(env, "migrate", "--no-input", "-v", "0")
-    seeded = manage(env, "seed_demo")
-    key = re.search(r"(sk_[A-Za-z0-9_-]+)", seeded).group(1)
-    password = re.search(r"password '([^']+)'", seeded).group(1)
-    assert "shown once" in seeded
-    assert "sk_" not in manage(env, "seed_demo")  # credentials are printed only once
 
     log_path = tmp_path / "stack.log"
     with log_path.open("w") as log:
         stack = subprocess.Popen(
-            [sys.executable, "manage.py", "run_embedded", "--port", str(port)],
+            make_run_command(port),
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -89,6 +92,22 @@ def test_embedded_stack_serves_records_and_runs_tasks(tmp_path):
             start_new_session=True,
         )
     try:
+        wait_until(lambda: "Ready: serving on" in log_path.read_text(), 180, "the ready message")
+        started = log_path.read_text()
+        key = re.search(r"(sk_[A-Za-z0-9_-]+)", started).group(1)
+        password = re.search(r"password '([^']+)'", started).group(1)
+        assert "shown once" in started
+        # The demo key and admin login come again below the worker's and beat's banners,
+        # where the newcomer sees them, not only above them.
+        ready_at = started.index("Ready: serving on")
+        for banner in ("[queues]", "beat: Starting...", "celery beat v"):
+            assert -1 < started.find(banner) < ready_at, f"{banner!r} not before the ready note"
+        assert key in started[ready_at:] and f"password '{password}'" in started[ready_at:]
+        assert started.count(key) == 2
+        # Beat's heartbeat file, which docker-compose.yml's health check of beat reads.
+        assert (tmp_path / "beat-heartbeat").stat().st_mtime > time.time() - 60
+        assert "sk_" not in manage(env, "seed_demo")  # credentials are printed only once
+
         wait_until(lambda: requests.get(f"{base}/healthz", timeout=2).ok, 60, "healthz")
         ready = requests.get(f"{base}/readyz", timeout=60)
         assert ready.status_code == 200, ready.text

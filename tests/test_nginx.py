@@ -33,6 +33,7 @@ from tests.live_gunicorn import free_port, gunicorn_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "deploy" / "nginx" / "governance.conf"
+SHIPPED_TLS = ROOT / "deploy" / "nginx" / "tls.conf"
 NGINX = os.environ.get("NGINX_BINARY") or "/usr/sbin/nginx"
 STREAM = "/api/v1/checks/stream"
 SLOW_CLIENTS = 32
@@ -229,16 +230,62 @@ class Stack:
     error_log: Path
     gunicorn_log: Path
     upstream: str = ""  # gunicorn's own address, behind nginx
+    tls_port: int = 0
+    certificate: Path | None = None
 
 
-def start_nginx(directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as docker-compose.tls.yml's TLS_CERT_DIR."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (directory / "fullchain.pem").write_bytes(certificate.public_bytes(pem))
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory / "fullchain.pem", directory / "privkey.pem"
+
+
+def start_nginx(directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    """nginx with the shipped file and, included from it as in docker-compose.tls.yml, the
+    shipped tls.conf: (process, http port, https port)."""
+    port, tls_port = free_port(), free_port()
     shipped = SHIPPED.read_text()
     shipped = retarget(shipped, "upstream", upstream)
     shipped = retarget(shipped, "listen", f"127.0.0.1:{port}")
     shipped = retarget(shipped, "access_log", str(directory / "access.log"))
     shipped = retarget(shipped, "error_log", str(directory / "error.log"))
+    shipped = retarget(shipped, "tls", str(directory / "tls" / "*.conf"))
     (directory / "governance.conf").write_text(shipped)
+    (directory / "tls").mkdir()
+    fullchain, privkey = self_signed_certificate(directory)
+    tls = retarget(SHIPPED_TLS.read_text(), "tls_listen", f"127.0.0.1:{tls_port}")
+    tls = retarget(tls, "tls_certificate", str(fullchain))
+    tls = retarget(tls, "tls_certificate_key", str(privkey))
+    (directory / "tls" / "tls.conf").write_text(tls)
     # The parts a distribution's nginx.conf supplies, all inside this directory.
     temp_paths = "\n".join(
         f"    {kind}_temp_path {directory / kind};"
@@ -264,7 +311,7 @@ http {{
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    return process, port
+    return process, port, tls_port
 
 
 def wait_for(predicate: Any, what: str, deadline_s: float = 60) -> None:
@@ -291,13 +338,13 @@ def stack(
         "--access-logfile",
         str(gunicorn_log),
         "--access-logformat",
-        '"%(r)s" %(s)s xff="%({x-forwarded-for}i)s"',
+        '"%(r)s" %(s)s xff="%({x-forwarded-for}i)s" proto=%({x-forwarded-proto}i)s',
     ]
     with (
         django_db_blocker.unblock(),
         gunicorn_server(threads=2, args=args, env={"TRUSTED_PROXY_COUNT": "1"}) as upstream,
     ):
-        nginx, port = start_nginx(directory, upstream.removeprefix("http://"))
+        nginx, port, tls_port = start_nginx(directory, upstream.removeprefix("http://"))
         base = f"http://127.0.0.1:{port}"
         try:
 
@@ -314,6 +361,8 @@ def stack(
                 directory / "error.log",
                 gunicorn_log,
                 upstream=upstream,
+                tls_port=tls_port,
+                certificate=directory / "fullchain.pem",
             )
         finally:
             nginx.terminate()
@@ -455,6 +504,23 @@ def test_nginx_refuses_bodies_over_each_limit_itself(stack):
     _seen_by_gunicorn(stack, f"after-{marker}")
     seen = [line for line in _logged(stack.gunicorn_log).splitlines() if marker in line]
     assert len(seen) == 2 and "/api/v1/checks?" in seen[0], seen  # the 413 never got there
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_tls_conf_serves_https_and_the_service_learns_the_scheme(stack):
+    """docker-compose.tls.yml's way: tls.conf included from the shipped server."""
+    marker = f"tls-{uuid.uuid4().hex}"
+    answer = requests.get(
+        f"https://127.0.0.1:{stack.tls_port}/healthz?{marker}",
+        verify=str(stack.certificate),
+        headers={"X-Forwarded-Proto": "http"},  # a client's claim, replaced by nginx
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: marker in _logged(stack.gunicorn_log), "gunicorn's log")
+    (line,) = [line for line in _logged(stack.gunicorn_log).splitlines() if marker in line]
+    assert line.endswith("proto=https"), line
 
 
 @pytest.mark.slow

@@ -121,13 +121,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 "Two-factor sign-in: with DEBUG off (or STAFF_OTP_REQUIRED=1) the admin also "
                 "asks for a code from an authenticator app. Enrol the demo admin with "
-                "`make enrol-totp STAFF=admin` (or `DEBUG=1 uv run python manage.py enrol_totp "
-                "admin`); see docs/staff-accounts.md."
+                "`make enrol-totp STAFF=admin`; see docs/staff-accounts.md."
             )
         if not key and not password:
             self.stdout.write(
-                "Demo credentials were printed on the first run; make another key with "
-                "`DEBUG=1 uv run python manage.py create_api_key --name NAME --scopes ...`."
+                "Demo credentials were printed on the first run. Another key: "
+                "`make -s key NAME=me SCOPES=consent:write,consent:read,checks,rights,admin`; "
+                "a new admin password: `make admin-password STAFF=admin`."
             )
 
     def _purposes(self) -> int:

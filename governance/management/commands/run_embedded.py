@@ -4,8 +4,13 @@ For local use only: gunicorn faces clients directly here, and slow clients can h
 its threads. Production puts nginx in front (deploy/nginx/, docs/deploy-nginx.md).
 
 All three share the embedded defaults (SQLite in WAL mode, the SQLAlchemy broker on its own
-SQLite file) unless the environment says otherwise. Ctrl-C stops all three; if one dies,
-the others are stopped too, so a half-running stack never passes for a working one. If this
+SQLite file) unless the environment says otherwise. With --seed-demo it seeds the demo data
+first (the consent app's `seed_demo`, called by name) and prints its output, the demo key and
+admin login among it, twice: at once, and again once web answers, the worker has run a task
+and beat has ticked, so it comes below their banners instead of scrolling off behind them.
+
+Ctrl-C stops all three; if one dies, the others are stopped too, so a half-running stack
+never passes for a working one. If this
 process itself is killed outright (SIGKILL, so no handler runs), each child is sent SIGTERM
 by the kernel (PR_SET_PDEATHSIG): gunicorn's workers follow their master, and Celery's
 prefork children already carry their own death signal (SIGKILL) towards the worker.
@@ -16,14 +21,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 
@@ -33,6 +43,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument(
+            "--seed-demo",
+            action="store_true",
+            help="Seed the demo data first; print its credentials again once all is up.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         py = sys.executable
@@ -77,25 +92,40 @@ class Command(BaseCommand):
                 "beat",
                 "--loglevel",
                 "INFO",
-                "--schedule",
-                os.path.join(os.environ.get("VAR_DIR", "var"), "celerybeat"),
             ],
         }
+        seeded = ""
+        if options["seed_demo"]:
+            out = io.StringIO()
+            call_command("seed_demo", stdout=out)
+            seeded = out.getvalue()
+            self._say(seeded.rstrip("\n"))
         _declare_queues()
+        started_at = time.time()
+        # Unbuffered, so each banner reaches the terminal (or a log file) when it is printed
+        # and the ready message below lands after it.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # Each in its own process group, so stopping one stops its children too (gunicorn's
         # and Celery's workers) and nothing is left holding the port.
         die_with_us = _die_with_parent()
         procs = {
-            name: subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_us)
+            name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_us)
             for name, cmd in commands.items()
         }
-        self.stdout.write(
-            f"Serving on http://{options['host']}:{options['port']} "
-            "(API docs at /api/docs/, admin at /admin/); worker and beat running. Ctrl-C stops.\n"
+        base = f"http://{options['host']}:{options['port']}"
+        self._say(f"Starting web on {base}, a Celery worker and beat. Ctrl-C stops.")
+        ready = (
+            f"Ready: serving on {base} (API docs at /api/docs/, admin at /admin/); worker and "
+            "beat running. Ctrl-C stops.\n"
             "For local use only: gunicorn faces clients directly here. In production put "
-            "nginx in front of it (deploy/nginx/, see docs/deploy-nginx.md)."
+            "nginx in front of it (deploy/nginx/, see docs/deploy-nginx.md).\n" + seeded
         )
         stopping = False
+        threading.Thread(
+            target=self._announce_when_ready,
+            args=(base, started_at, ready.rstrip("\n"), lambda: stopping),
+            daemon=True,
+        ).start()
 
         def stop(signum: int, frame: Any) -> None:
             nonlocal stopping
@@ -123,6 +153,36 @@ class Command(BaseCommand):
         if exit_code:
             sys.exit(exit_code)
 
+    def _say(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def _announce_when_ready(
+        self, base: str, started_at: float, message: str, stopping: Callable[[], bool]
+    ) -> None:
+        """Prints `message` once web answers /healthz, the worker has run a ping task (its
+        banner comes before it consumes) and beat has ticked since the start (its banner
+        comes before its first tick)."""
+        from governance.tasks import ping_task
+
+        heartbeat = settings.BEAT_HEARTBEAT_FILE
+        pending = {"web", "worker", "beat"}
+        ping = None
+        deadline = time.monotonic() + 600
+        while pending and not stopping() and time.monotonic() < deadline:
+            if "web" in pending and _answers(f"{base}/healthz"):
+                pending.discard("web")
+            beat_ticked = heartbeat.exists() and heartbeat.stat().st_mtime >= started_at
+            if "beat" in pending and beat_ticked:
+                pending.discard("beat")
+            if "worker" in pending:
+                ping = ping or ping_task.delay("ready")
+                if ping.ready():
+                    pending.discard("worker")
+            time.sleep(0.5)
+        if not pending and not stopping():
+            self._say(message)
+
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -148,6 +208,14 @@ def _die_with_parent() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return preexec
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
