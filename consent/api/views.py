@@ -77,6 +77,8 @@ class PurposeListApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """Lists the active purposes with their legal basis, current notice version and consent
+        lifetime."""
         rows = [
             {
                 "key": p.key,
@@ -125,6 +127,8 @@ class ConsentRecordApi(APIView):
         responses={201: RecordOutputSerializer, **error_responses(400, 409, 413, 415, 422)},
     )
     def post(self, request: Request) -> Response:
+        """Records a subject's decisions, one event per purpose, and answers with the receipt id.
+        """
         data = record_input_fast(request.data) or validated(self.InputSerializer, request.data)
         subject_id = data["subject_id"]
         answer = run_idempotent(
@@ -183,6 +187,8 @@ class SubjectConsentsApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
+        """A subject's current consent per purpose: status, notice version, since when and until
+        when."""
         return Response(subject_consents_body(subject_id))
 
 
@@ -230,6 +236,7 @@ class SubjectHistoryApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
+        """A subject's consent events, oldest first, with their chain hashes, a page at a time."""
         raw_limit = request.query_params.get("limit", "50")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
             raise InvalidRequest("limit must be an integer from 1 to 500.")
@@ -270,6 +277,7 @@ class SubjectWithdrawApi(APIView):
         },
     )
     def post(self, request: Request, subject_id: str) -> Response:
+        """Withdraws a subject's consent to the purposes named (all of them when none is named)."""
         data = validated(self.InputSerializer, request.data if request.data else {})
 
         def produce() -> Answer:
@@ -368,6 +376,7 @@ class ReceiptDetailApi(APIView):
         },
     )
     def get(self, request: Request, receipt_id: str) -> Response:
+        """A consent receipt: its events, as Kantara v1.1 and ISO/IEC TS 27560, signed (JWS)."""
         try:
             parsed = uuid.UUID(receipt_id)
         except ValueError as exc:

@@ -228,6 +228,8 @@ class SubjectCheckApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str, purpose: str) -> HttpResponse:
+        """May this subject's data be used for this purpose, now or as of an instant? The answer
+        explains itself."""
         return subject_check_response(subject_id, purpose, request.query_params.get("as_of"))
 
 

@@ -83,6 +83,7 @@ class DataUseListApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """Lists the registered data uses (records of processing)."""
         rows = selectors.data_use_list()
         return Response({"data_uses": DataUseOutputSerializer(rows, many=True).data})
 
@@ -92,6 +93,8 @@ class DataUseListApi(APIView):
         responses={201: DataUseOutputSerializer, **error_responses(400, 409, 413, 415)},
     )
     def post(self, request: Request) -> Response:
+        """Registers a data use: a processing activity for one purpose, with owner, categories,
+        recipients and datasets."""
         data = validated(self.InputSerializer, request.data)
         data_use = services.data_use_create(
             key=data["key"],

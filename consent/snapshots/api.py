@@ -134,6 +134,7 @@ class SnapshotFileApi(JSONErrorsOnly, APIView):
         },
     )
     def get(self, request: Request, snapshot_id: str) -> FileResponse:
+        """Downloads the snapshot's Parquet file (its creator only, while it lives)."""
         snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, client=api_client_of(request))
         path = selectors.snapshot_file(snapshot)
         response = FileResponse(path.open("rb"), content_type=files.MEDIA_TYPE)

@@ -5,8 +5,11 @@ and JSON answers. Nothing here knows an app's models, so consent's and retention
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.http import HttpResponse
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
@@ -56,9 +59,80 @@ def int_param(raw: str | None, *, name: str, default: int, low: int, high: int) 
     return int(raw)
 
 
-def iso(value: Any) -> str | None:
-    """A timestamp as the API writes it (UTC as Z), None as None."""
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+def iso(value: datetime | None) -> str | None:
+    """The one way the service writes an instant: RFC 3339 in UTC with microseconds and Z
+    (`2026-12-07T19:44:01.680772Z`), in answers, exports, receipts, webhooks and the admin's
+    JSON alike; None as None."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat(timespec="microseconds")
+    return text[:-6] + "Z"
+
+
+def iso_duration(value: timedelta | None) -> str | None:
+    """A duration as ISO 8601, as short as it goes: P30D, PT12H, P1DT0.5S; None as None."""
+    if value is None:
+        return None
+    sign = "-" if value < timedelta(0) else ""
+    value = abs(value)
+    days, seconds, micros = value.days, value.seconds, value.microseconds
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    time = ""
+    if hours:
+        time += f"{hours}H"
+    if minutes:
+        time += f"{minutes}M"
+    if seconds or micros:
+        time += f"{seconds}.{micros:06d}".rstrip("0").rstrip(".") + "S"
+    if not days and not time:
+        return "PT0S"
+    return f"{sign}P{f'{days}D' if days else ''}{f'T{time}' if time else ''}"
+
+
+class Instant(serializers.DateTimeField):
+    """DRF's DateTimeField, written by `iso` (DRF's own drops zero microseconds and years
+    before 1000 lose their padding under strftime)."""
+
+    def to_representation(self, value: Any) -> Any:
+        if isinstance(value, str) or value is None:
+            return value
+        return iso(value)
+
+
+# What no API string may hold: control characters (Unicode Cc: C0, DEL and C1) and lone
+# UTF-16 surrogates (a JSON "\ud800" escape), which no UTF-8 store can keep. consent.identity
+# applies the same class to subject identifiers.
+FORBIDDEN_CHARACTERS = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
+# Free text (a description, a reason) may also break lines and hold tabs.
+_FORBIDDEN_IN_PROSE = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
+SINGLE_LINE = RegexValidator(
+    re.compile(f"^[^{FORBIDDEN_CHARACTERS}]*$"),
+    message="Control characters are not allowed.",
+    code="control_characters",
+)
+PROSE = RegexValidator(
+    re.compile(f"^[^{_FORBIDDEN_IN_PROSE}]*$"),
+    message="Control characters other than tabs and line breaks are not allowed.",
+    code="control_characters",
+)
+
+
+class Text(serializers.CharField):
+    """A single-line string of the API: no control characters, stated in the schema as a
+    pattern, so the server refuses exactly what the schema excludes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(SINGLE_LINE)
+
+
+class Prose(serializers.CharField):
+    """Free text: like Text, but tabs and line breaks are allowed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(PROSE)
 
 
 def json_response(body: Any, status_code: int = 200) -> HttpResponse:

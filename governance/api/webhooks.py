@@ -41,6 +41,7 @@ class WebhookCreateApi(APIView):
         responses={201: OutputSerializer, **error_responses(400, 413, 415)},
     )
     def post(self, request: Request) -> Response:
+        """Subscribes a URL to outbox events; the signing secret is shown in this answer only."""
         data = validated(self.InputSerializer, request.data)
         subscription, secret = services.webhook_subscription_create(
             url=data["url"],

@@ -76,6 +76,8 @@ class PolicyListApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """Lists the retention policies, with each one's period, action and whether a hold stops
+        it."""
         return Response({"policies": PolicySerializer(selectors.policy_list(), many=True).data})
 
     @extend_schema(
@@ -84,6 +86,8 @@ class PolicyListApi(APIView):
         responses={201: PolicySerializer, **error_responses(400, 409)},
     )
     def post(self, request: Request) -> Response:
+        """Creates a retention policy for a registered target; the period is an ISO 8601 duration.
+        """
         data = validated(self.InputSerializer, request.data)
         policy = policies.policy_create(data=policies.PolicyInput(**data), actor=actor_of(request))
         return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
@@ -190,6 +194,7 @@ class RunDetailApi(APIView):
         responses={200: RunSerializer, **error_responses(404)},
     )
     def get(self, request: Request, run_id: str) -> Response:
+        """A retention run: its status and, per policy, rows examined, removed and held back."""
         run = selectors.run_get(run_id=_uuid(run_id))
         if run is None:
             raise NotFound()
@@ -217,9 +222,10 @@ class ErasureRequestApi(APIView):
         operation_id="erasure_requests_create",
         request=SubjectInputSerializer,
         responses={202: RequestAcceptedSerializer, **error_responses(400)},
-        description="The same answer whether or not the subject is known.",
     )
     def post(self, request: Request) -> Response:
+        """Starts erasure of a subject everywhere the service reaches. The same answer whether or
+        not the subject is known."""
         data = validated(SubjectInputSerializer, request.data)
         created = rights.erasure_request_create(
             subject_id=data["subject_id"], namespace=data["namespace"], actor=actor_of(request)
@@ -275,6 +281,8 @@ class AccessRequestApi(APIView):
         responses={202: RequestAcceptedSerializer, **error_responses(400)},
     )
     def post(self, request: Request) -> Response:
+        """Starts an access request (GDPR Art. 15): everything held about the subject, exportable
+        once ready."""
         data = validated(SubjectInputSerializer, request.data)
         created = rights.access_request_create(
             subject_id=data["subject_id"], namespace=data["namespace"], actor=actor_of(request)
@@ -303,6 +311,7 @@ class AccessDetailApi(APIView):
         },
     )
     def get(self, request: Request, request_id: str) -> Response:
+        """An access request's status and, once it is complete, its export."""
         found = selectors.access_request_get(request_id=_uuid(request_id))
         if found is None:
             raise NotFound()
