@@ -32,7 +32,15 @@ from consent.api.serializers import (
 from consent.identity import subject_key
 from consent.models import GivenBy, Subject
 from consent.receipts import receipt_signed
-from governance.api.common import actor_of, api_client_of, iso, validated
+from governance.api.common import (
+    DistinctList,
+    Instant,
+    Text,
+    actor_of,
+    api_client_of,
+    iso,
+    validated,
+)
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
@@ -127,8 +135,7 @@ class ConsentRecordApi(APIView):
         responses={201: RecordOutputSerializer, **error_responses(400, 409, 413, 415, 422)},
     )
     def post(self, request: Request) -> Response:
-        """Records a subject's decisions, one event per purpose, and answers with the receipt id.
-        """
+        """Records a subject's decisions, one event per purpose, and answers with the receipt id."""
         data = record_input_fast(request.data) or validated(self.InputSerializer, request.data)
         subject_id = data["subject_id"]
         answer = run_idempotent(
@@ -168,8 +175,8 @@ class SubjectConsentsApi(APIView):
         purpose = serializers.CharField()
         status = serializers.CharField()
         notice_version = serializers.IntegerField()
-        since = serializers.DateTimeField()
-        expires_at = serializers.DateTimeField(allow_null=True)
+        since = Instant()
+        expires_at = Instant(allow_null=True)
         current_notice_version = serializers.IntegerField()
         reconsent_required = serializers.BooleanField(
             help_text="A material notice version was published after this grant: checks deny "
@@ -221,7 +228,11 @@ class SubjectHistoryApi(APIView):
         operation_id="subject_history",
         parameters=[
             OpenApiParameter("cursor", str, required=False),
-            OpenApiParameter("limit", int, required=False, description="1 to 500, default 50"),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                required=False,
+            ),
         ],
         responses={
             200: inline_serializer(
@@ -258,8 +269,8 @@ class SubjectWithdrawApi(APIView):
 
     @extend_schema_serializer(component_name="WithdrawalInput")
     class InputSerializer(serializers.Serializer):
-        purposes = serializers.ListField(
-            child=serializers.CharField(max_length=64),
+        purposes = DistinctList(
+            child=Text(max_length=64),
             required=False,
             allow_empty=False,
             max_length=100,
@@ -278,7 +289,7 @@ class SubjectWithdrawApi(APIView):
     )
     def post(self, request: Request, subject_id: str) -> Response:
         """Withdraws a subject's consent to the purposes named (all of them when none is named)."""
-        data = validated(self.InputSerializer, request.data if request.data else {})
+        data = validated(self.InputSerializer, request.data)
 
         def produce() -> Answer:
             result = services.consent_withdraw(
@@ -362,7 +373,7 @@ class ReceiptDetailApi(APIView):
                 {
                     "receipt_id": serializers.UUIDField(),
                     "subject_id": serializers.CharField(allow_null=True),
-                    "recorded_at": serializers.DateTimeField(),
+                    "recorded_at": Instant(),
                     "events": serializers.ListField(child=serializers.DictField()),
                     "kantara": serializers.DictField(),
                     "record": serializers.DictField(help_text="ISO/IEC TS 27560 record fields."),

@@ -26,7 +26,15 @@ from rest_framework.views import APIView
 from consent.checks import selectors, services
 from consent.checks.inputs import as_of_parse
 from consent.decisions.services import data_use_for_check
-from governance.api.common import JSONErrorsOnly, actor_of, bool_param, iso, json_response
+from governance.api.common import (
+    Instant,
+    JSONErrorsOnly,
+    Text,
+    actor_of,
+    bool_param,
+    iso,
+    json_response,
+)
 from governance.api.parsers import json_parse, read_limited
 from governance.api.schema import error_responses
 from governance.errors import DomainError, InvalidRequest
@@ -76,10 +84,10 @@ class ChecksApi(APIView):
     @extend_schema_serializer(component_name="CheckInput")
     class InputSerializer(serializers.Serializer):
         # Documents the body; the view validates it in plain code (see check_services).
-        purpose = serializers.CharField()
-        subject_ids = serializers.ListField(child=serializers.CharField(), max_length=100_000)
-        as_of = serializers.DateTimeField(required=False)
-        data_use = serializers.CharField(required=False)
+        purpose = Text()
+        subject_ids = serializers.ListField(child=Text(), max_length=100_000)
+        as_of = Instant(required=False)
+        data_use = Text(required=False)
         explain = serializers.BooleanField(required=False, default=False)
         lineage = serializers.BooleanField(required=False, default=False)
 
@@ -92,7 +100,7 @@ class ChecksApi(APIView):
                 {
                     "decision_id": serializers.UUIDField(),
                     "purpose": serializers.CharField(),
-                    "as_of": serializers.DateTimeField(),
+                    "as_of": Instant(),
                     "allowed": serializers.ListField(child=serializers.CharField()),
                     "denied": serializers.ListField(child=serializers.CharField()),
                     "results": CheckResultSerializer,
@@ -218,7 +226,7 @@ class SubjectCheckApi(APIView):
                 {
                     "subject_id": serializers.CharField(),
                     "purpose": serializers.CharField(),
-                    "as_of": serializers.DateTimeField(allow_null=True),
+                    "as_of": Instant(allow_null=True),
                     "allowed": serializers.BooleanField(),
                     "reason": serializers.CharField(),
                     "event_id": serializers.UUIDField(allow_null=True),

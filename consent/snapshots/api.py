@@ -23,7 +23,16 @@ from consent.checks.api import body_blocks
 from consent.checks.inputs import as_of_parse
 from consent.identity import identifier_ok
 from consent.snapshots import files, selectors, services, uploads
-from governance.api.common import JSONErrorsOnly, actor_of, api_client_of, json_response, validated
+from governance.api.common import (
+    Instant,
+    InstantText,
+    JSONErrorsOnly,
+    Text,
+    actor_of,
+    api_client_of,
+    json_response,
+    validated,
+)
 from governance.api.schema import error_responses
 from governance.errors import InvalidRequest
 from governance.models import Scope
@@ -35,7 +44,7 @@ SnapshotSerializer = inline_serializer(
         "status": serializers.ChoiceField(["pending", "ready", "failed", "expired"]),
         "purpose": serializers.CharField(),
         "data_use": serializers.CharField(allow_null=True),
-        "as_of": serializers.DateTimeField(),
+        "as_of": Instant(),
         "namespace": serializers.CharField(),
         "key": serializers.ChoiceField(["identifier", "subject_key"]),
         "counts": inline_serializer(
@@ -44,7 +53,7 @@ SnapshotSerializer = inline_serializer(
         ),
         "default_allowed": serializers.BooleanField(),
         "file_sha256": serializers.CharField(allow_null=True),
-        "expires_at": serializers.DateTimeField(),
+        "expires_at": Instant(),
         "manifest": serializers.CharField(),
         "pseudonym_key": serializers.CharField(allow_null=True),
     },
@@ -55,9 +64,9 @@ class SnapshotCreateApi(APIView):
     required_scope = Scope.CHECKS
 
     class InputSerializer(serializers.Serializer):
-        purpose = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-        data_use = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-        as_of = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+        purpose = Text(required=False, allow_blank=True, allow_null=True)
+        data_use = Text(required=False, allow_blank=True, allow_null=True)
+        as_of = InstantText(required=False, allow_blank=True, allow_null=True)
         namespace = serializers.ChoiceField(["account"], required=False, default="account")
         key = serializers.ChoiceField(
             ["identifier", "subject_key"], required=False, default="identifier"

@@ -9,8 +9,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -101,28 +103,68 @@ class Instant(serializers.DateTimeField):
 
 
 # What no API string may hold: control characters (Unicode Cc: C0, DEL and C1) and lone
-# UTF-16 surrogates (a JSON "\ud800" escape), which no UTF-8 store can keep. consent.identity
+# UTF-16 surrogates (a JSON "\\ud800" escape), which no UTF-8 store can keep. consent.identity
 # applies the same class to subject identifiers.
 FORBIDDEN_CHARACTERS = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
-# Free text (a description, a reason) may also break lines and hold tabs.
-_FORBIDDEN_IN_PROSE = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
-SINGLE_LINE = RegexValidator(
-    re.compile(f"^[^{FORBIDDEN_CHARACTERS}]*$"),
-    message="Control characters are not allowed.",
-    code="control_characters",
+# The schema's pattern names the control characters alone: an ECMA regex in Unicode mode (as
+# JSON Schema validators read it) cannot name a surrogate, and JSON text meant for
+# interchange holds none.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+class _NoControlCharacters(RegexValidator):
+    """Refuses the characters of `forbidden` (a regex class's body) as a pattern the schema
+    shows (drf-spectacular reads RegexValidator.regex), and lone surrogates as well."""
+
+    def __init__(self, forbidden: str, message: str) -> None:
+        super().__init__(re.compile(f"^[^{forbidden}]*$"), message, code="control_characters")
+
+    def __call__(self, value: Any) -> None:
+        super().__call__(value)
+        if isinstance(value, str) and _SURROGATES.search(value):
+            raise ValidationError(self.message, code=self.code)
+
+
+SINGLE_LINE = _NoControlCharacters(CONTROL_CHARACTERS, "Control characters are not allowed.")
+# Free text (a description, a reason) may also hold tabs and break lines.
+PROSE = _NoControlCharacters(
+    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f",
+    "Control characters other than tabs and line breaks are not allowed.",
 )
-PROSE = RegexValidator(
-    re.compile(f"^[^{_FORBIDDEN_IN_PROSE}]*$"),
-    message="Control characters other than tabs and line breaks are not allowed.",
-    code="control_characters",
-)
+
+
+class Flag(serializers.BooleanField):
+    """A JSON boolean and nothing else (DRF's BooleanField also takes 1, "yes", "on")."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class DistinctList(serializers.ListField):
+    """A list whose items must differ: the schema says uniqueItems, and the service that
+    reads it refuses duplicates with its own error code."""
+
+
+@extend_schema_field({"type": "string", "format": "date-time"})
+class InstantText(serializers.CharField):
+    """An instant taken as text and parsed by the view (consent.checks.inputs.as_of_parse),
+    declared in the schema as the date-time it must be."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(SINGLE_LINE)
 
 
 class Text(serializers.CharField):
     """A single-line string of the API: no control characters, stated in the schema as a
-    pattern, so the server refuses exactly what the schema excludes."""
+    pattern, so the server refuses exactly what the schema excludes. Kept as sent (no
+    trimming: " " is a string of length 1, as the schema says, not a blank one)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
         self.validators.append(SINGLE_LINE)
 
@@ -131,6 +173,7 @@ class Prose(serializers.CharField):
     """Free text: like Text, but tabs and line breaks are allowed."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
         self.validators.append(PROSE)
 

@@ -10,7 +10,7 @@ from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from governance.api.common import FORBIDDEN_CHARACTERS
+from governance.api.common import CONTROL_CHARACTERS, DistinctList
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -69,6 +69,26 @@ class AutoSchema(openapi.AutoSchema):
         role = inner.removesuffix("Serializer")
         return view if role in ("Input", "Output") else view + role
 
+    def _map_serializer_field(
+        self, field: Any, direction: str, bypass_extensions: bool = False
+    ) -> Any:
+        """Lists say how many items the server takes: DRF's allow_empty=False, min_length and
+        max_length on a ListField or a many=True serializer become minItems and maxItems."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if not isinstance(field, serializers.ListSerializer | serializers.ListField):
+            return schema
+        if not isinstance(schema, dict) or schema.get("type") != "array":
+            return schema
+        low = max(getattr(field, "min_length", None) or 0, 0 if field.allow_empty else 1)
+        if low:
+            schema["minItems"] = max(schema.get("minItems", 0), low)
+        if isinstance(field, DistinctList):
+            schema["uniqueItems"] = True
+        high = getattr(field, "max_length", None)
+        if high is not None:
+            schema["maxItems"] = min(schema.get("maxItems", high), high)
+        return schema
+
 
 # The API's areas: the first pattern that matches an operation's path gives its tag. An
 # operation that names its own tags (extend_schema(tags=[...])) keeps them.
@@ -90,7 +110,7 @@ SUBJECT_ID_SCHEMA = {
     "type": "string",
     "minLength": 1,
     "maxLength": 255,
-    "pattern": f"^[^{FORBIDDEN_CHARACTERS}]*$".replace(r"\x", r"\u00"),
+    "pattern": f"^[^{CONTROL_CHARACTERS}]*$".replace(r"\x", r"\u00"),
 }
 
 _METHODS = {"get", "put", "post", "patch", "delete", "head", "options"}
@@ -139,7 +159,9 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: An
                     parameter["schema"] = dict(SUBJECT_ID_SCHEMA)
     schemas = result.get("components", {}).get("schemas", {})
     renames = {
-        old: _readable(old) for old in schemas if _readable(old) not in schemas or old == _readable(old)
+        old: _readable(old)
+        for old in schemas
+        if _readable(old) not in schemas or old == _readable(old)
     }
     renames = {old: new for old, new in renames.items() if old != new}
     if renames:

@@ -74,8 +74,7 @@ class ReadyzApi(APIView):
         auth=[],
     )
     def get(self, request: Request) -> Response:
-        """Readiness: the database, the cache and the broker answer; 503 naming those that do not.
-        """
+        """Readiness: the database, the cache and the broker answer; a 503 names those down."""
         checks: dict[str, str] = {}
         for name, check in (
             ("database", _check_database),
