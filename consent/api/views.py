@@ -39,6 +39,7 @@ from governance.api.common import (
     actor_of,
     api_client_of,
     iso,
+    iso_duration,
     validated,
 )
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
@@ -73,6 +74,7 @@ class PurposeListApi(APIView):
         dpv_concept = serializers.CharField()
         tcf_purpose_ids = serializers.ListField(child=serializers.IntegerField())
         data_categories = serializers.ListField(child=serializers.CharField())
+        consent_ttl = serializers.CharField(allow_null=True, help_text="ISO 8601, e.g. P365D")
         consent_ttl_days = serializers.FloatField(allow_null=True)
         gpc_opt_out = serializers.BooleanField()
         notice_version = serializers.IntegerField(allow_null=True)
@@ -96,6 +98,7 @@ class PurposeListApi(APIView):
                 "dpv_concept": p.dpv_concept,
                 "tcf_purpose_ids": p.tcf_purpose_ids,
                 "data_categories": p.data_categories,
+                "consent_ttl": iso_duration(p.consent_ttl),
                 "consent_ttl_days": p.consent_ttl.total_seconds() / 86400
                 if p.consent_ttl
                 else None,

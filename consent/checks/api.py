@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -226,7 +227,7 @@ class SubjectCheckApi(APIView):
                 {
                     "subject_id": serializers.CharField(),
                     "purpose": serializers.CharField(),
-                    "as_of": Instant(allow_null=True),
+                    "as_of": Instant(),
                     "allowed": serializers.BooleanField(),
                     "reason": serializers.CharField(),
                     "event_id": serializers.UUIDField(allow_null=True),
@@ -244,13 +245,16 @@ class SubjectCheckApi(APIView):
 def subject_check_response(subject_id: str, purpose: str, as_of_raw: str | None) -> HttpResponse:
     """The answer to one check. Shared by the DRF view and the lean path
     (governance.api.hot), so both answer alike; raises the same domain errors."""
-    as_of = as_of_parse(as_of_raw)
-    rule, verdict = selectors.check_one(identifier=subject_id, purpose_key=purpose, as_of=as_of)
+    now = timezone.now()
+    as_of = as_of_parse(as_of_raw, now=now)
+    rule, verdict = selectors.check_one(
+        identifier=subject_id, purpose_key=purpose, as_of=as_of, now=now
+    )
     return json_response(
         {
             "subject_id": subject_id,
             "purpose": rule.key,
-            "as_of": iso(as_of),
+            "as_of": iso(as_of or now),  # the instant the answer holds for, given or not
             "allowed": verdict.allowed,
             "reason": verdict.reason,
             "event_id": verdict.event_id,

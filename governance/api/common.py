@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -59,6 +59,14 @@ def int_param(raw: str | None, *, name: str, default: int, low: int, high: int) 
             f"{name} must be an integer from {low} to {high}.", detail={"field": name}
         )
     return int(raw)
+
+
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 
 
 def iso(value: datetime | None) -> str | None:
@@ -141,6 +149,14 @@ class Flag(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return data
+
+
+@extend_schema_field({"type": "string", "format": "duration", "example": "P30D"})
+class Duration(serializers.DurationField):
+    """A duration as ISO 8601, in (Django's parse_duration reads it) and out (iso_duration)."""
+
+    def to_representation(self, value: timedelta) -> str:
+        return iso_duration(value) or ""
 
 
 class DistinctList(serializers.ListField):

@@ -61,7 +61,7 @@ class AutoSchema(openapi.AutoSchema):
     spectacular's), `SnapshotCreateApi.OutputSerializer` is `SnapshotCreate`, so two views'
     `InputSerializer`s never share one component."""
 
-    def get_serializer_name(self, serializer: Any, direction: str) -> str:
+    def get_serializer_name(self, serializer: Any, direction: Any) -> str:
         outer, _, inner = type(serializer).__qualname__.rpartition(".")
         if not outer or "<locals>" in outer:
             return str(super().get_serializer_name(serializer, direction))

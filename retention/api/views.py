@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent.api.serializers import SubjectIdField
-from governance.api.common import Flag, Instant, Text, actor_of, validated
+from governance.api.common import Duration, Flag, Instant, Text, actor_of, validated
 from governance.api.schema import error_responses
 from governance.errors import NotFound
 from governance.models import Scope
@@ -33,7 +33,7 @@ class PolicySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     target = serializers.CharField()
-    keep_for = serializers.DurationField()
+    keep_for = Duration()
     keep_for_days = serializers.SerializerMethodField()
     action = serializers.CharField()
     condition = serializers.JSONField()
