@@ -37,9 +37,7 @@ def test_every_operation_has_an_area_a_summary_and_a_description():
 
 def test_component_names_read_well():
     names = _schema()["components"]["schemas"]
-    clumsy = [
-        n for n in names if n in ("Input", "Output", "InputRequest") or "RequestRequest" in n
-    ]
+    clumsy = [n for n in names if n in ("Input", "Output", "InputRequest") or "RequestRequest" in n]
     assert not clumsy
     assert not [n for n in names if n.endswith("InputRequest")]
 
