@@ -11,7 +11,7 @@ QUIET_ENV := $(RUN_ENV) LOG_LEVEL=WARNING
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
 .PHONY: help install run test lint fmt docs bench services migrate clean enrol-totp key \
-	admin-password
+	admin-password fuzz
 
 help:
 	@echo "make run    - install, migrate, seed demo data, serve on http://127.0.0.1:$(PORT)"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint   - ruff and mypy";  echo "make fmt    - ruff format and fix"
 	@echo "make docs   - build the documentation site (docs/, mkdocs.yml) strictly into var/site"
 	@echo "make bench  - benchmarks in bench/ (needs PostgreSQL)"
+	@echo "make fuzz   - schemathesis over the API, longer than the suite's run (FUZZ_EXAMPLES, FUZZ_SEED)"
 	@echo "make services - start PostgreSQL and Redis if they are not answering"
 	@echo "make browser  - install Chromium, chromedriver and the examples' npm packages"
 	@echo "make nginx    - install Debian's nginx (tests/test_nginx.py runs it in front of gunicorn)"
@@ -80,6 +81,14 @@ docs: install
 
 test: install services lint
 	$(TEST_ENV) $(UV) run --frozen pytest
+
+# The suite runs tests/test_openapi_fuzz.py with 25 examples per operation and a fixed seed;
+# this runs the same test with more examples (and, with FUZZ_SEED, another seed).
+FUZZ_EXAMPLES ?= 300
+FUZZ_SEED ?= 16
+fuzz: install services
+	$(TEST_ENV) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) \
+	  $(UV) run --frozen pytest tests/test_openapi_fuzz.py -p no:cacheprovider
 
 bench: install services
 	$(TEST_ENV) $(PY) bench/run_all.py

@@ -17,14 +17,16 @@ from django.conf import settings
 
 from consent.errors import InvalidSubjectId
 from governance import crypto
+from governance.api.common import FORBIDDEN_CHARACTERS
 from governance.errors import InvalidRequest
 
 MAX_IDENTIFIER_LENGTH = 255
 
 # Control characters (Unicode category Cc: C0, DEL and C1, so U+0085 too) and UTF-16
 # surrogates, which a JSON "\ud800" escape yields and which no UTF-8 encoding (so no keyed
-# hash, no ciphertext) can hold. One compiled class, so many ids cost one C-level scan.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# hash, no ciphertext) can hold: the class every API string refuses (the schema's pattern).
+# One compiled class, so many ids cost one C-level scan.
+_FORBIDDEN = re.compile(f"[{FORBIDDEN_CHARACTERS}]")
 
 
 def identifier_ok(value: object) -> bool:

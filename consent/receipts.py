@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from consent.models import ConsentContext, ConsentEvent, IndicationMethod, LegalBasis
+from governance.api.common import iso
 from governance.signing import TYP_CONSENT_RECEIPT, jws_sign, jws_verify
 
 KANTARA_VERSION = "KI-CR-v1.1.0"
@@ -81,8 +82,8 @@ def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> 
             {
                 "purpose": e.decided_purpose.key,
                 "state": _DPV_STATE.get(e.action, e.action),
-                "timestamp": e.effective_at.isoformat(),
-                "valid_until": e.expires_at.isoformat() if e.expires_at else None,
+                "timestamp": iso(e.effective_at),
+                "valid_until": iso(e.expires_at),
                 "expressed_by": e.given_by,
                 "consent_type": "dpv:ExpressedConsent",
                 "indication_method": e.indication_method,
@@ -114,7 +115,7 @@ def receipt_build(
                 "consentType": "EXPLICIT",
                 "piiCategory": list(p.data_categories),
                 "primaryPurpose": p.legal_basis == LegalBasis.CONTRACT,
-                "termination": e.expires_at.isoformat() if e.expires_at else "on withdrawal",
+                "termination": iso(e.expires_at) if e.expires_at else "on withdrawal",
                 "thirdPartyDisclosure": False,
                 "thirdPartyName": "",
                 "legalBasis": p.legal_basis,
@@ -125,7 +126,7 @@ def receipt_build(
     return {
         "receipt_id": str(first.receipt_id),
         "subject_id": subject_id,
-        "recorded_at": first.recorded_at.isoformat(),
+        "recorded_at": iso(first.recorded_at),
         "events": [
             {
                 "event_id": str(e.id),
@@ -133,8 +134,8 @@ def receipt_build(
                 "action": e.action,
                 "notice_version": e.notice_version,
                 "language": e.language,
-                "effective_at": e.effective_at.isoformat(),
-                "expires_at": e.expires_at.isoformat() if e.expires_at else None,
+                "effective_at": iso(e.effective_at),
+                "expires_at": iso(e.expires_at),
                 "source": e.source,
                 "indication_method": e.indication_method,
                 "given_by": e.given_by,

@@ -26,6 +26,7 @@ from consent.ledger.store import Rows, SubjectRef
 from consent.ledger.write import Write, ledger_store, rectified_event_build
 from consent.models import GivenBy, IndicationMethod, Source, Subject
 from governance.actors import Actor
+from governance.api.common import iso
 from governance.audit import audit_build
 from governance.errors import NotFound
 from governance.models import IdempotencyRecord
@@ -121,7 +122,7 @@ def subject_rectify(
                 "namespace": namespace,
                 "old_subject_key": old_key,
                 "new_subject_key": new_key,
-                "rectified_at": moment.isoformat(),
+                "rectified_at": iso(moment),
             },
             subject_key=new_key,
             subject_identifier=new_subject_id,

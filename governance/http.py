@@ -7,6 +7,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from governance.errors import error_body
 
@@ -29,8 +30,10 @@ def safe_methods_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
     return wrapper
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """Catch-all under /api/: JSON even when DEBUG would show Django's HTML page."""
+    """Catch-all under /api/: JSON even when DEBUG would show Django's HTML page, and for
+    every method (a POST would otherwise meet the CSRF check's HTML 403 first)."""
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 

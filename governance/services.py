@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from governance import crypto, webhooks
 from governance.actors import Actor
+from governance.api.common import iso
 from governance.audit import audit_record
 from governance.errors import InvalidRequest
 from governance.keys import display_prefix, generate_key, hash_key
@@ -241,7 +242,7 @@ def _delivery_body(delivery: WebhookDelivery) -> bytes:
     body = {
         "id": str(event.id),
         "type": event.event_type,
-        "created_at": event.created_at.isoformat(),
+        "created_at": iso(event.created_at),
         "seq": event.seq,
         "subject": {"key": event.subject_key, "id": identifier} if event.subject_key else None,
         "data": event.payload,

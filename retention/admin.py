@@ -30,6 +30,7 @@ from consent.person.registry import (
 from governance.actors import Actor
 from governance.admin import HistoryAdmin as ReadOnlyAdmin
 from governance.admin_audit import staff_access_audit
+from governance.api.common import iso
 from governance.errors import DomainError
 from retention import selectors
 from retention.models import (
@@ -563,10 +564,10 @@ def _requests_export(model: Any) -> Any:
             {
                 "id": str(r.pk),
                 "status": r.status,
-                "created_at": r.created_at.isoformat(),
-                "due_at": r.due_at.isoformat(),
-                "extended_at": r.extended_at.isoformat() if r.extended_at else None,
-                "completed_at": r.completed_at.isoformat() if r.completed_at else None,
+                "created_at": iso(r.created_at),
+                "due_at": iso(r.due_at),
+                "extended_at": iso(r.extended_at),
+                "completed_at": iso(r.completed_at),
             }
             for r in _requests_of(model, subject)["requests"]
         ]
@@ -613,8 +614,8 @@ person_section_register(
                 "id": h.pk,
                 "reason": h.reason,
                 "created_by": h.created_by,
-                "created_at": h.created_at.isoformat(),
-                "released_at": h.released_at.isoformat() if h.released_at else None,
+                "created_at": iso(h.created_at),
+                "released_at": iso(h.released_at),
             }
             for h in _holds_of(subject)
         ],

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 from rest_framework.fields import empty
 
 from consent.identity import MAX_IDENTIFIER_LENGTH, identifier_ok, validate_identifier
 from consent.models import ConsentEvent, GivenBy, IndicationMethod, Source
+from governance.api.common import SINGLE_LINE, Instant, Text, iso
 
 
 class SubjectIdField(serializers.CharField):
@@ -22,6 +24,7 @@ class SubjectIdField(serializers.CharField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", MAX_IDENTIFIER_LENGTH)
         super().__init__(trim_whitespace=False, allow_blank=False, **kwargs)
+        self.validators.append(SINGLE_LINE)  # the schema's pattern; run_validation decides
 
     def run_validation(self, data: Any = empty) -> Any:
         if data is empty:
@@ -30,7 +33,7 @@ class SubjectIdField(serializers.CharField):
 
 
 class DecisionSerializer(serializers.Serializer):
-    purpose = serializers.CharField(max_length=64)
+    purpose = Text(max_length=64)
     granted = serializers.BooleanField()
     notice_version = serializers.IntegerField(min_value=1, required=False, allow_null=True)
 
@@ -42,11 +45,9 @@ class DecisionSerializer(serializers.Serializer):
 
 
 class ContextSerializer(serializers.Serializer):
-    locale = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
-    jurisdiction = serializers.CharField(
-        max_length=32, required=False, allow_blank=True, default=""
-    )
-    page = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    locale = Text(max_length=16, required=False, allow_blank=True, default="")
+    jurisdiction = Text(max_length=32, required=False, allow_blank=True, default="")
+    page = Text(max_length=2000, required=False, allow_blank=True, default="")
 
 
 API_SOURCES = [Source.API, Source.BANNER, Source.IMPORT]
@@ -58,22 +59,14 @@ class RecordedEventSerializer(serializers.Serializer):
     purpose = serializers.CharField(source="purpose.key")
     action = serializers.CharField()
     notice_version = serializers.IntegerField()
-    expires_at = serializers.DateTimeField(allow_null=True)
+    expires_at = Instant(allow_null=True)
 
 
 class RecordOutputSerializer(serializers.Serializer):
     receipt_id = serializers.UUIDField(allow_null=True)
     subject_id = serializers.CharField()
-    recorded_at = serializers.DateTimeField()
+    recorded_at = Instant()
     events = RecordedEventSerializer(many=True)
-
-
-def _iso(value: datetime | None) -> str | None:
-    """What DRF's DateTimeField renders: ISO 8601 in UTC, with Z for +00:00."""
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def record_output(
@@ -85,14 +78,14 @@ def record_output(
     return {
         "receipt_id": str(receipt_id) if receipt_id is not None else None,
         "subject_id": subject_id,
-        "recorded_at": _iso(recorded_at),
+        "recorded_at": iso(recorded_at),
         "events": [
             {
                 "event_id": str(e.id),
                 "purpose": e.purpose.key,
                 "action": e.action,
                 "notice_version": e.notice_version,
-                "expires_at": _iso(e.expires_at),
+                "expires_at": iso(e.expires_at),
             }
             for e in events
         ],
@@ -100,12 +93,12 @@ def record_output(
 
 
 def _plain_text(value: Any, max_length: int, *, blank: bool = False) -> bool:
-    """A string a CharField keeps exactly as it is: ASCII (no surrogates), no NUL, no edge
-    whitespace to trim, within its length."""
+    """A string a Text field keeps exactly as it is: printable ASCII (no surrogates, no
+    control characters), no edge whitespace to trim, within its length."""
     return (
         isinstance(value, str)
         and value.isascii()
-        and "\x00" not in value
+        and value.isprintable()
         and len(value) <= max_length
         and (blank or value != "")
         and value == value.strip()
@@ -175,6 +168,10 @@ def record_input_fast(data: Any) -> dict[str, Any] | None:
 
 
 class HistoryEventSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: Instant,
+    }
     event_id = serializers.UUIDField(source="id")
     # Null for a `rectified` event (the identifier changed; no purpose).
     purpose = serializers.CharField(source="purpose.key", allow_null=True)

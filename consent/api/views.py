@@ -32,7 +32,16 @@ from consent.api.serializers import (
 from consent.identity import subject_key
 from consent.models import GivenBy, Subject
 from consent.receipts import receipt_signed
-from governance.api.common import actor_of, api_client_of, iso, validated
+from governance.api.common import (
+    DistinctList,
+    Instant,
+    Text,
+    actor_of,
+    api_client_of,
+    iso,
+    iso_duration,
+    validated,
+)
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.errors import InvalidRequest, NotFound
 from governance.idempotency import Answer, fingerprint, run_idempotent
@@ -65,6 +74,7 @@ class PurposeListApi(APIView):
         dpv_concept = serializers.CharField()
         tcf_purpose_ids = serializers.ListField(child=serializers.IntegerField())
         data_categories = serializers.ListField(child=serializers.CharField())
+        consent_ttl = serializers.CharField(allow_null=True, help_text="ISO 8601, e.g. P365D")
         consent_ttl_days = serializers.FloatField(allow_null=True)
         gpc_opt_out = serializers.BooleanField()
         notice_version = serializers.IntegerField(allow_null=True)
@@ -77,6 +87,8 @@ class PurposeListApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """Lists the active purposes with their legal basis, current notice version and consent
+        lifetime."""
         rows = [
             {
                 "key": p.key,
@@ -86,6 +98,7 @@ class PurposeListApi(APIView):
                 "dpv_concept": p.dpv_concept,
                 "tcf_purpose_ids": p.tcf_purpose_ids,
                 "data_categories": p.data_categories,
+                "consent_ttl": iso_duration(p.consent_ttl),
                 "consent_ttl_days": p.consent_ttl.total_seconds() / 86400
                 if p.consent_ttl
                 else None,
@@ -125,6 +138,7 @@ class ConsentRecordApi(APIView):
         responses={201: RecordOutputSerializer, **error_responses(400, 409, 413, 415, 422)},
     )
     def post(self, request: Request) -> Response:
+        """Records a subject's decisions, one event per purpose, and answers with the receipt id."""
         data = record_input_fast(request.data) or validated(self.InputSerializer, request.data)
         subject_id = data["subject_id"]
         answer = run_idempotent(
@@ -164,8 +178,8 @@ class SubjectConsentsApi(APIView):
         purpose = serializers.CharField()
         status = serializers.CharField()
         notice_version = serializers.IntegerField()
-        since = serializers.DateTimeField()
-        expires_at = serializers.DateTimeField(allow_null=True)
+        since = Instant()
+        expires_at = Instant(allow_null=True)
         current_notice_version = serializers.IntegerField()
         reconsent_required = serializers.BooleanField(
             help_text="A material notice version was published after this grant: checks deny "
@@ -183,6 +197,8 @@ class SubjectConsentsApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
+        """A subject's current consent per purpose: status, notice version, since when and until
+        when."""
         return Response(subject_consents_body(subject_id))
 
 
@@ -215,7 +231,11 @@ class SubjectHistoryApi(APIView):
         operation_id="subject_history",
         parameters=[
             OpenApiParameter("cursor", str, required=False),
-            OpenApiParameter("limit", int, required=False, description="1 to 500, default 50"),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                required=False,
+            ),
         ],
         responses={
             200: inline_serializer(
@@ -230,6 +250,7 @@ class SubjectHistoryApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str) -> Response:
+        """A subject's consent events, oldest first, with their chain hashes, a page at a time."""
         raw_limit = request.query_params.get("limit", "50")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
             raise InvalidRequest("limit must be an integer from 1 to 500.")
@@ -251,8 +272,8 @@ class SubjectWithdrawApi(APIView):
 
     @extend_schema_serializer(component_name="WithdrawalInput")
     class InputSerializer(serializers.Serializer):
-        purposes = serializers.ListField(
-            child=serializers.CharField(max_length=64),
+        purposes = DistinctList(
+            child=Text(max_length=64),
             required=False,
             allow_empty=False,
             max_length=100,
@@ -270,7 +291,8 @@ class SubjectWithdrawApi(APIView):
         },
     )
     def post(self, request: Request, subject_id: str) -> Response:
-        data = validated(self.InputSerializer, request.data if request.data else {})
+        """Withdraws a subject's consent to the purposes named (all of them when none is named)."""
+        data = validated(self.InputSerializer, request.data)
 
         def produce() -> Answer:
             result = services.consent_withdraw(
@@ -354,7 +376,7 @@ class ReceiptDetailApi(APIView):
                 {
                     "receipt_id": serializers.UUIDField(),
                     "subject_id": serializers.CharField(allow_null=True),
-                    "recorded_at": serializers.DateTimeField(),
+                    "recorded_at": Instant(),
                     "events": serializers.ListField(child=serializers.DictField()),
                     "kantara": serializers.DictField(),
                     "record": serializers.DictField(help_text="ISO/IEC TS 27560 record fields."),
@@ -368,6 +390,7 @@ class ReceiptDetailApi(APIView):
         },
     )
     def get(self, request: Request, receipt_id: str) -> Response:
+        """A consent receipt: its events, as Kantara v1.1 and ISO/IEC TS 27560, signed (JWS)."""
         try:
             parsed = uuid.UUID(receipt_id)
         except ValueError as exc:

@@ -33,7 +33,7 @@ from consent.identity import subject_key
 from consent.models import IndicationMethod, Property, Subject
 from consent.reports.services import banner_shown_count
 from consent.subject_tokens import subject_token_mint, subject_token_verify
-from governance.api.common import actor_of, api_client_of, iso, validated
+from governance.api.common import Instant, Text, actor_of, api_client_of, iso, validated
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
 from governance.http import safe_methods_only
 from governance.idempotency import Answer, fingerprint, run_idempotent
@@ -180,8 +180,8 @@ class BannerConsentApi(BannerApi):
 
     @extend_schema_serializer(component_name="BannerConsentsRequest")
     class InputSerializer(serializers.Serializer):
-        device_id = serializers.CharField(max_length=128, required=False, allow_null=True)
-        subject_token = serializers.CharField(max_length=2048, required=False, allow_null=True)
+        device_id = Text(max_length=128, required=False, allow_null=True)
+        subject_token = Text(max_length=2048, required=False, allow_null=True)
         decisions = DecisionSerializer(many=True, allow_empty=True, max_length=100)  # type: ignore[call-arg]
         indication_method = serializers.ChoiceField(
             choices=[IndicationMethod.BUTTON, IndicationMethod.CHECKBOX],
@@ -197,14 +197,14 @@ class BannerConsentApi(BannerApi):
         action = serializers.CharField()
         source = serializers.CharField()  # type: ignore[assignment]
         notice_version = serializers.IntegerField()
-        expires_at = serializers.DateTimeField(allow_null=True)
+        expires_at = Instant(allow_null=True)
         receipt_id = serializers.UUIDField()
 
     @extend_schema_serializer(component_name="BannerConsents")
     class OutputSerializer(serializers.Serializer):
         device_id = serializers.CharField(allow_null=True)
         subject = serializers.CharField(source="subject_namespace")
-        recorded_at = serializers.DateTimeField()
+        recorded_at = Instant()
         receipt_ids = serializers.ListField(child=serializers.UUIDField())
         events = serializers.ListField(child=serializers.DictField())
         carried = serializers.ListField(child=serializers.CharField())
@@ -282,8 +282,8 @@ class BannerLinkApi(BannerApi):
 
     @extend_schema_serializer(component_name="BannerLinkRequest")
     class InputSerializer(serializers.Serializer):
-        device_id = serializers.CharField(max_length=128)
-        subject_token = serializers.CharField(max_length=2048)
+        device_id = Text(max_length=128)
+        subject_token = Text(max_length=2048)
 
     @extend_schema(
         operation_id="banner_link",
@@ -334,7 +334,7 @@ class SubjectTokenApi(APIView):
     @extend_schema_serializer(component_name="SubjectToken")
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
-        expires_at = serializers.DateTimeField()
+        expires_at = Instant()
 
     @extend_schema(
         operation_id="subject_tokens_mint",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -26,7 +27,15 @@ from rest_framework.views import APIView
 from consent.checks import selectors, services
 from consent.checks.inputs import as_of_parse
 from consent.decisions.services import data_use_for_check
-from governance.api.common import JSONErrorsOnly, actor_of, bool_param, iso, json_response
+from governance.api.common import (
+    Instant,
+    JSONErrorsOnly,
+    Text,
+    actor_of,
+    bool_param,
+    iso,
+    json_response,
+)
 from governance.api.parsers import json_parse, read_limited
 from governance.api.schema import error_responses
 from governance.errors import DomainError, InvalidRequest
@@ -76,10 +85,10 @@ class ChecksApi(APIView):
     @extend_schema_serializer(component_name="CheckInput")
     class InputSerializer(serializers.Serializer):
         # Documents the body; the view validates it in plain code (see check_services).
-        purpose = serializers.CharField()
-        subject_ids = serializers.ListField(child=serializers.CharField(), max_length=100_000)
-        as_of = serializers.DateTimeField(required=False)
-        data_use = serializers.CharField(required=False)
+        purpose = Text()
+        subject_ids = serializers.ListField(child=Text(), max_length=100_000)
+        as_of = Instant(required=False)
+        data_use = Text(required=False)
         explain = serializers.BooleanField(required=False, default=False)
         lineage = serializers.BooleanField(required=False, default=False)
 
@@ -92,7 +101,7 @@ class ChecksApi(APIView):
                 {
                     "decision_id": serializers.UUIDField(),
                     "purpose": serializers.CharField(),
-                    "as_of": serializers.DateTimeField(),
+                    "as_of": Instant(),
                     "allowed": serializers.ListField(child=serializers.CharField()),
                     "denied": serializers.ListField(child=serializers.CharField()),
                     "results": CheckResultSerializer,
@@ -218,7 +227,7 @@ class SubjectCheckApi(APIView):
                 {
                     "subject_id": serializers.CharField(),
                     "purpose": serializers.CharField(),
-                    "as_of": serializers.DateTimeField(allow_null=True),
+                    "as_of": Instant(),
                     "allowed": serializers.BooleanField(),
                     "reason": serializers.CharField(),
                     "event_id": serializers.UUIDField(allow_null=True),
@@ -228,19 +237,24 @@ class SubjectCheckApi(APIView):
         },
     )
     def get(self, request: Request, subject_id: str, purpose: str) -> HttpResponse:
+        """May this subject's data be used for this purpose, now or as of an instant? The answer
+        explains itself."""
         return subject_check_response(subject_id, purpose, request.query_params.get("as_of"))
 
 
 def subject_check_response(subject_id: str, purpose: str, as_of_raw: str | None) -> HttpResponse:
     """The answer to one check. Shared by the DRF view and the lean path
     (governance.api.hot), so both answer alike; raises the same domain errors."""
-    as_of = as_of_parse(as_of_raw)
-    rule, verdict = selectors.check_one(identifier=subject_id, purpose_key=purpose, as_of=as_of)
+    now = timezone.now()
+    as_of = as_of_parse(as_of_raw, now=now)
+    rule, verdict = selectors.check_one(
+        identifier=subject_id, purpose_key=purpose, as_of=as_of, now=now
+    )
     return json_response(
         {
             "subject_id": subject_id,
             "purpose": rule.key,
-            "as_of": iso(as_of),
+            "as_of": iso(as_of or now),  # the instant the answer holds for, given or not
             "allowed": verdict.allowed,
             "reason": verdict.reason,
             "event_id": verdict.event_id,

@@ -20,12 +20,13 @@ def purpose_rule_get(key: Any) -> PurposeRule:
 
 
 def check_one(
-    *, identifier: str, purpose_key: str, as_of: datetime | None
+    *, identifier: str, purpose_key: str, as_of: datetime | None, now: datetime | None = None
 ) -> tuple[PurposeRule, Verdict]:
     """One subject's answer (on PostgreSQL one prepared query: purpose, its material
-    notices, subject and standing together), then the decision rule."""
+    notices, subject and standing together), then the decision rule, at `as_of` or else
+    `now` (default: the clock)."""
     identity.validate_identifier(identifier)
-    at = as_of or timezone.now()
+    at = as_of or now or timezone.now()
     rule, verdict = facts_for(connection).one(
         identity.subject_key(identifier), purpose_key, at=at, as_of=as_of is not None
     )

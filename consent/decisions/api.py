@@ -22,7 +22,10 @@ from rest_framework.views import APIView
 from consent.decisions import selectors, services
 from consent.models import Decision
 from governance.api.common import (
+    Instant,
     JSONErrorsOnly,
+    Prose,
+    Text,
     actor_of,
     api_client_of,
     int_param,
@@ -50,7 +53,7 @@ class DataUseOutputSerializer(serializers.Serializer):
     recipients = serializers.ListField(child=serializers.CharField())
     datasets = serializers.ListField(child=serializers.CharField())
     active = serializers.BooleanField()
-    created_at = serializers.DateTimeField()
+    created_at = Instant()
 
 
 class DataUseListApi(APIView):
@@ -59,19 +62,15 @@ class DataUseListApi(APIView):
     @extend_schema_serializer(component_name="DataUseInput")
     class InputSerializer(serializers.Serializer):
         key = serializers.SlugField(max_length=64)
-        name = serializers.CharField(max_length=200)
-        purpose = serializers.CharField(max_length=64)
-        owner = serializers.CharField(max_length=200, required=False, default="")
-        description = serializers.CharField(required=False, default="", allow_blank=True)
+        name = Text(max_length=200)
+        purpose = Text(max_length=64)
+        owner = Text(max_length=200, required=False, default="")
+        description = Prose(required=False, default="", allow_blank=True)
         data_categories = serializers.ListField(
-            child=serializers.CharField(max_length=120), required=False, default=list
+            child=Text(max_length=120), required=False, default=list
         )
-        recipients = serializers.ListField(
-            child=serializers.CharField(max_length=200), required=False, default=list
-        )
-        datasets = serializers.ListField(
-            child=serializers.CharField(max_length=300), required=False, default=list
-        )
+        recipients = serializers.ListField(child=Text(max_length=200), required=False, default=list)
+        datasets = serializers.ListField(child=Text(max_length=300), required=False, default=list)
 
     @extend_schema(
         operation_id="data_uses_list",
@@ -83,6 +82,7 @@ class DataUseListApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """Lists the registered data uses (records of processing)."""
         rows = selectors.data_use_list()
         return Response({"data_uses": DataUseOutputSerializer(rows, many=True).data})
 
@@ -92,6 +92,8 @@ class DataUseListApi(APIView):
         responses={201: DataUseOutputSerializer, **error_responses(400, 409, 413, 415)},
     )
     def post(self, request: Request) -> Response:
+        """Registers a data use: a processing activity for one purpose, with owner, categories,
+        recipients and datasets."""
         data = validated(self.InputSerializer, request.data)
         data_use = services.data_use_create(
             key=data["key"],
@@ -178,11 +180,11 @@ DecisionSerializer = inline_serializer(
     "Decision",
     {
         "decision_id": serializers.UUIDField(),
-        "created_at": serializers.DateTimeField(),
+        "created_at": Instant(),
         "client": serializers.CharField(),
         "data_use": serializers.CharField(allow_null=True),
         "purpose": serializers.CharField(),
-        "as_of": serializers.DateTimeField(),
+        "as_of": Instant(),
         "as_of_requested": serializers.BooleanField(),
         "mode": serializers.CharField(),
         "status": serializers.CharField(),

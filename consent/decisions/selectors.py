@@ -17,6 +17,7 @@ from consent import identity
 from consent.checks.gather import facts_for
 from consent.models import DataUse, Decision, DecisionLineage, Subject
 from governance.actors import Actor
+from governance.api.common import iso
 from governance.errors import NotFound
 from governance.models import ApiClient, Scope
 
@@ -165,7 +166,7 @@ def data_use_export_rows() -> list[dict[str, Any]]:
             "recipients": list(du.recipients),
             "datasets": list(du.datasets),
             "active": du.active,
-            "created_at": du.created_at.isoformat(),
+            "created_at": iso(du.created_at),
             **{k: v for columns in RECORD_OF_PROCESSING_COLUMNS for k, v in columns(du).items()},
         }
         for du in data_use_list()

@@ -20,6 +20,7 @@ from consent.errors import (
 )
 from consent.models import DataUse, Decision, DecisionLineage, Purpose, Subject
 from governance.actors import Actor
+from governance.api.common import iso
 from governance.audit import audit_record
 from governance.errors import InvalidRequest
 
@@ -130,7 +131,7 @@ def decision_audit(actor: Actor, decision: Decision, purpose_key: str) -> None:
             "data_use": decision.data_use.key if decision.data_use else None,
             "total": decision.total,
             "allowed": decision.allowed_count,
-            "as_of": decision.as_of.isoformat() if decision.as_of_requested else None,
+            "as_of": iso(decision.as_of) if decision.as_of_requested else None,
             "lineage": decision.lineage,
             "id_set_digest": decision.id_set_digest,
         },

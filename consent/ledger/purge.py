@@ -26,6 +26,7 @@ from consent.models import (
     SubjectKeyChange,
     SubjectTombstone,
 )
+from governance.api.common import iso
 from governance.db import PerDatabase
 
 
@@ -107,7 +108,7 @@ def subject_history_purge(
             subject=subject, reason=reason, removed_elsewhere=removed_elsewhere or {}
         )
         changes = SubjectKeyChange.objects.filter(subject_id=subject.pk).order_by("from_seq")
-        former = [{"key": c.old_key, "until": c.created_at.isoformat()} for c in changes]
+        former = [{"key": c.old_key, "until": iso(c.created_at)} for c in changes]
         if former:
             tombstone.former_keys = former
             tombstone.save(update_fields=["former_keys"])

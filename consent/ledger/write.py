@@ -36,6 +36,7 @@ from consent.models import (
     SubjectKeyChange,
 )
 from governance.actors import Actor
+from governance.api.common import iso
 from governance.audit import audit_build
 from governance.db import PerDatabase
 from governance.metrics import consent_events_count
@@ -213,9 +214,9 @@ def event_payload(event: ConsentEvent) -> dict[str, Any]:
         "purpose": event.decided_purpose.key,
         "action": event.action,
         "notice_version": event.notice_version,
-        "effective_at": event.effective_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "expires_at": event.expires_at.isoformat() if event.expires_at else None,
+        "effective_at": iso(event.effective_at),
+        "recorded_at": iso(event.recorded_at),
+        "expires_at": iso(event.expires_at),
         "source": event.source,
         "receipt_id": str(event.receipt_id),
     }

@@ -30,6 +30,7 @@ from consent.models import (
     SubjectNote,
 )
 from governance import crypto
+from governance.api.common import iso
 
 HISTORY_PER_PAGE = 25
 
@@ -198,13 +199,13 @@ def person_history_rows(*, subject: Subject, chain: ChainStatus) -> list[dict[st
     return [
         {
             "seq": e.seq,
-            "effective_at": e.effective_at.isoformat(),
-            "recorded_at": e.recorded_at.isoformat(),
+            "effective_at": iso(e.effective_at),
+            "recorded_at": iso(e.recorded_at),
             "purpose": e.purpose.key if e.purpose else None,
             "action": e.action,
             "notice_version": e.notice_version,
             "language": e.language,
-            "expires_at": e.expires_at.isoformat() if e.expires_at else None,
+            "expires_at": iso(e.expires_at),
             "source": e.source,
             "indication_method": e.indication_method,
             "given_by": e.given_by,
@@ -220,29 +221,25 @@ def person_history_rows(*, subject: Subject, chain: ChainStatus) -> list[dict[st
     ]
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
 def person_record(*, subject: Subject, now: datetime | None = None) -> dict[str, Any]:
     """The person's record as consent knows it (the download; other apps add their parts)."""
     chain = person_chain(subject=subject)
     return {
         "format": "consent-governance-person-record/1",
-        "generated_at": (now or timezone.now()).isoformat(),
+        "generated_at": iso(now or timezone.now()),
         "subject": {
             "identifier": identifier_or_erased(subject),
             "namespace": subject.namespace,
             "subject_key": subject.key,
-            "created_at": _iso(subject.created_at),
-            "erased_at": _iso(subject.erased_at),
+            "created_at": iso(subject.created_at),
+            "erased_at": iso(subject.erased_at),
         },
         "statuses": [
             {
                 "purpose": s.purpose.key,
                 "state": s.state.status if s.state else None,
-                "since": _iso(s.state.since) if s.state else None,
-                "expires_at": _iso(s.state.expires_at) if s.state else None,
+                "since": iso(s.state.since) if s.state else None,
+                "expires_at": iso(s.state.expires_at) if s.state else None,
                 "allowed": s.verdict.allowed if s.verdict else None,
                 "reason": s.verdict.reason if s.verdict else None,
             }
@@ -256,14 +253,14 @@ def person_record(*, subject: Subject, now: datetime | None = None) -> dict[str,
                 "account_subject": link.account_subject.key,
                 "property": link.property.name if link.property else None,
                 "carried": list(link.carried),
-                "created_at": _iso(link.created_at),
+                "created_at": iso(link.created_at),
             }
             for link in person_links(subject=subject)
         ],
         "decisions": [
             {
                 "decision_id": str(u.decision.pk),
-                "created_at": _iso(u.decision.created_at),
+                "created_at": iso(u.decision.created_at),
                 "purpose": u.decision.purpose.key,
                 "data_use": u.decision.data_use.key if u.decision.data_use else None,
                 "actor": u.decision.actor_label,
@@ -276,7 +273,7 @@ def person_record(*, subject: Subject, now: datetime | None = None) -> dict[str,
             {
                 "action": n.note.action,
                 "author": n.note.author,
-                "created_at": _iso(n.note.created_at),
+                "created_at": iso(n.note.created_at),
                 "note": n.text,
             }
             for n in person_notes(subject=subject)

@@ -24,7 +24,16 @@ from consent.checks.api import body_blocks
 from consent.checks.inputs import as_of_parse
 from consent.identity import identifier_ok
 from consent.snapshots import files, selectors, services, uploads
-from governance.api.common import JSONErrorsOnly, actor_of, api_client_of, json_response, validated
+from governance.api.common import (
+    Instant,
+    InstantText,
+    JSONErrorsOnly,
+    Text,
+    actor_of,
+    api_client_of,
+    json_response,
+    validated,
+)
 from governance.api.schema import error_responses
 from governance.errors import InvalidRequest
 from governance.models import Scope
@@ -36,7 +45,7 @@ SnapshotSerializer = inline_serializer(
         "status": serializers.ChoiceField(["pending", "ready", "failed", "expired"]),
         "purpose": serializers.CharField(),
         "data_use": serializers.CharField(allow_null=True),
-        "as_of": serializers.DateTimeField(),
+        "as_of": Instant(),
         "namespace": serializers.CharField(),
         "key": serializers.ChoiceField(["identifier", "subject_key"]),
         "counts": inline_serializer(
@@ -45,7 +54,7 @@ SnapshotSerializer = inline_serializer(
         ),
         "default_allowed": serializers.BooleanField(),
         "file_sha256": serializers.CharField(allow_null=True),
-        "expires_at": serializers.DateTimeField(),
+        "expires_at": Instant(),
         "manifest": serializers.CharField(),
         "pseudonym_key": serializers.CharField(allow_null=True),
     },
@@ -57,9 +66,9 @@ class SnapshotCreateApi(APIView):
 
     @extend_schema_serializer(component_name="SnapshotCreate")
     class InputSerializer(serializers.Serializer):
-        purpose = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-        data_use = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-        as_of = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+        purpose = Text(required=False, allow_blank=True, allow_null=True)
+        data_use = Text(required=False, allow_blank=True, allow_null=True)
+        as_of = InstantText(required=False, allow_blank=True, allow_null=True)
         namespace = serializers.ChoiceField(["account"], required=False, default="account")
         key = serializers.ChoiceField(
             ["identifier", "subject_key"], required=False, default="identifier"
@@ -136,6 +145,7 @@ class SnapshotFileApi(JSONErrorsOnly, APIView):
         },
     )
     def get(self, request: Request, snapshot_id: str) -> FileResponse:
+        """Downloads the snapshot's Parquet file (its creator only, while it lives)."""
         snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, client=api_client_of(request))
         path = selectors.snapshot_file(snapshot)
         response = FileResponse(path.open("rb"), content_type=files.MEDIA_TYPE)

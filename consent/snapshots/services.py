@@ -36,6 +36,7 @@ from consent.models import DataUse, Decision, Snapshot, SnapshotChunk, Subject
 from consent.snapshots import files
 from consent.snapshots.keys import pseudonym_key_new, pseudonym_key_of
 from governance.actors import Actor
+from governance.api.common import iso
 from governance.audit import audit_record
 from governance.errors import InvalidRequest
 from governance.queue import task_queue_on_commit, task_send
@@ -139,7 +140,7 @@ def snapshot_create(
             detail={
                 "purpose": rule.key,
                 "data_use": data_use.key if data_use else None,
-                "as_of": at.isoformat(),
+                "as_of": iso(at),
                 "namespace": namespace,
                 "key": key_kind,
                 "chunks": len(chunks),

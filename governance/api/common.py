@@ -5,9 +5,14 @@ and JSON answers. Nothing here knows an app's models, so consent's and retention
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, overload
 
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -56,9 +61,137 @@ def int_param(raw: str | None, *, name: str, default: int, low: int, high: int) 
     return int(raw)
 
 
-def iso(value: Any) -> str | None:
-    """A timestamp as the API writes it (UTC as Z), None as None."""
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
+
+
+def iso(value: datetime | None) -> str | None:
+    """The one way the service writes an instant: RFC 3339 in UTC with microseconds and Z
+    (`2026-12-07T19:44:01.680772Z`), in answers, exports, receipts, webhooks and the admin's
+    JSON alike; None as None."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat(timespec="microseconds")
+    return text[:-6] + "Z"
+
+
+def iso_duration(value: timedelta | None) -> str | None:
+    """A duration as ISO 8601, as short as it goes: P30D, PT12H, P1DT0.5S; None as None."""
+    if value is None:
+        return None
+    sign = "-" if value < timedelta(0) else ""
+    value = abs(value)
+    days, seconds, micros = value.days, value.seconds, value.microseconds
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    time = ""
+    if hours:
+        time += f"{hours}H"
+    if minutes:
+        time += f"{minutes}M"
+    if seconds or micros:
+        time += f"{seconds}.{micros:06d}".rstrip("0").rstrip(".") + "S"
+    if not days and not time:
+        return "PT0S"
+    return f"{sign}P{f'{days}D' if days else ''}{f'T{time}' if time else ''}"
+
+
+class Instant(serializers.DateTimeField):
+    """DRF's DateTimeField, written by `iso` (DRF's own drops zero microseconds and years
+    before 1000 lose their padding under strftime)."""
+
+    def to_representation(self, value: Any) -> Any:
+        if isinstance(value, str) or value is None:
+            return value
+        return iso(value)
+
+
+# What no API string may hold: control characters (Unicode Cc: C0, DEL and C1) and lone
+# UTF-16 surrogates (a JSON "\\ud800" escape), which no UTF-8 store can keep. consent.identity
+# applies the same class to subject identifiers.
+FORBIDDEN_CHARACTERS = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
+# The schema's pattern names the control characters alone: an ECMA regex in Unicode mode (as
+# JSON Schema validators read it) cannot name a surrogate, and JSON text meant for
+# interchange holds none.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+class _NoControlCharacters(RegexValidator):
+    """Refuses the characters of `forbidden` (a regex class's body) as a pattern the schema
+    shows (drf-spectacular reads RegexValidator.regex), and lone surrogates as well."""
+
+    def __init__(self, forbidden: str, message: str) -> None:
+        super().__init__(re.compile(f"^[^{forbidden}]*$"), message, code="control_characters")
+
+    def __call__(self, value: Any) -> None:
+        super().__call__(value)
+        if isinstance(value, str) and _SURROGATES.search(value):
+            raise ValidationError(self.message, code=self.code)
+
+
+SINGLE_LINE = _NoControlCharacters(CONTROL_CHARACTERS, "Control characters are not allowed.")
+# Free text (a description, a reason) may also hold tabs and break lines.
+PROSE = _NoControlCharacters(
+    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f",
+    "Control characters other than tabs and line breaks are not allowed.",
+)
+
+
+class Flag(serializers.BooleanField):
+    """A JSON boolean and nothing else (DRF's BooleanField also takes 1, "yes", "on")."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+@extend_schema_field({"type": "string", "format": "duration", "example": "P30D"})
+class Duration(serializers.DurationField):
+    """A duration as ISO 8601, in (Django's parse_duration reads it) and out (iso_duration)."""
+
+    def to_representation(self, value: timedelta) -> str:
+        return iso_duration(value) or ""
+
+
+class DistinctList(serializers.ListField):
+    """A list whose items must differ: the schema says uniqueItems, and the service that
+    reads it refuses duplicates with its own error code."""
+
+
+@extend_schema_field({"type": "string", "format": "date-time"})
+class InstantText(serializers.CharField):
+    """An instant taken as text and parsed by the view (consent.checks.inputs.as_of_parse),
+    declared in the schema as the date-time it must be."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(SINGLE_LINE)
+
+
+class Text(serializers.CharField):
+    """A single-line string of the API: no control characters, stated in the schema as a
+    pattern, so the server refuses exactly what the schema excludes. Kept as sent (no
+    trimming: " " is a string of length 1, as the schema says, not a blank one)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+        self.validators.append(SINGLE_LINE)
+
+
+class Prose(serializers.CharField):
+    """Free text: like Text, but tabs and line breaks are allowed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+        self.validators.append(PROSE)
 
 
 def json_response(body: Any, status_code: int = 200) -> HttpResponse:

@@ -29,6 +29,7 @@ class HealthzApi(APIView):
         auth=[],
     )
     def get(self, request: Request) -> Response:
+        """Liveness: the process answers."""
         return Response({"status": "ok"})
 
 
@@ -73,6 +74,7 @@ class ReadyzApi(APIView):
         auth=[],
     )
     def get(self, request: Request) -> Response:
+        """Readiness: the database, the cache and the broker answer; a 503 names those down."""
         checks: dict[str, str] = {}
         for name, check in (
             ("database", _check_database),

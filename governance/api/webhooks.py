@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from governance import services
-from governance.api.common import actor_of, validated
+from governance.api.common import Instant, Text, actor_of, validated
 from governance.api.schema import error_responses
 from governance.models import Scope
 from governance.net import client_ip
@@ -20,11 +20,11 @@ class WebhookCreateApi(APIView):
     required_scope = Scope.ADMIN
 
     class InputSerializer(serializers.Serializer):
-        url = serializers.CharField(max_length=2000)
+        url = Text(max_length=2000)
         event_types = serializers.ListField(
             child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, max_length=20
         )
-        name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+        name = Text(max_length=120, required=False, allow_blank=True)
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField()
@@ -32,7 +32,7 @@ class WebhookCreateApi(APIView):
         url = serializers.CharField()
         event_types = serializers.ListField(child=serializers.CharField())
         active = serializers.BooleanField()
-        created_at = serializers.DateTimeField()
+        created_at = Instant()
         secret = serializers.CharField(help_text="Signing secret; shown in this answer only.")
 
     @extend_schema(
@@ -41,6 +41,7 @@ class WebhookCreateApi(APIView):
         responses={201: OutputSerializer, **error_responses(400, 413, 415)},
     )
     def post(self, request: Request) -> Response:
+        """Subscribes a URL to outbox events; the signing secret is shown in this answer only."""
         data = validated(self.InputSerializer, request.data)
         subscription, secret = services.webhook_subscription_create(
             url=data["url"],

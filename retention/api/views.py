@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent.api.serializers import SubjectIdField
-from governance.api.common import actor_of, validated
+from governance.api.common import Duration, Flag, Instant, Text, actor_of, validated
 from governance.api.schema import error_responses
 from governance.errors import NotFound
 from governance.models import Scope
@@ -33,7 +33,7 @@ class PolicySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     target = serializers.CharField()
-    keep_for = serializers.DurationField()
+    keep_for = Duration()
     keep_for_days = serializers.SerializerMethodField()
     action = serializers.CharField()
     condition = serializers.JSONField()
@@ -59,14 +59,14 @@ class PolicyListApi(APIView):
         class Meta:
             ref_name = "RetentionPolicyCreate"
 
-        name = serializers.CharField(max_length=120)
-        target = serializers.CharField(max_length=200)
-        keep_for = serializers.CharField(max_length=64, help_text="ISO 8601, e.g. P30D")
-        action = serializers.CharField(max_length=16, required=False, default="delete")
+        name = Text(max_length=120)
+        target = Text(max_length=200)
+        keep_for = Text(max_length=64, help_text="ISO 8601, e.g. P30D")
+        action = Text(max_length=16, required=False, default="delete")
         condition = serializers.DictField(required=False, default=dict)
         batch_size = serializers.IntegerField(required=False, default=10_000)
         enabled = serializers.BooleanField(required=False, default=True)
-        purpose = serializers.CharField(max_length=64, required=False, allow_null=True)
+        purpose = Text(max_length=64, required=False, allow_null=True)
 
     @extend_schema(
         operation_id="retention_policies_list",
@@ -76,6 +76,8 @@ class PolicyListApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """Lists the retention policies, with each one's period, action and whether a hold stops
+        it."""
         return Response({"policies": PolicySerializer(selectors.policy_list(), many=True).data})
 
     @extend_schema(
@@ -84,6 +86,7 @@ class PolicyListApi(APIView):
         responses={201: PolicySerializer, **error_responses(400, 409)},
     )
     def post(self, request: Request) -> Response:
+        """Creates a retention policy for a registered target, its period an ISO 8601 duration."""
         data = validated(self.InputSerializer, request.data)
         policy = policies.policy_create(data=policies.PolicyInput(**data), actor=actor_of(request))
         return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
@@ -96,16 +99,14 @@ class PolicyDetailApi(APIView):
         class Meta:
             ref_name = "RetentionPolicyUpdate"
 
-        name = serializers.CharField(max_length=120, required=False)
-        target = serializers.CharField(max_length=200, required=False)
-        keep_for = serializers.CharField(
-            max_length=64, required=False, help_text="ISO 8601, e.g. P30D"
-        )
-        action = serializers.CharField(max_length=16, required=False)
+        name = Text(max_length=120, required=False)
+        target = Text(max_length=200, required=False)
+        keep_for = Text(max_length=64, required=False, help_text="ISO 8601, e.g. P30D")
+        action = Text(max_length=16, required=False)
         condition = serializers.DictField(required=False)
         batch_size = serializers.IntegerField(required=False)
         enabled = serializers.BooleanField(required=False)
-        purpose = serializers.CharField(max_length=64, required=False, allow_null=True)
+        purpose = Text(max_length=64, required=False, allow_null=True)
 
     @extend_schema(
         operation_id="retention_policies_update",
@@ -127,7 +128,7 @@ class RunItemSerializer(serializers.Serializer):
     policy = serializers.CharField(source="policy_name")
     target = serializers.CharField()
     action = serializers.CharField()
-    cutoff = serializers.DateTimeField()
+    cutoff = Instant()
     status = serializers.CharField()
     examined = serializers.IntegerField()
     removed = serializers.IntegerField()
@@ -143,8 +144,8 @@ class RunSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
     trigger = serializers.CharField()
     status = serializers.CharField()
-    started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
+    started_at = Instant()
+    finished_at = Instant(allow_null=True)
     examined = serializers.IntegerField()
     removed = serializers.IntegerField(help_text="For a dry run: the rows that would go.")
     held = serializers.IntegerField()
@@ -160,7 +161,7 @@ class RunCreateApi(APIView):
         class Meta:
             ref_name = "RetentionRunCreate"
 
-        dry_run = serializers.BooleanField(required=False, default=False)
+        dry_run = Flag(required=False, default=False)
 
     @extend_schema(
         operation_id="retention_runs_create",
@@ -190,6 +191,7 @@ class RunDetailApi(APIView):
         responses={200: RunSerializer, **error_responses(404)},
     )
     def get(self, request: Request, run_id: str) -> Response:
+        """A retention run: its status and, per policy, rows examined, removed and held back."""
         run = selectors.run_get(run_id=_uuid(run_id))
         if run is None:
             raise NotFound()
@@ -206,8 +208,8 @@ class SubjectInputSerializer(serializers.Serializer):
 class RequestAcceptedSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    due_at = serializers.DateTimeField()
+    created_at = Instant()
+    due_at = Instant()
 
 
 class ErasureRequestApi(APIView):
@@ -217,9 +219,10 @@ class ErasureRequestApi(APIView):
         operation_id="erasure_requests_create",
         request=SubjectInputSerializer,
         responses={202: RequestAcceptedSerializer, **error_responses(400)},
-        description="The same answer whether or not the subject is known.",
     )
     def post(self, request: Request) -> Response:
+        """Starts erasure of a subject everywhere the service reaches. The same answer whether or
+        not the subject is known."""
         data = validated(SubjectInputSerializer, request.data)
         created = rights.erasure_request_create(
             subject_id=data["subject_id"], namespace=data["namespace"], actor=actor_of(request)
@@ -235,7 +238,7 @@ class ErasureDetailSerializer(RequestAcceptedSerializer):
     """Where an erasure stands, and nothing that tells a known person from an unknown one:
     no removed counts, holds or decision ids (those are for staff, in the admin)."""
 
-    completed_at = serializers.DateTimeField(allow_null=True)
+    completed_at = Instant(allow_null=True)
     overdue = serializers.SerializerMethodField()
     targets = serializers.SerializerMethodField()
 
@@ -275,6 +278,8 @@ class AccessRequestApi(APIView):
         responses={202: RequestAcceptedSerializer, **error_responses(400)},
     )
     def post(self, request: Request) -> Response:
+        """Starts an access request (GDPR Art. 15): everything held about the subject, exportable
+        once ready."""
         data = validated(SubjectInputSerializer, request.data)
         created = rights.access_request_create(
             subject_id=data["subject_id"], namespace=data["namespace"], actor=actor_of(request)
@@ -293,9 +298,9 @@ class AccessDetailApi(APIView):
                 {
                     "id": serializers.UUIDField(),
                     "status": serializers.CharField(),
-                    "created_at": serializers.DateTimeField(),
-                    "due_at": serializers.DateTimeField(),
-                    "completed_at": serializers.DateTimeField(allow_null=True),
+                    "created_at": Instant(),
+                    "due_at": Instant(),
+                    "completed_at": Instant(allow_null=True),
                     "export": serializers.JSONField(allow_null=True),
                 },
             ),
@@ -303,6 +308,7 @@ class AccessDetailApi(APIView):
         },
     )
     def get(self, request: Request, request_id: str) -> Response:
+        """An access request's status and, once it is complete, its export."""
         found = selectors.access_request_get(request_id=_uuid(request_id))
         if found is None:
             raise NotFound()

@@ -32,6 +32,7 @@ from consent.restriction.services import restrictions_forget_subject
 from consent.services import subject_mark_erased
 from governance import crypto
 from governance.actors import Actor
+from governance.api.common import iso
 from governance.audit import audit_record
 from governance.errors import InvalidRequest, NotFound
 from governance.outbox import outbox_enqueue
@@ -273,7 +274,7 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
                 payload={
                     "request_id": str(request.pk),
                     "decisions": [str(d) for d in decision_ids],
-                    "requested_at": request.created_at.isoformat(),
+                    "requested_at": iso(request.created_at),
                 },
                 subject_key=request.subject_key,
                 subject_identifier=identifier,
@@ -303,7 +304,7 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
                 else PolicyAction.DELETE
             )
             removed = sum(target.subject_remove(r, action=action, erasure=True) for r in refs)
-            state = {"status": "settling", "removed": removed, "removed_at": clock().isoformat()}
+            state = {"status": "settling", "removed": removed, "removed_at": iso(clock())}
             progress["targets"][target.name] = state
             save()
         progress["targets"][target.name] = _target_settle(target, state, clock())
@@ -432,7 +433,7 @@ def rights_request_extend(
             action="rights.extend",
             target_type=type(locked).__name__,
             target_id=str(locked.pk),
-            detail={"subject_key": locked.subject_key, "due_at": locked.due_at.isoformat()},
+            detail={"subject_key": locked.subject_key, "due_at": iso(locked.due_at)},
         )
     return locked
 
