@@ -25,6 +25,7 @@ class ConsentConfig(AppConfig):
         from corsheaders.signals import check_request_enabled
         from django.db.models.signals import m2m_changed
 
+        from consent.dashboard import consent_panels
         from consent.models import (
             BannerText,
             NoticeText,
@@ -35,6 +36,7 @@ class ConsentConfig(AppConfig):
             Subject,
             SubjectNote,
         )
+        from governance.dashboard import dashboard_register
         from governance.memo import memos_clear, memos_clear_on_change
         from governance.reencrypt import register_encrypted_field
 
@@ -45,6 +47,7 @@ class ConsentConfig(AppConfig):
             memos_clear, sender=Property.purposes.through, dispatch_uid="memo-property-purposes"
         )
         check_request_enabled.connect(banner_cors_allowed, dispatch_uid="consent-banner-cors")
+        dashboard_register(consent_panels)
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())
         register_encrypted_field(SubjectNote, "note_encrypted", lambda n: str(n.pk).encode())

@@ -591,3 +591,45 @@ class SnapshotChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_id}#{self.index} ({self.status})"
+
+
+class BannerShown(models.Model):
+    """How many banner configuration answers asked the person, per property and UTC day.
+
+    Counted in Redis on the banner's hot path and copied here by a beat task
+    (consent.reports.shown); without Redis (the embedded stack) counted here directly.
+    """
+
+    day = models.DateField()
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="+")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["day", "property"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "property"], name="banner_shown_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.property_id} {self.day}: {self.count}"
+
+
+class LedgerVerification(models.Model):
+    """One run of the whole ledger's chain check (`verify_ledger`, or its nightly task)."""
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField()
+    trigger = models.CharField(max_length=32)
+    subjects = models.PositiveBigIntegerField(default=0)
+    events = models.PositiveBigIntegerField(default=0)
+    breaks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"ledger verification {self.started_at:%Y-%m-%d %H:%M} ({self.breaks} breaks)"
+
+    @property
+    def ok(self) -> bool:
+        return self.breaks == 0

@@ -1,10 +1,13 @@
-"""Thin Celery tasks of the consent app: consent expiry, and building and expiring snapshots."""
+"""Thin Celery tasks of the consent app: consent expiry, building and expiring snapshots,
+the banner's `shown` counts and the ledger's chain check."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from consent.ledger.expiry import consent_expire_due
+from consent.ledger.verify import ledger_verify_recorded
+from consent.reports.services import banner_shown_flush
 from consent.snapshots import services as snapshots
 
 # Registered under retention's name: the beat schedule seeded by
@@ -42,3 +45,14 @@ def snapshots_expire_task() -> int:
 @shared_task(name=snapshots.SNAPSHOTS_RESUME_TASK, soft_time_limit=50, time_limit=60)
 def snapshots_resume_task() -> int:
     return snapshots.snapshots_resume()
+
+
+@shared_task(name="consent.banner_shown_flush", soft_time_limit=50, time_limit=60)
+def banner_shown_flush_task() -> int:
+    return banner_shown_flush()
+
+
+@shared_task(name="consent.ledger_verify", soft_time_limit=3300, time_limit=3600)
+def ledger_verify_task() -> int:
+    """The whole ledger's chain check, recorded for the admin dashboard; returns the breaks."""
+    return len(ledger_verify_recorded(trigger="beat").breaks)

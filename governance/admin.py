@@ -36,6 +36,11 @@ from governance.outbox import EVENT_TYPES
 
 _SECRETS_ATTR = "_governance_secrets_shown_once"
 
+# The index is the privacy office's dashboard (governance.dashboard), the app list below it.
+# Set here rather than by a template named admin/index.html: django.contrib.admin comes first
+# in INSTALLED_APPS, so its own index.html would win the template lookup.
+admin.site.index_template = "admin/governance/index.html"
+
 
 def _secret_remember(request: HttpRequest, label: str, secret: str) -> None:
     """Keeps a new secret on the request until the admin builds its response."""

@@ -45,6 +45,7 @@ class GovernanceConfig(AppConfig):
         from governance.admin_audit import audit_every_admin
         from governance.admin_site import guard_every_admin_action
         from governance.api import schema_auth  # noqa: F401  (OpenAPI for Bearer keys)
+        from governance.dashboard import dashboard_register, webhook_panels
         from governance.memo import memos_clear_on_change
         from governance.models import (
             ApiClient,
@@ -67,6 +68,7 @@ class GovernanceConfig(AppConfig):
         # Every app's admin module is imported by now (django.contrib.admin comes first).
         audit_every_admin(admin.site)
         guard_every_admin_action(admin.site)
+        dashboard_register(webhook_panels)
         register_encrypted_field(
             OutboxEvent, "subject_identifier_encrypted", lambda e: e.subject_key.encode()
         )

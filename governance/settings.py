@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from governance.env import env_bool, env_float, env_int, env_list, env_ports, env_str
@@ -395,6 +396,10 @@ CELERY_BEAT_SCHEDULE = {
     # Names of consent.snapshots.services' tasks (governance imports no app).
     "snapshots-expire": {"task": "consent.snapshots_expire", "schedule": 300.0},
     "snapshots-resume": {"task": "consent.snapshots_resume", "schedule": 300.0},
+    # The banner's `shown` counts, from Redis into the database (consent.reports.services).
+    "banner-shown-flush": {"task": "consent.banner_shown_flush", "schedule": 60.0},
+    # The whole ledger's chain check, recorded for the admin dashboard.
+    "ledger-verify": {"task": "consent.ledger_verify", "schedule": crontab(hour=3, minute=30)},
 }
 # Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
 # of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.

@@ -11,12 +11,15 @@ class RetentionConfig(AppConfig):
         # The Art. 30 records of processing name the retention that applies to each data use.
         from consent.decisions.selectors import records_of_processing_register
         from consent.rectification import subject_rekey_register
+        from governance.dashboard import dashboard_register
         from governance.reencrypt import register_encrypted_field
+        from retention.dashboard import retention_panels
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
         from retention.services.rekey import retention_subject_rekey
         from retention.services.rights import NOTE_FIELDS, note_aad
 
+        dashboard_register(retention_panels)
         records_of_processing_register(
             lambda data_use: {"retention": retention_for_purpose(data_use.purpose)}
         )

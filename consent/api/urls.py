@@ -5,6 +5,7 @@ from consent.banner import api as banner_views
 from consent.banner.limits import banner_rate_limit_allows
 from consent.checks import api as checks_api
 from consent.decisions import api as decisions_api
+from consent.reports import api as reports_api
 from consent.snapshots import api as snapshots_api
 from governance.api.hot import lean as hot_path
 
@@ -85,6 +86,11 @@ urlpatterns = [
             first=banner_rate_limit_allows,
         ),
         name="banner-config",
+    ),
+    path(
+        "reports/consent-rates",
+        reports_api.ConsentRatesApi.as_view(),
+        name="reports-consent-rates",
     ),
     path("banner/consents", banner_views.BannerConsentApi.as_view(), name="banner-consents"),
     path("banner/link", banner_views.BannerLinkApi.as_view(), name="banner-link"),

@@ -31,6 +31,7 @@ from consent.banner import services as banner_services
 from consent.banner.limits import banner_rate_limit_wait
 from consent.identity import subject_key
 from consent.models import IndicationMethod, Property, Subject
+from consent.reports.services import banner_shown_count
 from consent.subject_tokens import subject_token_mint, subject_token_verify
 from governance.api.common import actor_of, api_client_of, iso, validated
 from governance.api.schema import IDEMPOTENCY_KEY, error_responses
@@ -167,6 +168,8 @@ def banner_config_body(request: Any, prop: Property) -> dict[str, Any]:
     config = banner_selectors.banner_config(
         prop=prop, language=language, subject=subject, gpc=gpc_signal(request)
     )
+    if config["ask"]:
+        banner_shown_count(property_id=prop.pk)
     return {**config, "device_id": device_id, "subject": kind}
 
 

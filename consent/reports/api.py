@@ -1,0 +1,121 @@
+"""GET /api/v1/reports/consent-rates (scope `admin`): the view parses and serializes; the
+counting and the small-count suppression are consent.reports.selectors'."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent.errors import UnknownPurpose
+from consent.models import Purpose
+from consent.reports import selectors
+from consent.reports.selectors import Window
+from governance.api.common import validated
+from governance.api.schema import error_responses
+from governance.errors import InvalidRequest
+from governance.models import Scope
+from governance.suppression import SMALL
+
+_COUNT_SCHEMA = {"oneOf": [{"type": "integer"}, {"type": "string", "enum": [SMALL]}]}
+
+
+@extend_schema_field(_COUNT_SCHEMA)
+class SuppressedCountField(serializers.Field):
+    """An integer, or "<10" when under the small-count threshold."""
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field({**_COUNT_SCHEMA, "nullable": True})
+class OptionalSuppressedCountField(SuppressedCountField):
+    pass
+
+
+@extend_schema_serializer(component_name="ConsentRateBucket")
+class BucketSerializer(serializers.Serializer):
+    bucket = serializers.CharField(allow_null=True)
+    suppressed = serializers.BooleanField()
+    granted = SuppressedCountField()
+    refused = SuppressedCountField()
+    withdrawn = SuppressedCountField()
+    gpc = SuppressedCountField()
+    grant_rate = serializers.FloatField(allow_null=True)
+    shown = OptionalSuppressedCountField(allow_null=True)
+
+
+class ConsentRatesApi(APIView):
+    required_scope = Scope.ADMIN
+
+    class InputSerializer(serializers.Serializer):
+        purpose = serializers.CharField(max_length=64)
+        from_ = serializers.DateField(required=False)
+        to = serializers.DateField(required=False)
+        by = serializers.ChoiceField(choices=selectors.GROUPINGS, required=False, default="day")
+
+        def get_fields(self) -> dict[str, serializers.Field]:
+            fields = super().get_fields()
+            fields["from"] = fields.pop("from_")  # a Python keyword, so renamed here
+            return fields
+
+    @extend_schema_serializer(component_name="ConsentRates")
+    class OutputSerializer(serializers.Serializer):
+        purpose = serializers.CharField()
+        by = serializers.CharField()
+        buckets = BucketSerializer(many=True)
+
+        def get_fields(self) -> dict[str, serializers.Field]:
+            fields = super().get_fields()
+            fields["from"] = serializers.DateField()
+            fields["to"] = serializers.DateField()
+            return fields
+
+    @extend_schema(
+        operation_id="reports_consent_rates",
+        parameters=[
+            OpenApiParameter("purpose", str, required=True, description="A purpose key."),
+            OpenApiParameter("from", str, required=False, description="YYYY-MM-DD (UTC)."),
+            OpenApiParameter("to", str, required=False, description="YYYY-MM-DD (UTC), included."),
+            OpenApiParameter("by", str, required=False, enum=selectors.GROUPINGS),
+        ],
+        responses={200: OutputSerializer, **error_responses(400)},
+    )
+    def get(self, request: Request) -> Response:
+        data = validated(self.InputSerializer, request.query_params.dict())
+        purpose = Purpose.objects.filter(key=data["purpose"]).first()
+        if purpose is None:
+            raise UnknownPurpose(detail={"purpose": data["purpose"]})
+        window = _window(data.get("from"), data.get("to"))
+        buckets = selectors.consent_rates(purpose=purpose, window=window, by=data["by"])
+        body = {
+            "purpose": purpose.key,
+            "from": window.start,
+            "to": window.end,
+            "by": data["by"],
+            "buckets": buckets,
+        }
+        return Response(self.OutputSerializer(body).data)
+
+
+def _window(start: Any, end: Any) -> Window:
+    """The days asked for: by default the last 30 (ending `to`, or today)."""
+    if start is None:
+        try:
+            window = Window.last_days(end=end)
+        except OverflowError:  # 30 days before 0001-01-01 and the like
+            raise InvalidRequest("to is out of range.", detail={"field": "to"}) from None
+    else:
+        window = Window(start=start, end=end or Window.last_days().end)
+    if window.start > window.end:
+        raise InvalidRequest("from must not be after to.", detail={"field": "from"})
+    return window
