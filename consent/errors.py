@@ -135,3 +135,13 @@ class DeniedInSnapshot(DomainError):
         "The upload holds pseudonyms the snapshot denies (or does not list, while absent ids "
         "are not allowed); nothing was recorded."
     )
+
+
+class InvalidAttributes(InvalidRequest):
+    code = "invalid_attributes"
+    message = "The attributes are not names to string values within the limits."
+
+
+class InvalidSkew(InvalidRequest):
+    code = "invalid_skew"
+    message = "The skew report is not one the service publishes."

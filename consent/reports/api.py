@@ -8,7 +8,6 @@ from typing import Any
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
-    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers
@@ -21,25 +20,13 @@ from consent.models import Purpose
 from consent.reports import selectors
 from consent.reports.selectors import Window
 from governance.api.common import validated
-from governance.api.schema import error_responses
+from governance.api.schema import (
+    OptionalSuppressedCountField,
+    SuppressedCountField,
+    error_responses,
+)
 from governance.errors import InvalidRequest
 from governance.models import Scope
-from governance.suppression import SMALL
-
-_COUNT_SCHEMA = {"oneOf": [{"type": "integer"}, {"type": "string", "enum": [SMALL]}]}
-
-
-@extend_schema_field(_COUNT_SCHEMA)
-class SuppressedCountField(serializers.Field):
-    """An integer, or "<10" when under the small-count threshold."""
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-@extend_schema_field({**_COUNT_SCHEMA, "nullable": True})
-class OptionalSuppressedCountField(SuppressedCountField):
-    pass
 
 
 @extend_schema_serializer(component_name="ConsentRateBucket")

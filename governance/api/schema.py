@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
+
+from governance.suppression import SMALL
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -48,3 +50,20 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="Retries with the same key and body return the first answer; "
     "the same key with another body is a 409.",
 )
+
+
+# Counts of the aggregate reports (governance.suppression): an integer, or "<10".
+_COUNT_SCHEMA = {"oneOf": [{"type": "integer"}, {"type": "string", "enum": [SMALL]}]}
+
+
+@extend_schema_field(_COUNT_SCHEMA)
+class SuppressedCountField(serializers.Field):
+    """An integer, or "<10" when under the small-count threshold."""
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field({**_COUNT_SCHEMA, "nullable": True})
+class OptionalSuppressedCountField(SuppressedCountField):
+    pass
