@@ -194,6 +194,8 @@ DecisionSerializer = inline_serializer(
         "lineage_subjects": serializers.IntegerField(required=False),
         "erased_since": serializers.IntegerField(),
         "model": serializers.CharField(allow_null=True),
+        "reasons": serializers.DictField(child=serializers.IntegerField()),
+        "skew": serializers.JSONField(allow_null=True),
     },
 )
 
@@ -216,6 +218,8 @@ def decision_body(decision: Decision, *, lineage_subjects: int | None = None) ->
         "lineage": decision.lineage,
         "erased_since": decision.erased_since,
         "model": decision.model or None,
+        "reasons": decision.reasons,
+        "skew": decision.skew,
     }
     if lineage_subjects is not None:
         body["lineage_subjects"] = lineage_subjects
