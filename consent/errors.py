@@ -145,3 +145,9 @@ class InvalidAttributes(InvalidRequest):
 class InvalidSkew(InvalidRequest):
     code = "invalid_skew"
     message = "The skew report is not one the service publishes."
+
+
+class DecisionNotComplete(DomainError):
+    code = "decision_not_complete"
+    status = 409
+    message = "The decision is not complete (a stream still answering, or abandoned): no card."

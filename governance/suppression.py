@@ -73,6 +73,12 @@ def _small(value: Any, threshold: int) -> Any:
     return value
 
 
+def counts_published(counts: Mapping[str, int], *, threshold: int = THRESHOLD) -> dict[str, Any]:
+    """Named counts outside any row (a decision's denied reasons): each under the threshold
+    reads "<threshold"."""
+    return dict(_small(counts, threshold))
+
+
 def _sum(values: list[Any]) -> Any:
     if values and all(isinstance(v, Mapping) for v in values):
         merged: dict[str, int] = {}

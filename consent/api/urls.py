@@ -56,6 +56,11 @@ urlpatterns = [
         name="decision-detail",
     ),
     path(
+        "decisions/<str:decision_id>/card",
+        decisions_api.DecisionCardApi.as_view(),
+        name="decision-card",
+    ),
+    path(
         "decisions/<str:decision_id>/drift",
         decisions_api.DecisionDriftApi.as_view(),
         name="decision-drift",
