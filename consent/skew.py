@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from governance.suppression import Rate, rate_published, suppress_small
+from governance.suppression import SMALL, THRESHOLD, Rate, rate_published, suppress_small
 
 MAX_NAMES = 5
 MAX_NAME_LENGTH = 32
@@ -253,3 +253,73 @@ class SkewTally:
                     cell.reasons[reason] = cell.reasons.get(reason, 0) + count
             cells[name] = found
         return skew_report(candidates=candidates, allowed=allowed, cells=cells)
+
+
+# --- reports computed elsewhere (the client's, for snapshot filters) ------------------------
+
+
+class SkewInvalid(ValueError):
+    """A report that is not one this module publishes (shape, limits or suppression)."""
+
+
+def _count_ok(value: Any, *, shown: bool) -> bool:
+    if value == SMALL:
+        return not shown
+    return isinstance(value, int) and not isinstance(value, bool) and value >= THRESHOLD
+
+
+def _rate_ok(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    )
+
+
+def _row_check(name: str, row: Any) -> None:
+    if not isinstance(row, dict) or set(row) != set(FIELDS):
+        raise SkewInvalid(f"each row of {name!r} has exactly the fields {', '.join(FIELDS)}")
+    suppressed, value = row["suppressed"], row["value"]
+    if not isinstance(suppressed, bool) or (suppressed and value is not None):
+        raise SkewInvalid(f"a suppressed row of {name!r} has the value null")
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH):
+        raise SkewInvalid(f"values of {name!r} are strings of up to {MAX_VALUE_LENGTH} characters")
+    # A row shown by itself holds at least THRESHOLD candidates; any count may read "<10".
+    if not _count_ok(row["candidates"], shown=not suppressed) or not _count_ok(
+        row["allowed"], shown=False
+    ):
+        raise SkewInvalid(f'counts of {name!r} are integers of {THRESHOLD} or more, or "{SMALL}"')
+    reasons = row["reasons"]
+    if not isinstance(reasons, dict) or not all(
+        isinstance(k, str) and len(k) <= MAX_VALUE_LENGTH and _count_ok(v, shown=False)
+        for k, v in reasons.items()
+    ):
+        raise SkewInvalid(f"reasons of {name!r} map reasons to counts")
+    if not all(_rate_ok(row[f]) for f in FIELDS[4:9]) or row["flag"] not in (True, False, None):
+        raise SkewInvalid(f"rates of {name!r} are numbers or null, the flag true, false or null")
+
+
+def skew_validate(report: Any) -> dict[str, Any]:
+    """`report` if it has the published shape, within the limits and suppressed (no row of
+    fewer than THRESHOLD candidates shown by itself, no count under it); SkewInvalid if not.
+    Its numbers cannot be checked: the attributes are never sent."""
+    if not isinstance(report, dict) or set(report) != {"allowed_rate", "by"}:
+        raise SkewInvalid('a skew report is {"allowed_rate", "by"}')
+    by = report["by"]
+    if not _rate_ok(report["allowed_rate"]) or not isinstance(by, dict) or len(by) > MAX_NAMES:
+        raise SkewInvalid(f"at most {MAX_NAMES} attributes, and a rate or null")
+    for name, rows in by.items():
+        _name_check_report(name)
+        if not isinstance(rows, list) or len(rows) > MAX_VALUES + 2:
+            raise SkewInvalid(f"at most {MAX_VALUES + 2} rows for {name!r}")
+        for row in rows:
+            _row_check(name, row)
+        shown = [(r["value"],) for r in rows if not r["suppressed"]]
+        if len(set(shown)) != len(shown) or any(r["suppressed"] for r in rows[:-1]):
+            raise SkewInvalid(f"values of {name!r} appear once, the suppressed row last")
+    return report
+
+
+def _name_check_report(name: Any) -> None:
+    try:
+        _name_check(name)
+    except AttributesInvalid as exc:
+        raise SkewInvalid(str(exc)) from None

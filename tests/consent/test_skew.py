@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from consent.skew import AttributesInvalid, SkewTally, skew_of
+from consent.skew import AttributesInvalid, SkewInvalid, SkewTally, skew_of, skew_validate
 from tests.consent import population
 
 VECTORS = Path(__file__).resolve().parents[2] / "clients/python/tests/skew_vectors.json"
@@ -108,3 +108,36 @@ def test_small_values_are_never_echoed():
     assert "hamlet" not in json.dumps(report)
     (row,) = report["by"]["town"]
     assert row["suppressed"] and row["candidates"] == 30 and row["value"] is None
+
+
+def test_every_vector_report_passes_validation():
+    for case in vector_cases():
+        assert skew_validate(case["report"]) == case["report"]
+
+
+def _tampered(change) -> dict:
+    (case,) = [c for c in vector_cases() if c["name"].startswith("two attributes")]
+    report = json.loads(json.dumps(case["report"]))
+    change(report)
+    return report
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r["by"]["band"][0].update(candidates=5),  # a small row shown by itself
+        lambda r: r["by"]["band"][0].update(candidates="<10"),
+        lambda r: r["by"]["band"][3].update(value="60+"),  # a suppressed value echoed
+        lambda r: r["by"]["band"][0]["reasons"].update(refused=3),
+        lambda r: r["by"]["band"][0].update(extra=1),
+        lambda r: r["by"]["band"].reverse(),  # the suppressed row not last
+        lambda r: r["by"]["band"].append(dict(r["by"]["band"][0])),  # a value twice
+        lambda r: r["by"].update({f"n{i}": [] for i in range(5)}),
+        lambda r: r.update(total=3),
+        lambda r: r["by"]["band"][0].update(flag="yes"),
+        lambda r: r["by"]["band"][0].update(weight=True),
+    ],
+)
+def test_reports_not_published_by_these_rules_are_refused(change):
+    with pytest.raises(SkewInvalid):
+        skew_validate(_tampered(change))
