@@ -97,6 +97,11 @@ urlpatterns = [
         reports_api.ConsentRatesApi.as_view(),
         name="reports-consent-rates",
     ),
+    path(
+        "reports/consent-skew",
+        reports_api.ConsentSkewApi.as_view(),
+        name="reports-consent-skew",
+    ),
     path("banner/consents", banner_views.BannerConsentApi.as_view(), name="banner-consents"),
     path("banner/link", banner_views.BannerLinkApi.as_view(), name="banner-link"),
     path("subject-tokens", banner_views.SubjectTokenApi.as_view(), name="subject-tokens"),
