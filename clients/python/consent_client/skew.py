@@ -106,7 +106,7 @@ def report(*, candidates: int, allowed: int, cells: Cells) -> dict[str, Any]:
         small: list[dict[str, Any]] = []
         ordered = sorted(cells[name].items(), key=lambda item: (item[0] is None, item[0] or ""))
         for value, (n, a, reasons) in ordered:
-            row = {
+            row: dict[str, Any] = {
                 "value": value,
                 "candidates": n,
                 "allowed": a,
@@ -134,17 +134,15 @@ def report(*, candidates: int, allowed: int, cells: Cells) -> dict[str, Any]:
 
 
 def attribute_value(value: Any) -> str | None:
-    """How a cell of a data frame becomes an attribute value: missing (None, NaN, NaT)
-    is null, anything else its str()."""
-    if value is None or value != value:  # NaN and NaT are not equal to themselves
+    """How a cell of a data frame becomes an attribute value: missing (None, NaN, NaT,
+    pandas' NA) is null, anything else its str()."""
+    if value is None:
         return None
     try:
-        import pandas as pd
-
-        if pd.isna(value):
+        if value != value:  # NaN and NaT are not equal to themselves
             return None
-    except (ImportError, TypeError, ValueError):
-        pass
+    except (TypeError, ValueError):  # pandas' NA refuses to be a truth value
+        return None
     return str(value)
 
 
