@@ -115,7 +115,7 @@ def _skew_summary(skew: dict[str, Any] | None) -> str:
         f"{name}={row['value']} (representation {row['representation']:.2f})"
         if row["representation"] is not None
         else f"{name}={'(suppressed)' if row['suppressed'] else row['value']}"
-        for name, rows in skew["by"].items()
+        for name, rows in sorted(skew["by"].items())
         for row in rows
         if row["flag"]
     ]
@@ -214,7 +214,7 @@ def _number(value: Any, digits: int = 3) -> str:
 def card_markdown(card: dict[str, Any]) -> str:
     """A Markdown section to paste into a model or dataset card."""
     purpose, counts, data_use = card["purpose"], card["counts"], card["data_use"]
-    reasons = ", ".join(f"{k} {v}" for k, v in counts["reasons"].items()) or "none"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts["reasons"].items())) or "none"
     notices = ", ".join(
         f"v{n['version']} ({n['published_at'][:10]}{', material' if n['material'] else ''})"
         for n in card["notice_versions"]
@@ -267,7 +267,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             "weight restores the candidates' distribution. Groups under 10 candidates are "
             'merged into one suppressed row; counts under 10 read "<10".',
         ]
-        for name, attribute_rows in skew["by"].items():
+        for name, attribute_rows in sorted(skew["by"].items()):
             lines += [
                 "",
                 f"**{_cell(name)}**",
