@@ -147,3 +147,19 @@ class NotRestricted(DomainError):
     code = "not_restricted"
     status = 409
     message = "Processing of this subject is not restricted: there is no open period to lift."
+
+
+class InvalidAttributes(InvalidRequest):
+    code = "invalid_attributes"
+    message = "The attributes are not names to string values within the limits."
+
+
+class InvalidSkew(InvalidRequest):
+    code = "invalid_skew"
+    message = "The skew report is not one the service publishes."
+
+
+class DecisionNotComplete(DomainError):
+    code = "decision_not_complete"
+    status = 409
+    message = "The decision is not complete (a stream still answering, or abandoned): no card."

@@ -389,6 +389,15 @@ class Decision(models.Model):
     erased_since = models.PositiveIntegerField(default=0)
     # The model trained on the data, named by a snapshot usage upload (mode "snapshot").
     model = models.CharField(max_length=200, blank=True)
+    # The snapshot a usage upload drew on (its file hash goes on the dataset card).
+    snapshot = models.ForeignKey(
+        "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # How many candidates were denied, per reason (aggregate counts only).
+    reasons = models.JSONField(default=dict, blank=True)
+    # The consent-skew report (consent.skew) when the check carried attributes: the
+    # aggregate only, small cells suppressed; the attributes themselves are never stored.
+    skew = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

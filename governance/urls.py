@@ -6,6 +6,8 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from consent.banner.api import banner_js, gpc_json
+from consent.decisions.api import dataset_card_context
+from consent.decisions.card import CONTEXT_PATH
 from governance.api.views import HealthzApi, JwksApi, ReadyzApi
 from governance.api.webhooks import WebhookCreateApi
 from governance.http import api_not_found
@@ -27,6 +29,7 @@ urlpatterns = [
     path("api/v1/webhooks", WebhookCreateApi.as_view(), name="webhooks"),
     path("banner.js", banner_js, name="banner-js"),
     path(".well-known/gpc.json", gpc_json, name="gpc-json"),
+    path(CONTEXT_PATH.lstrip("/"), dataset_card_context, name="dataset-card-context"),
     path("api/v1/", include("retention.api.urls")),
 ]
 

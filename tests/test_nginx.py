@@ -135,7 +135,7 @@ def test_every_body_limit_of_the_service_has_its_nginx_location():
     assert size(server.get("client_max_body_size")[0]) == settings.CONSENT_MAX_BODY_BYTES
     assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == settings.CONSENT_MAX_BODY_BYTES
     routes = body_limited_routes()
-    assert routes["/api/v1/checks"] == 40 * 1024 * 1024  # the bulk check is among them
+    assert routes["/api/v1/checks"] == 128 * 1024 * 1024  # the bulk check is among them
     for path, limit in routes.items():
         location = by_location.get(f"= {path}")
         assert location is not None, f"no `location = {path}` for its {limit}-byte limit"

@@ -63,6 +63,11 @@ urlpatterns = [
         name="decision-detail",
     ),
     path(
+        "decisions/<str:decision_id>/card",
+        decisions_api.DecisionCardApi.as_view(),
+        name="decision-card",
+    ),
+    path(
         "decisions/<str:decision_id>/drift",
         decisions_api.DecisionDriftApi.as_view(),
         name="decision-drift",
@@ -98,6 +103,11 @@ urlpatterns = [
         "reports/consent-rates",
         reports_api.ConsentRatesApi.as_view(),
         name="reports-consent-rates",
+    ),
+    path(
+        "reports/consent-skew",
+        reports_api.ConsentSkewApi.as_view(),
+        name="reports-consent-skew",
     ),
     path("banner/consents", banner_views.BannerConsentApi.as_view(), name="banner-consents"),
     path("banner/link", banner_views.BannerLinkApi.as_view(), name="banner-link"),

@@ -37,12 +37,13 @@ from governance.api.common import (
     json_response,
 )
 from governance.api.parsers import json_parse, read_limited
-from governance.api.schema import error_responses
+from governance.api.schema import SuppressedCountField, error_responses
 from governance.errors import DomainError, InvalidRequest
 from governance.models import Scope
 
-# 100,000 ids of up to 255 characters, JSON-escaped, fit well within this.
-CHECKS_MAX_BODY_BYTES = 40 * 1024 * 1024
+# 100,000 ids of up to 255 characters, each with attributes at their limits (5 names of
+# 32 characters, values of 64: about 1 KB an id with the id repeated as the key), fit within.
+CHECKS_MAX_BODY_BYTES = 128 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
 
 
@@ -64,6 +65,32 @@ def _json_body(request: Request, limit: int) -> Any:
     django_request = request._request
     return json_parse(read_limited(django_request, django_request, limit))
 
+
+SkewRowSerializer = inline_serializer(
+    name="SkewRow",
+    fields={
+        "value": serializers.CharField(allow_null=True),
+        "suppressed": serializers.BooleanField(),
+        "candidates": SuppressedCountField(),
+        "allowed": SuppressedCountField(),
+        "allowed_rate": serializers.FloatField(allow_null=True),
+        "share_candidates": serializers.FloatField(allow_null=True),
+        "share_allowed": serializers.FloatField(allow_null=True),
+        "representation": serializers.FloatField(allow_null=True),
+        "weight": serializers.FloatField(allow_null=True),
+        "flag": serializers.BooleanField(allow_null=True),
+        "reasons": serializers.DictField(child=SuppressedCountField()),
+    },
+)
+SkewSerializer = inline_serializer(
+    name="Skew",
+    required=False,
+    allow_null=True,
+    fields={
+        "allowed_rate": serializers.FloatField(allow_null=True),
+        "by": serializers.DictField(child=serializers.ListField(child=SkewRowSerializer)),
+    },
+)
 
 CheckResultSerializer = inline_serializer(
     name="CheckResult",
@@ -91,6 +118,14 @@ class ChecksApi(APIView):
         data_use = Text(required=False)
         explain = serializers.BooleanField(required=False, default=False)
         lineage = serializers.BooleanField(required=False, default=False)
+        attributes = serializers.DictField(
+            child=serializers.DictField(child=serializers.CharField(allow_null=True)),
+            required=False,
+            help_text="{subject_id: {name: value}}: at most 5 names of up to 32 characters, "
+            "values up to 64 characters, at most 50 distinct values per name; ids left out "
+            "count under the value null. The answer then carries `skew`; only that aggregate "
+            "is stored, never the attributes.",
+        )
 
     @extend_schema(
         operation_id="checks_bulk",
@@ -105,6 +140,7 @@ class ChecksApi(APIView):
                     "allowed": serializers.ListField(child=serializers.CharField()),
                     "denied": serializers.ListField(child=serializers.CharField()),
                     "results": CheckResultSerializer,
+                    "skew": SkewSerializer,
                 },
             ),
             **error_responses(400, 413, 415),
@@ -129,6 +165,7 @@ class ChecksApi(APIView):
             data_use=data_use,
             as_of=as_of,
             lineage=lineage,
+            attributes=data.get("attributes"),
         )
         allowed: list[str] = []
         denied: list[str] = []
@@ -141,6 +178,8 @@ class ChecksApi(APIView):
             "allowed": allowed,
             "denied": denied,
         }
+        if result.decision.skew is not None:
+            body["skew"] = result.decision.skew
         if explain:
             body["results"] = [
                 {
@@ -190,13 +229,15 @@ class ChecksStreamApi(JSONErrorsOnly, APIView):
             (200, "application/x-ndjson"): OpenApiResponse(
                 OpenApiTypes.STR,
                 description='One line per id: {"subject_id", "allowed", "reason"}; then '
-                '{"summary": {"decision_id", "allowed", "denied"}}.',
+                '{"summary": {"decision_id", "allowed", "denied"}} (with "skew" when any line '
+                "carried attributes).",
             ),
             **error_responses(400),
         },
-        description='NDJSON in ({"subject_id": "..."} a line), NDJSON out, any number of '
-        "ids in bounded memory. The whole body is read (and answered into a spool) before "
-        "the first answer byte is sent, so clients that send everything first work.",
+        description='NDJSON in ({"subject_id": "..."} a line, optionally with "attributes": '
+        "{name: value} as for bulk checks), NDJSON out, any number of ids in bounded memory. "
+        "The whole body is read (and answered into a spool) before the first answer byte "
+        "is sent, so clients that send everything first work.",
     )
     def post(self, request: Request) -> StreamingHttpResponse:
         params = request.query_params

@@ -6,6 +6,7 @@ temporary table lives in one, and the stream spans several steps.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +23,10 @@ from consent.checks.inputs import MAX_BULK_IDS, SubjectHasher, digest_hex, id_se
 from consent.checks.rule import PurposeRule
 from consent.decisions.lineage import lineage_load
 from consent.decisions.services import decision_audit, decision_finish, decision_new
+from consent.errors import InvalidAttributes
 from consent.identity import validate_identifiers
 from consent.models import DataUse, Decision
+from consent.skew import AttributesInvalid, SkewTally
 from governance.actors import Actor
 from governance.crypto import EphemeralSpool
 from governance.errors import InvalidRequest
@@ -42,6 +45,32 @@ class BulkResult:
     answers: Answers
 
 
+def denied_reasons(answers: Answers) -> dict[str, int]:
+    """How many were denied, per reason (what a decision keeps of its verdicts)."""
+    return dict(sorted(Counter(v.reason for v in answers.verdicts if not v.allowed).items()))
+
+
+def attributes_invalid(exc: AttributesInvalid, **where: Any) -> InvalidAttributes:
+    return InvalidAttributes(str(exc), detail={**exc.detail, **where})
+
+
+def skew_tally(ids: list[str], attributes: Any) -> SkewTally:
+    """The bulk check's attributes, by subject id (ids missing count under null), checked
+    against the limits and kept only as the tally's value indexes."""
+    if not isinstance(attributes, dict):
+        raise InvalidAttributes(
+            "attributes must be an object of subject ids to {name: value} objects.",
+            detail={"field": "attributes"},
+        )
+    tally = SkewTally()
+    for position, subject_id in enumerate(ids):
+        try:
+            tally.register(attributes.get(subject_id))
+        except AttributesInvalid as exc:
+            raise attributes_invalid(exc, field="attributes", index=position) from None
+    return tally
+
+
 def checks_run(
     *,
     actor: Actor,
@@ -50,15 +79,20 @@ def checks_run(
     data_use: DataUse | None = None,
     as_of: datetime | None = None,
     lineage: bool = False,
+    attributes: Any = None,
     now: datetime | None = None,
 ) -> BulkResult:
-    """Checks up to MAX_BULK_IDS identifiers and records the Decision, in one transaction."""
+    """Checks up to MAX_BULK_IDS identifiers and records the Decision, in one transaction.
+
+    With `attributes` ({subject id: {name: value}}), the Decision keeps the consent-skew
+    report of the verdicts (consent.skew); the attributes themselves are not kept."""
     validate_identifiers(ids)
     if len(ids) > MAX_BULK_IDS:
         raise InvalidRequest(
             f"At most {MAX_BULK_IDS} subject ids per call; use /checks/stream for more.",
             detail={"field": "subject_ids", "max": MAX_BULK_IDS, "given": len(ids)},
         )
+    tally = skew_tally(ids, attributes) if attributes is not None else None
     moment = now or timezone.now()
     at = as_of or moment
     keys = SubjectHasher().many(ids)
@@ -80,6 +114,10 @@ def checks_run(
         decision.allowed_count = allowed
         decision.denied_count = len(ids) - allowed
         decision.id_set_digest = digest_hex(id_set_digest_add(0, keys))
+        decision.reasons = denied_reasons(answers)
+        if tally is not None:
+            tally.decide_many(answers.verdicts)
+            decision.skew = tally.report()
         decision.save(force_insert=True)
         if lineage:
             lineage_load(
@@ -121,7 +159,10 @@ class StreamCheck:
     decision: Decision | None = None
     allowed: int = 0
     denied: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    skew: dict[str, Any] | None = None
     _spool: EphemeralSpool | None = field(default=None, repr=False)
+    _tally: SkewTally = field(default_factory=SkewTally, repr=False)
 
     def consume(self, blocks: Iterable[bytes]) -> None:
         moment = self.now or timezone.now()
@@ -133,7 +174,7 @@ class StreamCheck:
                 EphemeralSpool(max_size=SPOOL_IN_MEMORY) as ids_spool,
                 EphemeralSpool(max_size=SPOOL_IN_MEMORY) as rows_spool,
             ):
-                total, digest = stream.body_spool(blocks, ids_spool, rows_spool)
+                total, digest = stream.body_spool(blocks, ids_spool, rows_spool, self._tally)
                 ids_spool.rewind()
                 rows_spool.rewind()
                 with transaction.atomic():
@@ -153,8 +194,18 @@ class StreamCheck:
                     decision.allowed_count = self.allowed
                     decision.denied_count = self.denied
                     decision.id_set_digest = digest_hex(digest)
+                    decision.reasons = dict(sorted(self.reasons.items()))
+                    if self._tally.seen:
+                        self.skew = decision.skew = self._tally.report()
                     decision.save(
-                        update_fields=["total", "allowed_count", "denied_count", "id_set_digest"]
+                        update_fields=[
+                            "total",
+                            "allowed_count",
+                            "denied_count",
+                            "id_set_digest",
+                            "reasons",
+                            "skew",
+                        ]
                     )
                     decision_audit(self.actor, decision, self.rule.key)
                     self.decision = decision
@@ -209,6 +260,9 @@ class StreamCheck:
         self.allowed += allowed
         self.denied += len(out) - allowed
         checks_observe(mode="stream", purpose=self.rule.key, verdicts=answers.verdicts)
+        self.reasons.update(v.reason for v in answers.verdicts if not v.allowed)
+        if self._tally.seen:
+            self._tally.decide_many(answers.verdicts)
         spool.write("".join(out).encode("utf-8"))
         if self.lineage:
             lineage_load(
@@ -218,11 +272,14 @@ class StreamCheck:
 
     def summary(self) -> dict[str, Any]:
         assert self.decision is not None
-        return {
+        summary: dict[str, Any] = {
             "decision_id": str(self.decision.id),
             "allowed": self.allowed,
             "denied": self.denied,
         }
+        if self.skew is not None:
+            summary["skew"] = self.skew
+        return summary
 
     def answers(self, block_size: int = 64 * 1024) -> Iterator[bytes]:
         assert self.decision is not None and self._spool is not None

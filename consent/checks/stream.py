@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.conf import settings
 
 from consent.checks.facts import stage_rows
 from consent.checks.inputs import SubjectHasher, id_set_digest_add
-from consent.errors import LineTooLong
+from consent.errors import InvalidAttributes, LineTooLong
 from consent.identity import validate_identifiers
+from consent.skew import AttributesInvalid, SkewTally
 from governance.api.parsers import (
     MAX_JSON_DEPTH,
     may_nest_deeper_than,
@@ -25,18 +27,22 @@ STREAM_CHUNK = 20_000
 
 
 def body_spool(
-    blocks: Iterable[bytes], ids_spool: EphemeralSpool, rows_spool: EphemeralSpool
+    blocks: Iterable[bytes],
+    ids_spool: EphemeralSpool,
+    rows_spool: EphemeralSpool,
+    tally: SkewTally | None = None,
 ) -> tuple[int, int]:
     """Reads, validates and hashes the whole body, before any transaction is opened: a
     client that stalls midway then holds no lock (in embedded mode SQLite's BEGIN IMMEDIATE
     would take the database's only write lock and every consent write would wait on the
     upload). Keeps the ids, in order, and their staging rows aside; returns how many ids
-    and the id-set digest."""
+    and the id-set digest. Lines' attributes go to `tally` (in memory, never spooled)."""
     hasher = SubjectHasher()
     total = digest = 0
     max_line = settings.CHECK_STREAM_MAX_LINE_BYTES
+    tally = tally if tally is not None else SkewTally()
     for numbers, lines in line_batches(blocks, STREAM_CHUNK, max_line):
-        ids = _parse_lines(numbers, lines)
+        ids = _parse_lines(numbers, lines, tally)
         keys = hasher.many(ids)
         digest = id_set_digest_add(digest, keys)
         rows_spool.write(stage_rows(keys, start=total))
@@ -101,7 +107,22 @@ def line_batches(
         yield numbers, lines
 
 
-def _parse_lines(numbers: list[int], lines: list[bytes]) -> list[str]:
+def _tally_attributes(tally: SkewTally, numbers: list[int], items: list[Any]) -> None:
+    """Each line's `attributes` into the tally (a batch without any costs no loop)."""
+    if not any("attributes" in item for item in items):
+        tally.register_absent(len(items))
+        return
+    tally.seen = True
+    for number, item in zip(numbers, items, strict=True):
+        try:
+            tally.register(item.get("attributes"))
+        except AttributesInvalid as exc:
+            raise InvalidAttributes(
+                f"Line {number}: {exc}", detail={**exc.detail, "line": number}
+            ) from None
+
+
+def _parse_lines(numbers: list[int], lines: list[bytes], tally: SkewTally) -> list[str]:
     """The subject ids of a batch of NDJSON lines; a bad line is a 400 naming its number.
 
     Fast path: the batch parsed as one JSON array (one C call). When that fails or does not
@@ -109,6 +130,7 @@ def _parse_lines(numbers: list[int], lines: list[bytes]) -> list[str]:
     nested deeper than MAX_JSON_DEPTH is refused as a body would be (governance.api.parsers).
     """
     ids: list[str] | None = None
+    items: Any = None
     if all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):
         joined = b"[" + b",".join(lines) + b"]"
         try:
@@ -131,6 +153,7 @@ def _parse_lines(numbers: list[int], lines: list[bytes]) -> list[str]:
                 ids = None
     if ids is None:
         ids = []
+        items = []
         for number, line in zip(numbers, lines, strict=True):
             try:
                 item = json.loads(line)
@@ -150,5 +173,7 @@ def _parse_lines(numbers: list[int], lines: list[bytes]) -> list[str]:
                     detail={"line": number},
                 )
             ids.append(item["subject_id"])
+            items.append(item)
     validate_identifiers(ids, line_numbers=numbers)
+    _tally_attributes(tally, numbers, items)
     return ids

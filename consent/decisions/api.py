@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from consent.decisions import card as cards
 from consent.decisions import selectors, services
 from consent.models import Decision
 from governance.api.common import (
@@ -196,6 +197,8 @@ DecisionSerializer = inline_serializer(
         "lineage_subjects": serializers.IntegerField(required=False),
         "erased_since": serializers.IntegerField(),
         "model": serializers.CharField(allow_null=True),
+        "reasons": serializers.DictField(child=serializers.IntegerField()),
+        "skew": serializers.JSONField(allow_null=True),
     },
 )
 
@@ -218,6 +221,8 @@ def decision_body(decision: Decision, *, lineage_subjects: int | None = None) ->
         "lineage": decision.lineage,
         "erased_since": decision.erased_since,
         "model": decision.model or None,
+        "reasons": decision.reasons,
+        "skew": decision.skew,
     }
     if lineage_subjects is not None:
         body["lineage_subjects"] = lineage_subjects
@@ -237,6 +242,55 @@ class DecisionDetailApi(APIView):
         decision = selectors.decision_get(decision_id=decision_id, client=api_client_of(request))
         count = selectors.decision_lineage_count(decision=decision)
         return json_response(decision_body(decision, lineage_subjects=count))
+
+
+CARD_FORMATS = ("json", "jsonld", "md")
+
+
+class DecisionCardApi(JSONErrorsOnly, APIView):
+    required_scope = DECISION_READERS
+
+    @extend_schema(
+        operation_id="decision_card",
+        parameters=[OpenApiParameter("format", str, enum=list(CARD_FORMATS), required=False)],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/ld+json"): OpenApiTypes.OBJECT,
+            (200, "text/markdown"): OpenApiTypes.STR,
+            **error_responses(400, 404, 409),
+        },
+        description="The dataset consent card of a complete decision: purpose, legal basis, "
+        "data use and owner, as_of, counts with the denied reasons, the skew report, the "
+        "snapshot's file hash or the id-set digest, the notice versions in force and when it "
+        "was issued; `jws` is a compact JWS (typ dataset-card+jws, keys in the JWKS) over "
+        "every other field. `format=jsonld`: the same facts in W3C DPV and Croissant RAI "
+        "terms; `format=md`: a Markdown section for a model or dataset card. Readable by the "
+        "client that made the decision or a key with scope `admin`.",
+    )
+    def get(self, request: Request, decision_id: str) -> HttpResponse:
+        fmt = request.query_params.get("format", "json")
+        if fmt not in CARD_FORMATS:
+            raise InvalidRequest("format must be json, jsonld or md.", detail={"field": "format"})
+        decision = selectors.decision_get(decision_id=decision_id, client=api_client_of(request))
+        card = cards.card_signed(decision)
+        if fmt == "jsonld":
+            context_url = request.build_absolute_uri(cards.CONTEXT_PATH)
+            response = json_response(cards.card_jsonld(card, context_url=context_url))
+            response["Content-Type"] = "application/ld+json"
+            return response
+        if fmt == "md":
+            return HttpResponse(
+                cards.card_markdown(card), content_type="text/markdown; charset=utf-8"
+            )
+        return json_response(card)
+
+
+def dataset_card_context(request: Any) -> HttpResponse:
+    """The JSON-LD context of the card (vendored in the repository, public, cacheable)."""
+    response = HttpResponse(cards.card_context(), content_type="application/ld+json")
+    response["Cache-Control"] = "public, max-age=86400"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 class DecisionDriftApi(APIView):
@@ -335,6 +389,7 @@ class SubjectDecisionsApi(APIView):
 __all__ = [
     "DataUseExportApi",
     "DataUseListApi",
+    "DecisionCardApi",
     "DecisionDetailApi",
     "DecisionDriftApi",
     "SubjectDecisionsApi",

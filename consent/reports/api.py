@@ -5,41 +5,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
-    extend_schema_field,
     extend_schema_serializer,
+    inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from consent.checks.api import SkewSerializer
+from consent.checks.inputs import as_of_parse
 from consent.errors import UnknownPurpose
 from consent.models import Purpose
 from consent.reports import selectors
 from consent.reports.selectors import Window
-from governance.api.common import validated
-from governance.api.schema import error_responses
+from governance.api.common import iso, json_response, validated
+from governance.api.schema import (
+    OptionalSuppressedCountField,
+    SuppressedCountField,
+    error_responses,
+)
 from governance.errors import InvalidRequest
 from governance.models import Scope
-from governance.suppression import SMALL
-
-_COUNT_SCHEMA = {"oneOf": [{"type": "integer"}, {"type": "string", "enum": [SMALL]}]}
-
-
-@extend_schema_field(_COUNT_SCHEMA)
-class SuppressedCountField(serializers.Field):
-    """An integer, or "<10" when under the small-count threshold."""
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-@extend_schema_field({**_COUNT_SCHEMA, "nullable": True})
-class OptionalSuppressedCountField(SuppressedCountField):
-    pass
 
 
 @extend_schema_serializer(component_name="ConsentRateBucket")
@@ -105,6 +97,63 @@ class ConsentRatesApi(APIView):
             "buckets": buckets,
         }
         return Response(self.OutputSerializer(body).data)
+
+
+class ConsentSkewApi(APIView):
+    required_scope = Scope.ADMIN
+
+    class InputSerializer(serializers.Serializer):
+        purpose = serializers.CharField(max_length=64)
+        as_of = serializers.CharField(required=False)
+        by = serializers.CharField(required=False, default=",".join(selectors.SKEW_GROUPINGS))
+
+    @extend_schema(
+        operation_id="reports_consent_skew",
+        parameters=[
+            OpenApiParameter("purpose", str, required=True, description="A purpose key."),
+            OpenApiParameter("as_of", str, required=False, description="ISO-8601; default now."),
+            OpenApiParameter(
+                "by",
+                str,
+                required=False,
+                description="Comma-separated, of: "
+                + ", ".join(selectors.SKEW_GROUPINGS)
+                + " (default: all).",
+            ),
+        ],
+        responses={
+            200: inline_serializer(
+                "ConsentSkewReport",
+                {
+                    "purpose": serializers.CharField(),
+                    "as_of": serializers.DateTimeField(),
+                    "by": serializers.ListField(child=serializers.CharField()),
+                    "skew": SkewSerializer,
+                },
+            ),
+            **error_responses(400),
+        },
+        description="Who the service's own consent leaves out: the account-namespace people "
+        "asked about the purpose, allowed or not at `as_of` by the decision rule, grouped "
+        "by their standing event's context. The consent-skew report of checks with "
+        "attributes (docs/consent-bias.md), suppressed the same way.",
+    )
+    def get(self, request: Request) -> HttpResponse:
+        data = validated(self.InputSerializer, request.query_params.dict())
+        purpose = Purpose.objects.filter(key=data["purpose"]).first()
+        if purpose is None:
+            raise UnknownPurpose(detail={"purpose": data["purpose"]})
+        names = list(dict.fromkeys(n.strip() for n in data["by"].split(",") if n.strip()))
+        if not names or any(n not in selectors.SKEW_GROUPINGS for n in names):
+            raise InvalidRequest(
+                "by names fields of " + ", ".join(selectors.SKEW_GROUPINGS) + ".",
+                detail={"field": "by", "allowed": list(selectors.SKEW_GROUPINGS)},
+            )
+        at = as_of_parse(data.get("as_of")) or timezone.now()
+        report = selectors.consent_skew(purpose=purpose, at=at, by=names)
+        return json_response(
+            {"purpose": purpose.key, "as_of": iso(at), "by": names, "skew": report}
+        )
 
 
 def _window(start: Any, end: Any) -> Window:

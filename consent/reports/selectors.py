@@ -2,6 +2,10 @@
 events granted, refused and withdrew a purpose, how many came from GPC, the grant rate and,
 for day, week and property, how often a banner asked. Counted in SQL; small counts
 suppressed (governance.suppression) before anything leaves this module.
+
+The consent-skew report of the service's own population: the people asked about a purpose,
+as of an instant, by their standing event's context (jurisdiction, locale, property, source,
+notice version), in the terms of consent.skew.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate, TruncWeek
 
+from consent.checks.facts import ACCOUNT
+from consent.checks.gather import facts_for
 from consent.models import (
     Action,
     ActorType,
@@ -25,8 +32,10 @@ from consent.models import (
     LegalBasis,
     Property,
     Purpose,
+    Subject,
 )
 from consent.notices import notice_versions
+from consent.skew import Cell, skew_report
 from governance.suppression import Rate, suppress_small
 
 GROUPINGS = ("day", "week", "property", "jurisdiction", "source")
@@ -191,3 +200,79 @@ def reconsent_awaiting(*, now: datetime | None = None) -> dict[str, int]:
         .annotate(people=Count("subject_id"))
     )
     return {purposes[row["purpose_id"]]: row["people"] for row in rows}
+
+
+# --- consent skew of the service's own population ------------------------------------------
+
+SKEW_GROUPINGS = ("jurisdiction", "locale", "property", "source", "notice_version")
+SKEW_CHUNK = 10_000
+
+
+def _standing_context(event_ids: list[str]) -> dict[str, dict[str, str | None]]:
+    """Each standing event's context fields, by event id (null where not known)."""
+    events = list(
+        ConsentEvent.objects.filter(id__in=event_ids).values(
+            "id", "source", "notice_version", "actor_type", "actor_id", "receipt_id"
+        )
+    )
+    contexts: dict[Any, dict[str, Any]] = {
+        row["receipt_id"]: dict(row)
+        for row in ConsentContext.objects.filter(
+            receipt_id__in={e["receipt_id"] for e in events}
+        ).values("receipt_id", "jurisdiction", "locale")
+    }
+    names = dict(
+        Property.objects.filter(api_client__isnull=False).values_list("api_client_id", "name")
+    )
+    found: dict[str, dict[str, str | None]] = {}
+    for event in events:
+        context = contexts.get(event["receipt_id"], {})
+        by_key = event["actor_type"] == ActorType.API_CLIENT and event["actor_id"].isdigit()
+        found[str(event["id"])] = {
+            "jurisdiction": context.get("jurisdiction") or None,
+            "locale": context.get("locale") or None,
+            "property": names.get(int(event["actor_id"])) if by_key else None,
+            "source": event["source"],
+            "notice_version": str(event["notice_version"]),
+        }
+    return found
+
+
+def consent_skew(*, purpose: Purpose, at: datetime, by: list[str]) -> dict[str, Any]:
+    """The skew report of the account-namespace people with an event for `purpose` at or
+    before `at`: candidates are those people, allowed those the decision rule allows at
+    `at`, attributes their standing event's context. Read a chunk of people at a time."""
+    facts = facts_for(connection)
+    rule = facts.purpose_rule_of(purpose.pk)
+    people = (
+        ConsentEvent.objects.filter(
+            purpose=purpose, effective_at__lte=at, subject__namespace=ACCOUNT
+        )
+        .order_by("subject_id")
+        .values_list("subject_id", flat=True)
+        .distinct()
+    )
+    pks = list(people)
+    cells: dict[str, dict[str | None, Cell]] = {name: {} for name in by}
+    candidates = allowed = 0
+    for start in range(0, len(pks), SKEW_CHUNK):
+        keys = list(
+            Subject.objects.filter(pk__in=pks[start : start + SKEW_CHUNK]).values_list(
+                "key", flat=True
+            )
+        )
+        with transaction.atomic():
+            answers = facts.standings(keys, rule, at=at, as_of=True)
+        contexts = _standing_context([str(v.event_id) for v in answers.verdicts if v.event_id])
+        for verdict in answers.verdicts:
+            candidates += 1
+            allowed += verdict.allowed
+            context: dict[str, str | None] = contexts.get(str(verdict.event_id), {})
+            for name in by:
+                cell = cells[name].setdefault(context.get(name), Cell())
+                cell.candidates += 1
+                if verdict.allowed:
+                    cell.allowed += 1
+                else:
+                    cell.reasons[verdict.reason] = cell.reasons.get(verdict.reason, 0) + 1
+    return skew_report(candidates=candidates, allowed=allowed, cells=cells)

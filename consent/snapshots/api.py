@@ -178,7 +178,10 @@ class SnapshotUsageApi(JSONErrorsOnly, APIView):
         description="Records the people a model was trained on (pseudonyms of this "
         "snapshot) as a decision with lineage, so drift and a subject's decisions name it. "
         "An upload holding anyone the snapshot denies (or does not list, while "
-        "`default_allowed` is false) is a 400 `denied_in_snapshot` and records nothing.",
+        "`default_allowed` is false) is a 400 `denied_in_snapshot` and records nothing. "
+        'A consent skew report computed locally may come along (an NDJSON line {"skew": '
+        "{...}}, or the Parquet schema metadata `consent.skew`); it is stored with the "
+        "decision if it has the published, suppressed shape (400 `invalid_skew` if not).",
     )
     def post(self, request: Request, snapshot_id: str) -> HttpResponse:
         snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, client=api_client_of(request))
@@ -193,11 +196,15 @@ class SnapshotUsageApi(JSONErrorsOnly, APIView):
             raise drf_exceptions.UnsupportedMediaType(media_type or "none")
         with uploads.spool(body_blocks(request)) as body:
             if media_type == uploads.NDJSON:
-                pseudonyms = uploads.pseudonyms_ndjson(body)
+                usage = uploads.pseudonyms_ndjson(body)
             else:
-                pseudonyms = uploads.pseudonyms_parquet(body)
+                usage = uploads.pseudonyms_parquet(body)
         result = services.snapshot_usage_record(
-            snapshot=snapshot, actor=actor_of(request), model=model, pseudonyms=pseudonyms
+            snapshot=snapshot,
+            actor=actor_of(request),
+            model=model,
+            pseudonyms=usage.pseudonyms,
+            skew=usage.skew,
         )
         return json_response(
             {

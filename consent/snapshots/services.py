@@ -31,8 +31,9 @@ from consent.checks.inputs import SubjectHasher, digest_hex
 from consent.checks.rule import PurposeRule, decide
 from consent.decisions.lineage import lineage_load
 from consent.decisions.services import data_use_for_check, decision_audit, decision_new
-from consent.errors import DeniedInSnapshot, SnapshotNotReady, UnknownDataUse
+from consent.errors import DeniedInSnapshot, InvalidSkew, SnapshotNotReady, UnknownDataUse
 from consent.models import DataUse, Decision, Snapshot, SnapshotChunk, Subject
+from consent.skew import SkewInvalid, skew_validate
 from consent.snapshots import files
 from consent.snapshots.keys import pseudonym_key_new, pseudonym_key_of
 from governance.actors import Actor
@@ -435,13 +436,20 @@ def snapshot_usage_record(
     actor: Actor,
     model: str,
     pseudonyms: pa.Array,
+    skew: Any = None,
     now: datetime | None = None,
 ) -> UsageResult:
     """Records the people a pipeline used (distinct 32-byte pseudonyms of the snapshot) as a
     complete Decision with lineage, or refuses the whole upload (400 denied_in_snapshot)
     when it holds anyone the snapshot denies, or does not list while absent ids are not
-    allowed."""
+    allowed. A consent skew report the pipeline computed (`skew`) is checked for the
+    published, suppressed shape and kept with the decision."""
     moment = now or timezone.now()
+    if skew is not None:
+        try:
+            skew = skew_validate(skew)
+        except SkewInvalid as exc:
+            raise InvalidSkew(str(exc), detail={"field": "skew"}) from None
     if snapshot.status != Snapshot.Status.READY or snapshot.expires_at <= moment:
         raise SnapshotNotReady(detail={"id": str(snapshot.id)})
     if len(pseudonyms) == 0:
@@ -488,6 +496,8 @@ def snapshot_usage_record(
         )
         decision.status = Decision.Status.COMPLETE
         decision.model = model
+        decision.snapshot = snapshot
+        decision.skew = skew
         decision.total = decision.allowed_count = used.num_rows
         decision.denied_count = 0
         decision.id_set_digest = digest_hex(digest % (1 << 256))

@@ -7,10 +7,11 @@ import re
 from typing import Any
 
 from drf_spectacular import openapi
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from governance.api.common import CONTROL_CHARACTERS, DistinctList
+from governance.suppression import SMALL
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -183,3 +184,20 @@ def _renamed_refs(node: Any, renames: dict[str, str]) -> Any:
     if isinstance(node, list):
         return [_renamed_refs(item, renames) for item in node]
     return node
+
+
+# Counts of the aggregate reports (governance.suppression): an integer, or "<10".
+_COUNT_SCHEMA = {"oneOf": [{"type": "integer"}, {"type": "string", "enum": [SMALL]}]}
+
+
+@extend_schema_field(_COUNT_SCHEMA)
+class SuppressedCountField(serializers.Field):
+    """An integer, or "<10" when under the small-count threshold."""
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field({**_COUNT_SCHEMA, "nullable": True})
+class OptionalSuppressedCountField(SuppressedCountField):
+    pass

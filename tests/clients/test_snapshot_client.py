@@ -160,3 +160,48 @@ def test_a_tampered_file_or_manifest_is_refused(server, change):
     client = _client(server, _seed(), change)
     with pytest.raises(SnapshotVerificationError):
         client.snapshot(purpose="ml_training")
+
+
+def test_snapshot_skew_equals_the_services_and_the_usage_card_verifies(server):
+    key = _seed()
+    people = [f"p{i}" for i in range(120)]
+    for i, person in enumerate(people):
+        if i % 4:
+            factories.record(person, ml_training=True)
+        elif i % 8 == 0:
+            factories.record(person, ml_training=False)
+    df = pd.DataFrame(
+        {
+            "user_id": [*people, "zed", None],
+            "region": [
+                ("isle" if i < 5 else ["north", "south", "east"][i % 3]) for i in range(122)
+            ],
+            "band": [("a" if i % 2 else float("nan")) for i in range(122)],
+        }
+    )
+    client = _client(server, key)
+    rows = df[df["user_id"].notna()]
+    attributes = {
+        r.user_id: {"region": r.region, "band": r.band} for r in rows.itertuples(index=False)
+    }
+    service = client.check(rows["user_id"].tolist(), "ml_training", attributes=attributes).skew
+    assert service is not None and service["by"]["region"][-1]["suppressed"]
+    with client.snapshot(purpose="ml_training") as snap:
+        report = snap.skew(df, "user_id", by=["region", "band"])
+        assert report == service  # the same numbers, to the last bit
+        used = snap.filter_pandas(df, "user_id")
+        decision_id = snap.record_usage(used, "user_id", model="churn-v2", skew=report)
+        card = snap.card()
+        assert card["decision_id"] == decision_id and card["skew"] == report
+        assert card["snapshot"]["file_sha256"] == snap.info["file_sha256"]
+        assert card["model"] == "churn-v2"
+    assert client.card(decision_id)["counts"]["allowed"] == len(set(used["user_id"]))
+
+    def forge(method: str, url: str, response: Any) -> None:
+        if url.endswith("/card"):
+            body = response.json()
+            body["counts"]["allowed"] += 1
+            response._content = json.dumps(body).encode()
+
+    with pytest.raises(SnapshotVerificationError):
+        _client(server, key, forge).card(decision_id)

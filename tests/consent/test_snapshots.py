@@ -626,3 +626,69 @@ def test_snapshots_build_and_record_usage_on_sqlite(tmp_path: Any) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sqlite-snapshot-ok" in done.stdout
+
+
+# --- a skew report with the usage (consent bias) ---------------------------------------------
+
+SKEW = {
+    "allowed_rate": 0.5,
+    "by": {
+        "region": [
+            {
+                "value": "north",
+                "suppressed": False,
+                "candidates": 20,
+                "allowed": 10,
+                "allowed_rate": 0.5,
+                "share_candidates": 1.0,
+                "share_allowed": 1.0,
+                "representation": 1.0,
+                "weight": 1.0,
+                "flag": False,
+                "reasons": {"refused": 10},
+            }
+        ]
+    },
+}
+
+
+def test_usage_keeps_a_skew_report_and_the_card_names_the_snapshot_file(owner):
+    _, api = owner
+    _people()
+    snapshot_id = _create(api)
+    key = base64.b64decode(_detail(api, snapshot_id)["pseudonym_key"])
+    body = json.dumps({"skew": SKEW}) + "\n" + _ndjson(_pseudonym(key, "ann"))
+    response = _usage(api, snapshot_id, body)
+    assert response.status_code == 201, response.content
+    decision_id = response.json()["decision_id"]
+    assert Decision.objects.get(pk=decision_id).skew == SKEW
+    card = api.get(f"/api/v1/decisions/{decision_id}/card").json()
+    assert card["skew"] == SKEW and card["model"] == "churn-v1"
+    assert card["snapshot"] == {
+        "id": snapshot_id,
+        "file_sha256": Snapshot.objects.get(pk=snapshot_id).file_sha256,
+    }
+    # The same report in a Parquet upload's schema metadata.
+    table = pa.table({"pseudonym": pa.array([_pseudonym(key, "ann")], pa.binary(32))})
+    sink = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({"consent.skew": json.dumps(SKEW)}), sink)
+    response = api.post(
+        f"/api/v1/snapshots/{snapshot_id}/usage?model=m",
+        raw=sink.getvalue(),
+        content_type="application/vnd.apache.parquet",
+    )
+    assert response.status_code == 201, response.content
+    assert Decision.objects.get(pk=response.json()["decision_id"]).skew == SKEW
+
+
+def test_usage_with_an_unsuppressed_skew_report_records_nothing(owner):
+    _, api = owner
+    _people()
+    snapshot_id = _create(api)
+    key = base64.b64decode(_detail(api, snapshot_id)["pseudonym_key"])
+    small = json.loads(json.dumps(SKEW))
+    small["by"]["region"][0]["candidates"] = 3  # a small group shown by itself
+    body = json.dumps({"skew": small}) + "\n" + _ndjson(_pseudonym(key, "ann"))
+    before = Decision.objects.count()
+    assert_error(_usage(api, snapshot_id, body), 400, "invalid_skew")
+    assert Decision.objects.count() == before

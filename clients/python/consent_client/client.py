@@ -7,15 +7,24 @@ import itertools
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import requests
 
+from consent_client import skew
 from consent_client.errors import ConsentApiError, TransientError, error_for
-from consent_client.snapshot import Snapshot, SnapshotError, download_verified
+from consent_client.snapshot import (
+    Snapshot,
+    SnapshotError,
+    SnapshotVerificationError,
+    download_verified,
+    verify_manifest,
+)
+
+CARD_TYP = "dataset-card+jws"
 
 MAX_BULK_IDS = 100_000
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -29,6 +38,7 @@ class CheckResult:
     allowed: list[str]
     denied: list[str]
     results: list[dict[str, Any]] = field(default_factory=list)
+    skew: dict[str, Any] | None = None
 
 
 @dataclass
@@ -39,6 +49,10 @@ class SubjectCheck:
     reason: str
     event_id: str | None
     as_of: str | None
+
+
+def _attribute_values(attributes: Mapping[str, Any]) -> dict[str, str | None]:
+    return {name: skew.attribute_value(value) for name, value in attributes.items()}
 
 
 def _instant(value: datetime | str | None) -> str | None:
@@ -123,8 +137,12 @@ class ConsentClient:
         data_use: str | None = None,
         explain: bool = False,
         lineage: bool = False,
+        attributes: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CheckResult:
-        """One bulk check (up to 100,000 ids): allowed and denied ids, and the decision id."""
+        """One bulk check (up to 100,000 ids): allowed and denied ids, and the decision id.
+
+        With `attributes` ({id: {name: value}}: at most 5 names, 50 values each; values
+        become strings, missing ones null), the result carries the consent-skew report."""
         subject_ids = list(ids)
         if len(subject_ids) > MAX_BULK_IDS:
             raise ValueError(
@@ -139,6 +157,8 @@ class ConsentClient:
             body["explain"] = True
         if lineage:
             body["lineage"] = True
+        if attributes is not None:
+            body["attributes"] = {k: _attribute_values(v) for k, v in attributes.items()}
         data = self._request("POST", "/api/v1/checks", json=body).json()
         return CheckResult(
             decision_id=data["decision_id"],
@@ -147,6 +167,7 @@ class ConsentClient:
             allowed=data["allowed"],
             denied=data["denied"],
             results=data.get("results", []),
+            skew=data.get("skew"),
         )
 
     def check_one(
@@ -195,8 +216,10 @@ class ConsentClient:
         as_of: datetime | str | None = None,
         data_use: str | None = None,
         lineage: bool = False,
+        attributes: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """One streamed check (/checks/stream) over any number of ids: one Decision.
+        With `attributes` as for check(), the summary carries the skew report.
 
         The NDJSON body is spooled to a temporary file first (sent with a Content-Length, so
         it works through any proxy and can be retried); answers are read line by line.
@@ -212,7 +235,10 @@ class ConsentClient:
         self.last_summary = None
         with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as body:
             for subject_id in ids:
-                body.write(json.dumps({"subject_id": subject_id}).encode() + b"\n")
+                item: dict[str, Any] = {"subject_id": subject_id}
+                if attributes is not None and subject_id in attributes:
+                    item["attributes"] = _attribute_values(attributes[subject_id])
+                body.write(json.dumps(item).encode() + b"\n")
             response = self._request(
                 "POST",
                 "/api/v1/checks/stream",
@@ -263,6 +289,17 @@ class ConsentClient:
     def decision(self, decision_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self._request("GET", f"/api/v1/decisions/{decision_id}").json()
         return data
+
+    def card(self, decision_id: str) -> dict[str, Any]:
+        """The dataset consent card of a decision, its JWS verified against the service's
+        JWKS (typ dataset-card+jws) and equal to every other field it carries; raises
+        SnapshotVerificationError otherwise."""
+        card: dict[str, Any] = self._request("GET", f"/api/v1/decisions/{decision_id}/card").json()
+        jwks: dict[str, Any] = self._request("GET", "/.well-known/jwks.json").json()
+        payload = verify_manifest(str(card.get("jws", "")), jwks, typ=CARD_TYP)
+        if payload != {k: v for k, v in card.items() if k != "jws"}:
+            raise SnapshotVerificationError("the card's signature does not cover what it says")
+        return card
 
     def drift(self, decision_id: str) -> Iterator[dict[str, Any]]:
         """Every subject the decision allowed that is denied now, page after page."""

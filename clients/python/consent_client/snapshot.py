@@ -31,10 +31,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from consent_client import skew as skew_module
+
 if TYPE_CHECKING:
     from consent_client.client import ConsentClient
 
 MANIFEST_TYP = "snapshot-manifest+jws"
+SKEW_METADATA_KEY = "consent.skew"
 PARQUET = "application/vnd.apache.parquet"
 # Every field of the API's answer that the manifest signs.
 SIGNED_FIELDS = (
@@ -193,6 +196,20 @@ class Snapshot:
             )
         return self._verdicts
 
+    def outcomes(self, values: list[str]) -> list[tuple[bool, str]]:
+        """(allowed, reason) of each value, as the service would answer a check of it: ids
+        the file does not list follow `default_allowed` (reason no_consent when denied)."""
+        table = _pyarrow().read_table(self.path, columns=["pseudonym", "allowed", "reason"])
+        found = dict(
+            zip(
+                table["pseudonym"].to_pylist(),
+                zip(table["allowed"].to_pylist(), table["reason"].to_pylist(), strict=True),
+                strict=True,
+            )
+        )
+        absent = (self.default_allowed, "unknown" if self.default_allowed else "no_consent")
+        return [found.get(p, absent) for p in self.pseudonyms(values)]
+
     def _allowed_values(self, values: list[str]) -> list[str]:
         verdicts = self.verdicts()
         default = self.default_allowed
@@ -218,15 +235,37 @@ class Snapshot:
         keep = values.notna() & values.astype(str).isin(allowed)
         return df[keep]
 
-    def record_usage(self, df: Any, column: str, *, model: str) -> str:
+    def skew(self, df: Any, column: str, *, by: Iterable[str]) -> dict[str, Any]:
+        """The consent-skew report of filtering `df` by this snapshot, computed here from
+        the `by` columns (never sent anywhere): the same numbers the service gives a bulk
+        check of the same ids with those attributes (consent_client.skew). Rows whose
+        `column` is missing are not candidates; each other row is one."""
+        names = list(by)
+        rows = df[df[column].notna()]
+        outcomes = self.outcomes(rows[column].astype(str).tolist())
+        columns = {
+            name: [skew_module.attribute_value(v) for v in rows[name].tolist()] for name in names
+        }
+        return skew_module.report_of_columns(
+            columns, [o[0] for o in outcomes], [o[1] for o in outcomes]
+        )
+
+    def record_usage(
+        self, df: Any, column: str, *, model: str, skew: dict[str, Any] | None = None
+    ) -> str:
         """Reports the distinct people of `df` (the rows actually used) as the training set
         of `model`; returns the decision id. The service refuses (BadRequest,
-        `denied_in_snapshot`) an upload holding anyone the snapshot does not allow."""
+        `denied_in_snapshot`) an upload holding anyone the snapshot does not allow. A
+        `skew` report (from `skew()`) goes along in the Parquet metadata and is kept with
+        the decision and on its card."""
         import pyarrow as pa
 
         pseudonyms = self.pseudonyms(self._distinct(df, column))
         sink = io.BytesIO()
-        _pyarrow().write_table(pa.table({"pseudonym": pa.array(pseudonyms, pa.binary(32))}), sink)
+        table = pa.table({"pseudonym": pa.array(pseudonyms, pa.binary(32))})
+        if skew is not None:
+            table = table.replace_schema_metadata({SKEW_METADATA_KEY: json.dumps(skew)})
+        _pyarrow().write_table(table, sink)
         response = self.client._request(
             "POST",
             f"/api/v1/snapshots/{self.id}/usage",
@@ -236,6 +275,12 @@ class Snapshot:
         )
         self.last_usage = response.json()
         return str(self.last_usage["decision_id"])
+
+    def card(self) -> dict[str, Any]:
+        """The verified dataset consent card of the last recorded usage."""
+        if self.last_usage is None:
+            raise SnapshotError("record_usage() first: the card describes a usage decision")
+        return self.client.card(str(self.last_usage["decision_id"]))
 
     # --- the end ---------------------------------------------------------------------------
 
