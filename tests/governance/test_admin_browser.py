@@ -125,7 +125,12 @@ def _table(driver: Any, key: str) -> dict[str, list[str]]:
 
 def _downloaded(folder: Path) -> Path:
     def done() -> Path | None:
-        files = [p for p in folder.iterdir() if not p.name.endswith(".crdownload")]
+        # Chromium names the target file before it writes it: done once no partial file is
+        # left and the target has content.
+        entries = list(folder.iterdir())
+        if any(p.name.endswith(".crdownload") for p in entries):
+            return None
+        files = [p for p in entries if p.is_file() and p.stat().st_size > 0]
         return files[0] if files else None
 
     found = wait_for(done, what="the access export to download")
