@@ -135,3 +135,9 @@ class DeniedInSnapshot(DomainError):
         "The upload holds pseudonyms the snapshot denies (or does not list, while absent ids "
         "are not allowed); nothing was recorded."
     )
+
+
+class ImportInvalid(DomainError):
+    code = "import_invalid"
+    status = 400
+    message = "The import file is invalid; nothing was imported."

@@ -13,7 +13,7 @@ from governance.signing import TYP_CONSENT_RECEIPT, jws_sign, jws_verify
 KANTARA_VERSION = "KI-CR-v1.1.0"
 ISO_27560_SCHEMA = "ISO/IEC TS 27560:2023"
 
-_DPV_STATE = {
+DPV_CONSENT_STATUS = {
     "granted": "dpv:ConsentGiven",
     "refused": "dpv:ConsentRefused",
     "withdrawn": "dpv:ConsentWithdrawn",
@@ -80,7 +80,7 @@ def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> 
         "events": [
             {
                 "purpose": e.decided_purpose.key,
-                "state": _DPV_STATE.get(e.action, e.action),
+                "state": DPV_CONSENT_STATUS.get(e.action, e.action),
                 "timestamp": e.effective_at.isoformat(),
                 "valid_until": e.expires_at.isoformat() if e.expires_at else None,
                 "expressed_by": e.given_by,

@@ -1,9 +1,11 @@
-"""Thin Celery tasks of the consent app: consent expiry, and building and expiring snapshots."""
+"""Thin Celery tasks of the consent app: consent expiry, building and expiring snapshots,
+applying imports."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from consent.imports import services as imports
 from consent.ledger.expiry import consent_expire_due
 from consent.snapshots import services as snapshots
 
@@ -42,3 +44,13 @@ def snapshots_expire_task() -> int:
 @shared_task(name=snapshots.SNAPSHOTS_RESUME_TASK, soft_time_limit=50, time_limit=60)
 def snapshots_resume_task() -> int:
     return snapshots.snapshots_resume()
+
+
+# A step is safe to run twice (batches are applied under the import's lock, each marked
+# done with its writes), so a lost worker's message may be redelivered.
+@shared_task(name=imports.IMPORT_APPLY_TASK, acks_late=True, soft_time_limit=540, time_limit=600)
+def import_apply_task(import_id: str) -> str:
+    outcome = imports.import_apply(import_id=import_id, seconds=60)
+    if outcome == "batch":
+        import_apply_task.delay(import_id=import_id)
+    return outcome
