@@ -41,6 +41,8 @@ MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
 # The mapping a JSON-LD export of ours is read with when no other is named.
 JSONLD_MAPPING = "iso27560"
 _MAPPING_KEYS = {"description", "format", "records", "each", "fields", "values", "defaults"}
+_NAMESPACES = frozenset(Subject.Namespace.values)
+_METHODS = frozenset(IndicationMethod.values)
 _TRUE = {"true", "yes", "y", "1", "granted"}
 _FALSE = {"false", "no", "n", "0", "refused", "denied"}
 
@@ -355,7 +357,7 @@ def row_check(
     if "subject_id" not in missing and not identifier_ok(subject_id):
         reasons.append("subject_id must be a string of 1 to 255 characters, no control characters")
     namespace = values.get("namespace") or Subject.Namespace.ACCOUNT
-    if namespace not in Subject.Namespace.values:
+    if namespace not in _NAMESPACES:
         reasons.append(f"namespace must be one of {', '.join(Subject.Namespace.values)}")
     purpose = purposes.get(values.get("purpose")) if isinstance(values.get("purpose"), str) else None
     if "purpose" not in missing and purpose is None:
@@ -374,7 +376,7 @@ def row_check(
     if "external_id" not in missing and not identifier_ok(external_id):
         reasons.append("external_id must be a string of 1 to 255 characters")
     method = values.get("indication_method") or IndicationMethod.IMPORT
-    if method not in IndicationMethod.values:
+    if method not in _METHODS:
         reasons.append(f"unknown indication_method {method!r}")
     elif granted and method not in AFFIRMATIVE_METHODS:
         reasons.append(f"a grant needs an affirmative indication, not {method!r}")

@@ -4,9 +4,9 @@ batches), applying it batch by batch through the ledger's one write path, and co
 Nothing half-written: the whole file is checked before anything is recorded, and a bad row
 fails it whole (400 import_invalid naming the rows). Each batch is then applied in its own
 transaction (events, states, the imported external ids, its audit row, the batch marked
-done and its ciphertext destroyed), under the import's row lock, so batches go one at a
-time in order. A worker that dies mid-batch leaves it undone (its transaction rolls back)
-and the next step takes it again; records whose external id was imported before, by this
+done and its ciphertext destroyed), claimed by its row lock; batches never share a subject,
+so several workers may apply them side by side. A worker that dies mid-batch leaves it
+undone (its transaction rolls back) and the next step takes it again; records whose external id was imported before, by this
 import or another, are skipped. Completion writes one `import.completed` outbox event (no
 webhook per record) and its audit row.
 """
@@ -38,6 +38,7 @@ from consent.imports.formats import (
     row_check,
     rows_read,
 )
+from consent.imports.store import imported_insert
 from consent.ledger.store import SubjectRef
 from consent.ledger.write import Entry, Plan, Write, ledger_write_batch
 from consent.models import (
@@ -58,6 +59,8 @@ from governance.queue import task_queue_on_commit
 
 IMPORT_APPLY_TASK = "consent.import_apply"
 BATCH_SIZE = 5000
+# Messages queued when an import is created: how many workers may apply its batches at once.
+APPLY_MESSAGES = 2
 # Rows named in an import_invalid answer (the count says how many there were in all).
 MAX_ROWS_NAMED = 100
 
@@ -258,7 +261,8 @@ def import_create(
             },
         )
         if queue:
-            task_queue_on_commit(IMPORT_APPLY_TASK, import_id=str(import_id))
+            for _ in range(max(1, min(len(batches), APPLY_MESSAGES))):
+                task_queue_on_commit(IMPORT_APPLY_TASK, import_id=str(import_id))
     return consent_import
 
 
@@ -362,13 +366,12 @@ def _batch_apply(
         now=now,
     )
     imported = [
-        ImportedRecord(
-            external_id_hash=digest, consent_import_id=consent_import.id, event_id=event.id
-        )
+        (digest, consent_import.id, event.id)
         for pairs, result in zip(by_subject.values(), results, strict=True)
         for (_, digest), event in zip(pairs, result.events, strict=True)
     ]
-    ImportedRecord.objects.bulk_create(imported, batch_size=5000)
+    if imported:
+        imported_insert()(imported)
     applied, skipped = len(imported), len(records) - len(imported)
     audit_record(
         actor=actor,
@@ -417,22 +420,24 @@ def _complete(consent_import: ConsentImport, now: datetime) -> bool:
 
 
 def import_apply_step(*, import_id: uuid.UUID | str, now: datetime | None = None) -> str:
-    """One step: applies the next batch ("batch"), or completes the import ("completed"),
-    or finds nothing to do ("done"). Safe to run twice and from several workers at once."""
+    """One step: applies the next batch nobody holds ("batch"), or completes the import
+    ("completed"), or finds the rest held by other workers ("waiting") or nothing left
+    ("done"). Safe to run twice and from several workers at once: batches never share a
+    subject, so two workers apply two batches side by side."""
     moment = now or timezone.now()
+    consent_import = ConsentImport.objects.filter(pk=import_id).first()
+    if consent_import is None or consent_import.status in (
+        ConsentImport.Status.COMPLETED,
+        ConsentImport.Status.FAILED,
+    ):
+        return "done"
     try:
         with transaction.atomic():
-            # The import's row lock puts its batches in a line, one transaction each.
-            consent_import = (
-                ConsentImport.objects.select_for_update().filter(pk=import_id).first()
-            )
-            if consent_import is None or consent_import.status in (
-                ConsentImport.Status.COMPLETED,
-                ConsentImport.Status.FAILED,
-            ):
-                return "done"
+            # Claimed by its row lock for as long as its transaction runs; a worker that
+            # dies releases it with its connection, its writes rolled back.
             batch = (
-                ConsentImportBatch.objects.filter(consent_import=consent_import, done=False)
+                ConsentImportBatch.objects.select_for_update(skip_locked=True)
+                .filter(consent_import=consent_import, done=False)
                 .order_by("index")
                 .first()
             )
@@ -440,10 +445,12 @@ def import_apply_step(*, import_id: uuid.UUID | str, now: datetime | None = None
                 _batch_apply(consent_import, batch, moment)
                 return "batch"
     except DatabaseError:
-        raise  # transient: the batch is still undone, the next step takes it again
+        raise  # transient (a concurrent import of the same ids, say): the batch stays undone
     except Exception as exc:
         import_fail(import_id=import_id, error=f"{type(exc).__name__}: {exc}")
         raise
+    if ConsentImportBatch.objects.filter(consent_import=consent_import, done=False).exists():
+        return "waiting"
     return "completed" if _complete(consent_import, moment) else "done"
 
 

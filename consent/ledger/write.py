@@ -257,11 +257,10 @@ def _rows_build(
     ]
     # The last current event of each purpose leaves its state (a plan may name a purpose
     # more than once: an import replays a history).
-    states = {
-        event.decided_purpose.pk: state_of(event)
-        for event, entry in zip(events, entries, strict=True)
-        if entry.current
-    }
+    last: dict[int, ConsentEvent] = {}
+    for event, entry in zip(events, entries, strict=True):
+        if entry.current:
+            last[event.decided_purpose.pk] = event
     announcements = []
     if write.announce_events:
         identifier = (
@@ -297,7 +296,7 @@ def _rows_build(
     rows = Rows(
         subject=head,
         events=events,
-        states=list(states.values()),
+        states=[state_of(event) for event in last.values()],
         announcements=announcements,
         contexts=contexts,
         audits=audits,
