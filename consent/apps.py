@@ -53,7 +53,9 @@ class ConsentConfig(AppConfig):
         from consent.snapshots.keys import pseudonym_key_aad
 
         register_encrypted_field(
-            ConsentImportBatch, "records_encrypted", lambda b: batch_aad(b.consent_import_id, b.index)
+            ConsentImportBatch,
+            "records_encrypted",
+            lambda b: batch_aad(b.consent_import_id, b.index),
         )
 
         register_encrypted_field(

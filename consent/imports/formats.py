@@ -146,7 +146,9 @@ def _path(record: Any, path: str, parent: Any) -> Any:
     return value
 
 
-def _mapped(record: Any, mapping: ImportMapping | None, parent: Any = None) -> dict[str, Any] | None:
+def _mapped(
+    record: Any, mapping: ImportMapping | None, parent: Any = None
+) -> dict[str, Any] | None:
     if mapping is None:
         return {k: record.get(k) for k in FIELDS} if isinstance(record, Mapping) else {}
     out: dict[str, Any] = {}
@@ -359,7 +361,8 @@ def row_check(
     namespace = values.get("namespace") or Subject.Namespace.ACCOUNT
     if namespace not in _NAMESPACES:
         reasons.append(f"namespace must be one of {', '.join(Subject.Namespace.values)}")
-    purpose = purposes.get(values.get("purpose")) if isinstance(values.get("purpose"), str) else None
+    key = values.get("purpose")
+    purpose = purposes.get(key) if isinstance(key, str) else None
     if "purpose" not in missing and purpose is None:
         reasons.append(f"unknown or inactive purpose {values.get('purpose')!r}")
     granted = _boolean(values.get("granted"))

@@ -144,9 +144,7 @@ def subject_records(*, subject: Subject | None) -> dict[str, Any]:
         "@context": CONTEXT,
         "dct:conformsTo": ISO_27560_SCHEMA,
         "dct:created": _ts(timezone.now()),
-        "@graph": [
-            record_node(e, identifier=i, namespace=n) for e, i, n in _events(subjects)
-        ],
+        "@graph": [record_node(e, identifier=i, namespace=n) for e, i, n in _events(subjects)],
     }
 
 

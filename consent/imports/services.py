@@ -6,9 +6,9 @@ fails it whole (400 import_invalid naming the rows). Each batch is then applied 
 transaction (events, states, the imported external ids, its audit row, the batch marked
 done and its ciphertext destroyed), claimed by its row lock; batches never share a subject,
 so several workers may apply them side by side. A worker that dies mid-batch leaves it
-undone (its transaction rolls back) and the next step takes it again; records whose external id was imported before, by this
-import or another, are skipped. Completion writes one `import.completed` outbox event (no
-webhook per record) and its audit row.
+undone (its transaction rolls back) and the next step takes it again; records whose
+external id was imported before, by this import or another, are skipped. Completion writes
+one `import.completed` outbox event (no webhook per record) and its audit row.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from consent.errors import ImportInvalid
 from consent.imports.batches import batch_decrypt, batch_encrypt
 from consent.imports.formats import (
     JSONLD_MAPPING,
-    ImportRecord,
     ImportMapping,
+    ImportRecord,
     PurposeNotices,
     mapping_load,
     row_check,
@@ -190,16 +190,13 @@ def import_dry_run(checked: Checked) -> DryRun:
 def _batches(records: list[ImportRecord], size: int) -> list[list[ImportRecord]]:
     """The records by subject, each subject's in time order, cut into batches of about
     `size` that never split a subject (a batch names each subject once)."""
-    ordered = sorted(
-        records, key=lambda r: (r.namespace, r.subject_id, r.effective_at, r.row)
-    )
+    ordered = sorted(records, key=lambda r: (r.namespace, r.subject_id, r.effective_at, r.row))
     batches: list[list[ImportRecord]] = []
     current: list[ImportRecord] = []
     for record in ordered:
-        if (
-            len(current) >= size
-            and (record.namespace, record.subject_id)
-            != (current[-1].namespace, current[-1].subject_id)
+        if len(current) >= size and (record.namespace, record.subject_id) != (
+            current[-1].namespace,
+            current[-1].subject_id,
         ):
             batches.append(current)
             current = []
@@ -276,9 +273,7 @@ class _Standing:
     expires_at: datetime | None
 
     def granted_at(self, at: datetime) -> bool:
-        return self.status == Action.GRANTED and (
-            self.expires_at is None or self.expires_at > at
-        )
+        return self.status == Action.GRANTED and (self.expires_at is None or self.expires_at > at)
 
 
 def _plan(records: Sequence[ImportRecord], purposes: Mapping[str, Purpose]) -> Plan:

@@ -18,9 +18,9 @@ Imported = tuple[str, uuid.UUID, uuid.UUID]
 
 
 def _columns() -> str:
-    meta = ImportedRecord._meta
+    fields = {f.name: f.column for f in ImportedRecord._meta.concrete_fields}
     names = ("external_id_hash", "consent_import", "event_id")
-    return ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names)
+    return ", ".join(connection.ops.quote_name(fields[n]) for n in names)
 
 
 def _insert_pg(rows: Sequence[Imported]) -> None:
@@ -35,10 +35,7 @@ def _insert_pg(rows: Sequence[Imported]) -> None:
 
 def _insert_orm(rows: Sequence[Imported]) -> None:
     ImportedRecord.objects.bulk_create(
-        [
-            ImportedRecord(external_id_hash=h, consent_import_id=i, event_id=e)
-            for h, i, e in rows
-        ],
+        [ImportedRecord(external_id_hash=h, consent_import_id=i, event_id=e) for h, i, e in rows],
         batch_size=500,
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -180,7 +181,7 @@ class PostgresLedgerStore:
         return {(s.namespace, s.key): (s, states[s.pk]) for s in subjects}
 
     @staticmethod
-    def _subjects(rows: Sequence[tuple[object, ...]]) -> list[Subject]:
+    def _subjects(rows: Sequence[tuple[Any, ...]]) -> list[Subject]:
         return [
             Subject(namespace=namespace, key=key, **dict(zip(_SUBJECT_COLUMNS, rest, strict=True)))
             for namespace, key, *rest in rows

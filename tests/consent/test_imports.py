@@ -179,9 +179,7 @@ def test_the_upload_is_stored_encrypted_until_applied(purposes):
     assert "consent.ConsentImportBatch.records_encrypted" in {f.label for f in encrypted_fields()}
     # Identifiers and external ids are kept hashed or encrypted, never plain.
     services.import_apply(import_id=created.id)
-    assert ImportedRecord.objects.filter(
-        external_id_hash=services.external_id_hash("x-1")
-    ).exists()
+    assert ImportedRecord.objects.filter(external_id_hash=services.external_id_hash("x-1")).exists()
     assert not ConsentImportBatch.objects.filter(records_encrypted__isnull=False).exists()
 
 
@@ -265,9 +263,7 @@ def test_a_dry_run_writes_nothing(purposes, tmp_path, api):
 
 def test_a_re_import_skips_what_was_imported(purposes):
     _import(GOOD)
-    again = _import(
-        GOOD + _jsonl(_line("cy", "direct_marketing", True, 1, "x-6"))
-    )
+    again = _import(GOOD + _jsonl(_line("cy", "direct_marketing", True, 1, "x-6")))
     done = ConsentImport.objects.get(pk=again)
     assert (done.applied, done.skipped) == (1, 5)
     assert ConsentEvent.objects.count() == 6
@@ -288,9 +284,7 @@ def test_an_older_imported_event_joins_the_history_and_leaves_the_state(purposes
     assert [a for _, a, *_ in history] == ["granted", "withdrawn", "granted"]
     assert ledger_verify().breaks == []
     # An as_of check between the imported withdrawal and today's grant sees it.
-    _, between = check_one(
-        identifier="fay", purpose_key="analytics", as_of=NOW - timedelta(days=5)
-    )
+    _, between = check_one(identifier="fay", purpose_key="analytics", as_of=NOW - timedelta(days=5))
     assert not between.allowed
     _, before = check_one(identifier="fay", purpose_key="analytics", as_of=NOW - timedelta(days=15))
     assert before.allowed
@@ -379,7 +373,9 @@ def test_imports_need_the_admin_scope(make_api, purposes):
     reader = make_api("consent:read")
     response = reader.post("/api/v1/imports", raw=GOOD, content_type="application/x-ndjson")
     assert_error(response, 403, "permission_denied")
-    assert_error(reader.get("/api/v1/imports/00000000-0000-0000-0000-000000000000"), 403, "permission_denied")
+    assert_error(
+        reader.get("/api/v1/imports/00000000-0000-0000-0000-000000000000"), 403, "permission_denied"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -433,9 +429,9 @@ def test_the_jsonld_export_reads_back_into_a_fresh_subject_set_with_the_same_his
     everyone = json.loads(out.getvalue())
     assert len(everyone["@graph"]) == 4
     for node in everyone["@graph"]:
-        node["dpv:hasDataSubject"]["dct:identifier"] = "copy-" + node["dpv:hasDataSubject"][
-            "dct:identifier"
-        ]
+        node["dpv:hasDataSubject"]["dct:identifier"] = (
+            "copy-" + node["dpv:hasDataSubject"]["dct:identifier"]
+        )
     _import(json.dumps(everyone).encode(), fmt="jsonld")
     for person in ("hal@example.com", "ida"):
         assert _history("copy-" + person) == _history(person)

@@ -74,7 +74,9 @@ class Command(BaseCommand):
         summary = {"status": done.status, "applied": done.applied, "skipped": done.skipped}
         if done.status != ConsentImport.Status.COMPLETED:
             raise CommandError(f"import {import_id} did not complete: {json.dumps(summary)}")
-        self.stdout.write(self.style.SUCCESS(f"import {import_id} completed: {json.dumps(summary)}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"import {import_id} completed: {json.dumps(summary)}")
+        )
 
     def _bar(self, consent_import: ConsentImport) -> None:
         total = max(consent_import.total, 1)
