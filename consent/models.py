@@ -620,6 +620,8 @@ class ConsentImport(models.Model):
     # Records written, and records skipped because their external id was imported before.
     applied = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    # When a batch was last applied: an import that stops progressing is resumed.
+    progressed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 

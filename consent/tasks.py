@@ -54,3 +54,8 @@ def import_apply_task(import_id: str) -> str:
     if outcome == "batch":
         import_apply_task.delay(import_id=import_id)
     return outcome
+
+
+@shared_task(name=imports.IMPORTS_RESUME_TASK, soft_time_limit=50, time_limit=60)
+def imports_resume_task() -> int:
+    return imports.imports_resume()

@@ -395,6 +395,8 @@ CELERY_BEAT_SCHEDULE = {
     # Names of consent.snapshots.services' tasks (governance imports no app).
     "snapshots-expire": {"task": "consent.snapshots_expire", "schedule": 300.0},
     "snapshots-resume": {"task": "consent.snapshots_resume", "schedule": 300.0},
+    # consent.imports.services' (imports that stopped progressing).
+    "imports-resume": {"task": "consent.imports_resume", "schedule": 300.0},
 }
 # Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
 # of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from django.db import DatabaseError, transaction
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from consent import identity
@@ -55,9 +56,12 @@ from consent.models import (
 from governance.actors import Actor
 from governance.audit import audit_record
 from governance.outbox import outbox_enqueue
-from governance.queue import task_queue_on_commit
+from governance.queue import task_queue_on_commit, task_send
 
 IMPORT_APPLY_TASK = "consent.import_apply"
+IMPORTS_RESUME_TASK = "consent.imports_resume"
+# An import with no batch applied for this long is taken up again (imports_resume).
+STALE = timedelta(minutes=5)
 BATCH_SIZE = 5000
 # Messages queued when an import is created: how many workers may apply its batches at once.
 APPLY_MESSAGES = 2
@@ -378,6 +382,7 @@ def _batch_apply(
     ConsentImportBatch.objects.filter(pk=batch.pk).update(done=True, records_encrypted=None)
     ConsentImport.objects.filter(pk=consent_import.pk).update(
         status=ConsentImport.Status.RUNNING,
+        progressed_at=now,
         applied=F("applied") + applied,
         skipped=F("skipped") + skipped,
     )
@@ -484,16 +489,20 @@ def import_fail(*, import_id: uuid.UUID | str, error: str) -> None:
         )
 
 
-def imports_resume(*, stale: timedelta = timedelta(minutes=10)) -> int:
-    """Queues the application of every import left pending or running (a lost message);
-    returns how many. Steps are safe to repeat, so a live one queued twice costs nothing."""
-    moment = timezone.now()
-    unfinished = ConsentImport.objects.filter(
-        status__in=[ConsentImport.Status.PENDING, ConsentImport.Status.RUNNING],
-        created_at__lte=moment - stale,
-    ).values_list("pk", flat=True)
+def imports_resume(*, stale: timedelta = STALE, now: datetime | None = None) -> int:
+    """Queues the application of every import that has made no progress for `stale`
+    (a lost message, a dead worker); returns how many. Steps are safe to repeat."""
+    moment = now or timezone.now()
+    stalled = (
+        ConsentImport.objects.filter(
+            status__in=[ConsentImport.Status.PENDING, ConsentImport.Status.RUNNING]
+        )
+        .annotate(last=Coalesce("progressed_at", "created_at"))
+        .filter(last__lte=moment - stale)
+        .values_list("pk", flat=True)
+    )
     count = 0
-    for import_id in unfinished:
-        task_queue_on_commit(IMPORT_APPLY_TASK, import_id=str(import_id))
+    for import_id in stalled:
+        task_send(IMPORT_APPLY_TASK, kwargs={"import_id": str(import_id)})
         count += 1
     return count

@@ -303,8 +303,11 @@ def test_a_killed_worker_resumes_at_the_batch_it_left(purposes):
     checked = services.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
     created = services.import_create(actor=SYSTEM, checked=checked, batch_size=1, queue=False)
     assert services.import_apply_step(import_id=created.id) == "batch"
-    # The worker dies here; another one picks the import up.
+    # The worker dies here; the beat's resume sees the import stall, another worker
+    # picks it up.
     assert ConsentImport.objects.get(pk=created.id).status == "running"
+    assert services.imports_resume() == 0
+    assert services.imports_resume(now=timezone.now() + services.STALE) == 1
     assert services.import_apply(import_id=created.id) == "completed"
     assert services.import_apply_step(import_id=created.id) == "done"
     done = ConsentImport.objects.get(pk=created.id)
@@ -465,3 +468,65 @@ def test_effective_at_keeps_its_microseconds_and_offset(purposes):
         ).encode()
     )
     assert _history("jo")[0][2] == at
+
+
+SQLITE_SCRIPT = """
+import io, json
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from consent.ledger.verify import ledger_verify
+from consent.models import ConsentEvent, ConsentState
+from tests import factories
+factories.seed_purposes()
+factories.record("kim", analytics=True)
+lines = [
+    {"subject_id": "kim", "purpose": "analytics", "granted": False,
+     "effective_at": "2026-01-01T00:00:00+00:00", "external_id": "s-1"},
+    {"subject_id": "lu", "purpose": "ml_training", "granted": True,
+     "effective_at": "2026-02-01T00:00:00+00:00", "external_id": "s-2"},
+]
+with open("in.jsonl", "w") as f:
+    f.write("\\n".join(json.dumps(x) for x in lines))
+call_command("import_consents", "in.jsonl", "--batch-size", "1", stdout=io.StringIO())
+call_command("import_consents", "in.jsonl", stdout=io.StringIO())
+assert ConsentEvent.objects.count() == 3
+assert set(ConsentState.objects.values_list("status", flat=True)) == {"granted"}
+assert ledger_verify().breaks == []
+out = io.StringIO()
+call_command("export_consents", stdout=out)
+assert len(json.loads(out.getvalue())["@graph"]) == 3
+print("sqlite-import-ok")
+"""
+
+
+@pytest.mark.slow
+def test_imports_work_on_sqlite_the_embedded_default(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RETENTION_", "EXTERNAL_DATABASE_URL_", "REDIS_URL", "CELERY_"))
+    }
+    env.update(
+        {
+            "DEBUG": "1",
+            "DJANGO_SETTINGS_MODULE": "governance.settings",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'governance.sqlite3'}",
+            "VAR_DIR": str(tmp_path / "var"),
+            "PYTHONPATH": str(root),
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, str(root / "manage.py"), "shell", "-c", SQLITE_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sqlite-import-ok" in done.stdout
