@@ -192,9 +192,10 @@ class PostgresLedgerStore:
             return
         for rows in appends:
             _number_announcements(rows)
+        # The events by COPY (the bulk of the rows), then the rest in one statement.
+        db.copy_insert([e for rows in appends for e in rows.events])
         statement = db.Statement()
         statement.insert([c for rows in appends for c in rows.contexts])
-        statement.insert([e for rows in appends for e in rows.events])
         statement.insert([s for rows in appends for s in rows.states], on_conflict=_STATES_UPSERT)
         heads = [rows.subject for rows in appends]
         statement.raw(

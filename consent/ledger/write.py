@@ -38,7 +38,7 @@ from consent.models import (
 )
 from governance.actors import Actor
 from governance.audit import audit_build
-from governance.db import PerDatabase
+from governance.db import PerDatabase, unsaved
 from governance.outbox import outbox_build, outbox_dispatch_on_commit
 
 _STORES: PerDatabase[LedgerStore] = PerDatabase(
@@ -151,11 +151,13 @@ def event_build(
     """The unsaved next event of a locked subject's chain; moves the subject's chain head
     in memory (the append saves both)."""
     seq = subject.last_seq + 1
-    event = ConsentEvent(
+    event = unsaved(
+        ConsentEvent,
+        {"subject": subject, "purpose": entry.purpose},
         id=uuid.uuid4(),
-        subject=subject,
+        subject_id=subject.pk,
         seq=seq,
-        purpose=entry.purpose,
+        purpose_id=entry.purpose.pk if entry.purpose is not None else None,
         notice_version=entry.notice_version,
         language=entry.language if entry.language is not None else language,
         action=entry.action,
@@ -171,6 +173,7 @@ def event_build(
         receipt_id=receipt_id,
         context_digest=context_digest,
         prev_hash=subject.chain_head,
+        hash="",
     )
     event.hash = chain.event_hash_of(
         vars(event),
