@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from consent import identity
@@ -121,47 +122,54 @@ def record_node(event: ConsentEvent, *, identifier: str, namespace: str) -> dict
     }
 
 
-def _events(subjects: Iterable[Subject]) -> Iterator[tuple[ConsentEvent, str, str]]:
-    """Each subject's consent events in chain order, with its identifier; subjects whose
-    identifier was erased cannot be named, and are left out."""
-    for subject in subjects:
-        identifier = identity.decrypt_identifier(subject.identifier_encrypted, key=subject.key)
-        if identifier is None:
-            continue
-        events = (
-            ConsentEvent.objects.filter(subject=subject, purpose__isnull=False)
-            .select_related("purpose")
-            .order_by("seq")
-        )
-        for event in events.iterator(chunk_size=2000):
-            yield event, identifier, subject.namespace
+def _events(events: QuerySet[ConsentEvent]) -> Iterator[tuple[ConsentEvent, str, str]]:
+    """The consent events, each subject's in chain order, with its identifier: one query
+    read in chunks. Subjects whose identifier was erased cannot be named: left out."""
+    current: int | None = None
+    identifier: str | None = None
+    ordered = (
+        events.filter(purpose__isnull=False)
+        .select_related("purpose", "subject")
+        .order_by("subject_id", "seq")
+    )
+    for event in ordered.iterator(chunk_size=2000):
+        if event.subject_id != current:
+            current = event.subject_id
+            subject = event.subject
+            identifier = identity.decrypt_identifier(subject.identifier_encrypted, key=subject.key)
+        if identifier is not None:
+            yield event, identifier, event.subject.namespace
 
 
 def subject_records(*, subject: Subject | None) -> dict[str, Any]:
     """One subject's records as a JSON-LD document (an empty graph for nobody)."""
-    subjects = [subject] if subject is not None else []
+    events = ConsentEvent.objects.filter(subject=subject) if subject is not None else None
+    return {
+        **_head(),
+        "@graph": [
+            record_node(e, identifier=i, namespace=n)
+            for e, i, n in (_events(events) if events is not None else ())
+        ],
+    }
+
+
+def _head() -> dict[str, Any]:
     return {
         "@context": CONTEXT,
         "dct:conformsTo": ISO_27560_SCHEMA,
         "dct:created": _ts(timezone.now()),
-        "@graph": [record_node(e, identifier=i, namespace=n) for e, i, n in _events(subjects)],
     }
 
 
 def records_stream(*, namespace: str | None = None) -> Iterator[str]:
     """Everyone's records (or one namespace's) as one JSON-LD document, a piece at a
-    time: memory holds one subject's events, never the whole ledger."""
-    subjects = Subject.objects.filter(identifier_encrypted__isnull=False).order_by("pk")
+    time, never the whole ledger in memory."""
+    events = ConsentEvent.objects.all()
     if namespace is not None:
-        subjects = subjects.filter(namespace=namespace)
-    head = {
-        "@context": CONTEXT,
-        "dct:conformsTo": ISO_27560_SCHEMA,
-        "dct:created": _ts(timezone.now()),
-    }
-    yield json.dumps(head, ensure_ascii=False)[:-1] + ', "@graph": ['
+        events = events.filter(subject__namespace=namespace)
+    yield json.dumps(_head(), ensure_ascii=False)[:-1] + ', "@graph": ['
     separator = "\n"
-    for event, identifier, ns in _events(subjects.iterator(chunk_size=1000)):
+    for event, identifier, ns in _events(events):
         node = record_node(event, identifier=identifier, namespace=ns)
         yield separator + json.dumps(node, ensure_ascii=False)
         separator = ",\n"

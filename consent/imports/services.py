@@ -153,7 +153,7 @@ def import_check(
         message = (
             f"{bad_rows} rows are invalid; nothing was imported."
             if bad_rows
-            else "The file holds no records; nothing was imported."
+            else f"The file holds no records to import ({ignored} left out by the mapping)."
         )
         raise ImportInvalid(message, detail={"invalid_rows": bad_rows, "rows": problems})
     return Checked(
