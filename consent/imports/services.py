@@ -52,6 +52,7 @@ from consent.models import (
     NoticeVersion,
     Purpose,
     Source,
+    Subject,
 )
 from governance.actors import Actor
 from governance.audit import audit_record
@@ -341,9 +342,19 @@ def _batch_apply(
             "external_id_hash", flat=True
         )
     )
+    refs = {(r.namespace, r.subject_id): SubjectRef.of(r.subject_id, r.namespace) for r in records}
+    # Decisions from before a person's erasure stay erased: an import never brings them back.
+    erased_at = {
+        (namespace, key): at
+        for namespace, key, at in Subject.objects.filter(
+            key__in=[ref.key for ref in refs.values()], erased_at__isnull=False
+        ).values_list("namespace", "key", "erased_at")
+    }
     by_subject: dict[tuple[str, str], list[tuple[ImportRecord, str]]] = defaultdict(list)
     for record, digest in zip(records, hashes, strict=True):
-        if digest not in seen:
+        ref = refs[(record.namespace, record.subject_id)]
+        erased = erased_at.get((ref.namespace, ref.key))
+        if digest not in seen and (erased is None or record.effective_at > erased):
             by_subject[(record.namespace, record.subject_id)].append((record, digest))
     purposes = Purpose.objects.only("pk", "key", "consent_ttl", "gpc_opt_out").in_bulk(
         {r.purpose for r in records}, field_name="key"
@@ -351,8 +362,8 @@ def _batch_apply(
     actor = _actor_of(consent_import)
     results = ledger_write_batch(
         items=[
-            (SubjectRef.of(subject_id, namespace), _plan([r for r, _ in pairs], purposes))
-            for (namespace, subject_id), pairs in by_subject.items()
+            (refs[subject], _plan([r for r, _ in pairs], purposes))
+            for subject, pairs in by_subject.items()
         ],
         write=Write(
             actor=actor,

@@ -530,3 +530,21 @@ def test_imports_work_on_sqlite_the_embedded_default(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sqlite-import-ok" in done.stdout
+
+
+def test_decisions_from_before_an_erasure_are_not_brought_back(purposes):
+    from consent.services import subject_mark_erased
+
+    factories.record("nia", analytics=True)
+    subject = Subject.objects.get(key=identity.subject_key("nia"))
+    subject_mark_erased(subject=subject, now=NOW - timedelta(days=5))
+    import_id = _import(
+        _jsonl(
+            _line("nia", "analytics", True, 9, "e-1"),  # before the erasure: stays erased
+            _line("nia", "ml_training", True, 1, "e-2"),  # after it: a new history
+        )
+    )
+    done = ConsentImport.objects.get(pk=import_id)
+    assert (done.applied, done.skipped) == (1, 1)
+    imported = ConsentEvent.objects.filter(source=Source.IMPORT).select_related("purpose")
+    assert [e.decided_purpose.key for e in imported] == ["ml_training"]
