@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["checks", "writes", "purge"]
+ORDER = ["checks", "writes", "purge", "import"]
 
 
 def main(names: list[str]) -> int:

@@ -47,6 +47,7 @@ class ConsentConfig(AppConfig):
         from consent.dashboard import ledger_panels, report_panels
         from consent.models import (
             BannerText,
+            ConsentImportBatch,
             NoticeText,
             NoticeVersion,
             Property,
@@ -76,7 +77,14 @@ class ConsentConfig(AppConfig):
         # The identifier's associated data is its subject key (see consent.identity).
         register_encrypted_field(Subject, "identifier_encrypted", lambda s: s.key.encode())
         register_encrypted_field(SubjectNote, "note_encrypted", lambda n: str(n.pk).encode())
+        from consent.imports.batches import batch_aad
         from consent.snapshots.keys import pseudonym_key_aad
+
+        register_encrypted_field(
+            ConsentImportBatch,
+            "records_encrypted",
+            lambda b: batch_aad(b.consent_import_id, b.index),
+        )
 
         register_encrypted_field(
             Snapshot, "pseudonym_key_encrypted", lambda s: pseudonym_key_aad(s.pk)

@@ -163,3 +163,9 @@ class DecisionNotComplete(DomainError):
     code = "decision_not_complete"
     status = 409
     message = "The decision is not complete (a stream still answering, or abandoned): no card."
+
+
+class ImportInvalid(DomainError):
+    code = "import_invalid"
+    status = 400
+    message = "The import file is invalid; nothing was imported."

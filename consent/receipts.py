@@ -14,7 +14,7 @@ from governance.signing import TYP_CONSENT_RECEIPT, jws_sign, jws_verify
 KANTARA_VERSION = "KI-CR-v1.1.0"
 ISO_27560_SCHEMA = "ISO/IEC TS 27560:2023"
 
-_DPV_STATE = {
+DPV_CONSENT_STATUS = {
     "granted": "dpv:ConsentGiven",
     "refused": "dpv:ConsentRefused",
     "withdrawn": "dpv:ConsentWithdrawn",
@@ -81,7 +81,7 @@ def _record(events: list[ConsentEvent], jurisdiction: str, subject_key: str) -> 
         "events": [
             {
                 "purpose": e.decided_purpose.key,
-                "state": _DPV_STATE.get(e.action, e.action),
+                "state": DPV_CONSENT_STATUS.get(e.action, e.action),
                 "timestamp": iso(e.effective_at),
                 "valid_until": iso(e.expires_at),
                 "expressed_by": e.given_by,

@@ -1,10 +1,11 @@
 """Thin Celery tasks of the consent app: consent expiry, building and expiring snapshots,
-the banner's `shown` counts and the ledger's chain check."""
+the banner's `shown` counts, the ledger's chain check and applying imports."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from consent.imports import services as imports
 from consent.ledger.expiry import consent_expire_due
 from consent.ledger.verify import ledger_verify_recorded
 from consent.reports.services import banner_shown_flush
@@ -56,3 +57,18 @@ def banner_shown_flush_task() -> int:
 def ledger_verify_task() -> int:
     """The whole ledger's chain check, recorded for the admin dashboard; returns the breaks."""
     return len(ledger_verify_recorded(trigger="beat").breaks)
+
+
+# A step is safe to run twice (batches are applied under the import's lock, each marked
+# done with its writes), so a lost worker's message may be redelivered.
+@shared_task(name=imports.IMPORT_APPLY_TASK, acks_late=True, soft_time_limit=540, time_limit=600)
+def import_apply_task(import_id: str) -> str:
+    outcome = imports.import_apply(import_id=import_id, seconds=60)
+    if outcome == "batch":
+        import_apply_task.delay(import_id=import_id)
+    return outcome
+
+
+@shared_task(name=imports.IMPORTS_RESUME_TASK, soft_time_limit=50, time_limit=60)
+def imports_resume_task() -> int:
+    return imports.imports_resume()

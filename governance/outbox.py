@@ -34,6 +34,7 @@ EVENT_TYPES = (
     "subject.restricted",
     "subject.restriction_lifted",
     "retention.run_completed",
+    "import.completed",
 )
 
 
@@ -146,11 +147,11 @@ def outbox_next_seq(subject_key: str) -> int:
     return (last or 0) + 1
 
 
-# outbox_next_seq as SQL, for writes that insert in one statement (governance.db):
-# the rows of one insert belong to one subject, numbered from 1 by r.ordinality.
+# outbox_next_seq as SQL, for writes that insert in one statement (governance.db): each
+# row's `seq` holds its place, from 1, among the rows of its subject in that statement.
 OUTBOX_NEXT_SEQ_SQL = (
     "(SELECT COALESCE(MAX(o.seq), 0) FROM governance_outboxevent o"
-    " WHERE o.subject_key = r.subject_key) + r.ordinality"
+    " WHERE o.subject_key = r.subject_key) + r.seq"
 )
 
 

@@ -437,6 +437,8 @@ CELERY_BEAT_SCHEDULE = {
     "banner-shown-flush": {"task": "consent.banner_shown_flush", "schedule": 60.0},
     # The whole ledger's chain check, recorded for the admin dashboard.
     "ledger-verify": {"task": "consent.ledger_verify", "schedule": crontab(hour=3, minute=30)},
+    # consent.imports.services' (imports that stopped progressing).
+    "imports-resume": {"task": "consent.imports_resume", "schedule": 300.0},
 }
 # Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
 # of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.

@@ -5,6 +5,7 @@ from consent.banner import api as banner_views
 from consent.banner.limits import banner_rate_limit_allows
 from consent.checks import api as checks_api
 from consent.decisions import api as decisions_api
+from consent.imports import api as imports_api
 from consent.reports import api as reports_api
 from consent.restriction import api as restriction_api
 from consent.snapshots import api as snapshots_api
@@ -40,6 +41,9 @@ urlpatterns = [
         rf"^{SUBJECT}/restriction$",
         restriction_api.SubjectRestrictionApi.as_view(),
         name="subject-restriction",
+    ),
+    re_path(
+        rf"^{SUBJECT}/records$", imports_api.SubjectRecordsApi.as_view(), name="subject-records"
     ),
     path("receipts/<str:receipt_id>", views.ReceiptDetailApi.as_view(), name="receipt-detail"),
     # Checks, data uses and decisions (scope `checks`).
@@ -89,6 +93,9 @@ urlpatterns = [
         snapshots_api.SnapshotUsageApi.as_view(),
         name="snapshot-usage",
     ),
+    # Imports (scope `admin`; docs/imports.md).
+    path("imports", imports_api.ImportCreateApi.as_view(), name="imports"),
+    path("imports/<str:import_id>", imports_api.ImportDetailApi.as_view(), name="import-detail"),
     path(
         "banner/config",
         hot_path(

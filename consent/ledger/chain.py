@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 GENESIS = ""
+# One encoder for every hash: json.dumps with these options would build a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -60,8 +62,7 @@ def event_hash(
         "context_digest": context_digest,
         "prev_hash": prev_hash,
     }
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(fields).encode()).hexdigest()
 
 
 # The ConsentEvent columns the hash covers, by attribute name, besides its ids.

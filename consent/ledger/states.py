@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from consent.models import Action, ConsentEvent, ConsentState, Source
+from governance.db import unsaved
 
 
 def effective_status(state: ConsentState, now: datetime) -> str:
@@ -17,7 +18,10 @@ def effective_status(state: ConsentState, now: datetime) -> str:
 
 def state_of(event: ConsentEvent) -> ConsentState:
     """The current state a consent event leaves its purpose in."""
-    return ConsentState(
+    return unsaved(
+        ConsentState,
+        {},
+        id=None,
         subject_id=event.subject_id,
         purpose_id=event.decided_purpose.pk,
         status=event.action,
@@ -26,4 +30,5 @@ def state_of(event: ConsentEvent) -> ConsentState:
         expires_at=event.expires_at,
         event_id=event.id,
         gpc=event.source == Source.GPC,
+        updated_at=None,  # set on insert (auto_now)
     )

@@ -59,6 +59,15 @@ class LedgerStore(Protocol):
         reads its current states by purpose id, after the lock. None: no such subject and
         no identifier to create it with."""
 
+    def subjects_lock(
+        self, refs: Sequence[SubjectRef]
+    ) -> dict[tuple[str, str], tuple[Subject, dict[int, ConsentState]]]:
+        """subject_lock for many subjects (each named once), locked in key order, by
+        (namespace, key); a subject that does not exist and cannot be created is absent."""
+
+    def append_batch(self, appends: Sequence[Rows]) -> None:
+        """append for many locked subjects at once."""
+
     def append(self, rows: Rows) -> None:
         """Writes the rows and the subject's new chain head (events: event_build moved it),
         numbering the outbox rows in the subject's sequence. Inside the lock's transaction."""

@@ -56,6 +56,20 @@ class OrmLedgerStore:
             return subject, {}
         return subject, {s.purpose_id: s for s in ConsentState.objects.filter(subject=subject)}
 
+    def subjects_lock(
+        self, refs: Sequence[SubjectRef]
+    ) -> dict[tuple[str, str], tuple[Subject, dict[int, ConsentState]]]:
+        locked = {}
+        for ref in sorted(refs, key=lambda r: (r.namespace, r.key)):
+            found = self.subject_lock(ref)
+            if found is not None:
+                locked[(ref.namespace, ref.key)] = found
+        return locked
+
+    def append_batch(self, appends: Sequence[Rows]) -> None:
+        for rows in appends:
+            self.append(rows)
+
     def append(self, rows: Rows) -> None:
         for context in rows.contexts:
             context.save(force_insert=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -75,6 +76,32 @@ _STATES_UPSERT = "ON CONFLICT (purpose_id, subject_id) DO UPDATE SET " + ", ".jo
 )
 _HEAD_UPDATE_SQL = "UPDATE consent_subject SET last_seq = %s, chain_head = %s WHERE id = %s"
 
+# The batch twins (imports): many subjects per statement, locked in key order.
+_SUBJECTS_LOCK_OR_CREATE_SQL = f"""
+INSERT INTO consent_subject AS s
+    (namespace, key, key_version, identifier_encrypted, created_at, last_seq, chain_head)
+SELECT r.namespace, r.key, %s, r.identifier, %s, 0, ''
+FROM unnest(%s::text[], %s::text[], %s::bytea[]) AS r(namespace, key, identifier)
+ORDER BY r.namespace, r.key
+ON CONFLICT (namespace, key) DO UPDATE
+    SET identifier_encrypted = COALESCE(s.identifier_encrypted, EXCLUDED.identifier_encrypted)
+RETURNING namespace, key, {_SUBJECT_LIST}
+"""  # noqa: S608
+_SUBJECTS_LOCK_SQL = f"""
+SELECT namespace, key, {_SUBJECT_LIST} FROM consent_subject
+WHERE (namespace, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+ORDER BY namespace, key FOR UPDATE
+"""  # noqa: S608
+_STATES_MANY_SQL = (
+    f"SELECT subject_id, {', '.join(_STATE_COLUMNS)} FROM consent_consentstate"  # noqa: S608
+    " WHERE subject_id = ANY(%s)"
+)
+_HEADS_UPDATE_SQL = (
+    "UPDATE consent_subject s SET last_seq = v.last_seq, chain_head = v.chain_head"
+    " FROM unnest(%s::bigint[], %s::int[], %s::text[]) AS v(id, last_seq, chain_head)"
+    " WHERE s.id = v.id"
+)
+
 
 class PostgresLedgerStore:
     def subject_lock(
@@ -114,7 +141,76 @@ class PostgresLedgerStore:
             ]
         return subject, {s.purpose_id: s for s in rows}
 
+    def subjects_lock(
+        self, refs: Sequence[SubjectRef]
+    ) -> dict[tuple[str, str], tuple[Subject, dict[int, ConsentState]]]:
+        creating = [r for r in refs if r.identifier is not None]
+        existing = [r for r in refs if r.identifier is None]
+        subjects: list[Subject] = []
+        with db.server_cursor() as cursor:
+            if creating:
+                cursor.execute(
+                    _SUBJECTS_LOCK_OR_CREATE_SQL,
+                    [
+                        settings.SUBJECT_HASH_KEY_VERSION,
+                        timezone.now(),
+                        [r.namespace for r in creating],
+                        [r.key for r in creating],
+                        [
+                            identity.encrypt_identifier(r.identifier, key=r.key)
+                            for r in creating
+                            if r.identifier is not None
+                        ],
+                    ],
+                )
+                subjects += self._subjects(cursor.fetchall())
+            if existing:
+                cursor.execute(
+                    _SUBJECTS_LOCK_SQL,
+                    [[r.namespace for r in existing], [r.key for r in existing]],
+                )
+                subjects += self._subjects(cursor.fetchall())
+            states: dict[int, dict[int, ConsentState]] = {s.pk: {} for s in subjects}
+            if subjects:
+                cursor.execute(_STATES_MANY_SQL, [[s.pk for s in subjects]])
+                for subject_id, *values in cursor.fetchall():
+                    state = ConsentState(
+                        subject_id=subject_id, **dict(zip(_STATE_COLUMNS, values, strict=True))
+                    )
+                    states[subject_id][state.purpose_id] = state
+        return {(s.namespace, s.key): (s, states[s.pk]) for s in subjects}
+
+    @staticmethod
+    def _subjects(rows: Sequence[tuple[Any, ...]]) -> list[Subject]:
+        return [
+            Subject(namespace=namespace, key=key, **dict(zip(_SUBJECT_COLUMNS, rest, strict=True)))
+            for namespace, key, *rest in rows
+        ]
+
+    def append_batch(self, appends: Sequence[Rows]) -> None:
+        if not appends:
+            return
+        for rows in appends:
+            _number_announcements(rows)
+        # The events by COPY (the bulk of the rows), then the rest in one statement.
+        db.copy_insert([e for rows in appends for e in rows.events])
+        statement = db.Statement()
+        statement.insert([c for rows in appends for c in rows.contexts])
+        statement.insert([s for rows in appends for s in rows.states], on_conflict=_STATES_UPSERT)
+        heads = [rows.subject for rows in appends]
+        statement.raw(
+            _HEADS_UPDATE_SQL,
+            [[s.pk for s in heads], [s.last_seq for s in heads], [s.chain_head for s in heads]],
+        )
+        statement.insert(
+            [a for rows in appends for a in rows.announcements],
+            expressions={"seq": OUTBOX_NEXT_SEQ_SQL},
+        )
+        statement.insert([a for rows in appends for a in rows.audits])
+        statement.execute()
+
     def append(self, rows: Rows) -> None:
+        _number_announcements(rows)
         statement = db.Statement()
         statement.insert(rows.contexts)
         statement.insert(rows.events)
@@ -136,3 +232,10 @@ class PostgresLedgerStore:
                 rows.append((values, notice))
                 upcoming += [next_at.timestamp()] if next_at else []
         return rows, min(upcoming) if upcoming else None
+
+
+def _number_announcements(rows: Rows) -> None:
+    """Each outbox row's place among its subject's rows of this append, from 1: the
+    statement adds the subject's last sequence number (OUTBOX_NEXT_SEQ_SQL)."""
+    for position, announcement in enumerate(rows.announcements, start=1):
+        announcement.seq = position

@@ -1,18 +1,19 @@
 """The one write path of the ledger: lock -> build -> append, for every writer (consent
-records and withdrawals, the banner, expiry, device linking; imports plug in the same way;
-rectification locks and appends through the same store, building its event here).
+records and withdrawals, the banner, expiry, device linking, imports; rectification locks
+and appends through the same store, building its event here).
 
 A writer names the subject (SubjectRef), says how it writes (Write: actor, source,
 proof context, audit) and gives a `plan` that picks the entries from the subject's current
 states, read under its lock. `ledger_write` then builds the events of the subject's chain,
 their states, proof context, outbox and audit rows and appends them all in one transaction
-through the store picked for the database (store_pg or store_orm).
+through the store picked for the database (store_pg or store_orm). `ledger_write_batch`
+does the same for many subjects at once (imports): one lock statement, one append.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,7 +39,7 @@ from consent.models import (
 from governance.actors import Actor
 from governance.api.common import iso
 from governance.audit import audit_build
-from governance.db import PerDatabase
+from governance.db import PerDatabase, unsaved
 from governance.metrics import consent_events_count
 from governance.outbox import outbox_build, outbox_dispatch_on_commit
 
@@ -84,6 +85,9 @@ class Entry:
     indication_method: str | None = None
     given_by: str | None = None
     language: str | None = None
+    # False: the event joins the history but leaves the current state alone (an imported
+    # decision older than the purpose's standing one).
+    current: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class Write:
     audit_detail: Mapping[str, Any] = field(default_factory=dict)
     # Added to every outbox payload.
     announce: Mapping[str, Any] = field(default_factory=dict)
+    # False: no outbox row per event (an import announces itself once, when complete).
+    announce_events: bool = True
 
 
 Plan = Callable[[Mapping[int, ConsentState]], list[Entry]]
@@ -147,11 +153,13 @@ def event_build(
     """The unsaved next event of a locked subject's chain; moves the subject's chain head
     in memory (the append saves both)."""
     seq = subject.last_seq + 1
-    event = ConsentEvent(
+    event = unsaved(
+        ConsentEvent,
+        {"subject": subject, "purpose": entry.purpose},
         id=uuid.uuid4(),
-        subject=subject,
+        subject_id=subject.pk,
         seq=seq,
-        purpose=entry.purpose,
+        purpose_id=entry.purpose.pk if entry.purpose is not None else None,
         notice_version=entry.notice_version,
         language=entry.language if entry.language is not None else language,
         action=entry.action,
@@ -167,6 +175,7 @@ def event_build(
         receipt_id=receipt_id,
         context_digest=context_digest,
         prev_hash=subject.chain_head,
+        hash="",
     )
     event.hash = chain.event_hash_of(
         vars(event),
@@ -228,6 +237,78 @@ def _language(context: ContextInput | None) -> str:
     return context.locale.split("-")[0].split("_")[0].lower()[:16] or "en"
 
 
+def _rows_build(
+    *, ref: SubjectRef, head: Subject, entries: list[Entry], write: Write, now: datetime
+) -> tuple[Rows, RecordResult]:
+    """The unsaved rows of one locked subject's append: events (moving its chain head),
+    states, proof context, outbox and audit rows."""
+    receipt_id = uuid.uuid4()
+    contexts: list[ConsentContext] = []
+    digest = ""
+    if write.context is not None:
+        context_row, digest = context_build(receipt_id=receipt_id, context=write.context, now=now)
+        contexts.append(context_row)
+    events = [
+        event_build(
+            subject=head,
+            entry=entry,
+            write=write,
+            recorded_at=now,
+            receipt_id=receipt_id,
+            context_digest=digest,
+            language=_language(write.context),
+        )
+        for entry in entries
+    ]
+    # The last current event of each purpose leaves its state (a plan may name a purpose
+    # more than once: an import replays a history).
+    last: dict[int, ConsentEvent] = {}
+    for event, entry in zip(events, entries, strict=True):
+        if entry.current:
+            last[event.decided_purpose.pk] = event
+    announcements = []
+    if write.announce_events:
+        identifier = (
+            ref.identifier
+            if ref.identifier is not None
+            else identity.decrypt_identifier(head.identifier_encrypted, key=head.key)
+        )
+        announcements = [
+            outbox_build(
+                event_type=f"consent.{event.action}",
+                payload={**event_payload(event), **write.announce},
+                subject_key=head.key,
+                subject_identifier=identifier,
+            )
+            for event in events
+        ]
+    audits = []
+    if write.audit_action is not None:
+        audits.append(
+            audit_build(
+                actor=write.actor,
+                action=write.audit_action,
+                target_type="receipt",
+                target_id=str(receipt_id),
+                ip=write.context.ip if write.context is not None else "",
+                detail={
+                    "subject_key": head.key,
+                    **write.audit_detail,
+                    "events": [[e.decided_purpose.key, e.action] for e in events],
+                },
+            )
+        )
+    rows = Rows(
+        subject=head,
+        events=events,
+        states=[state_of(event) for event in last.values()],
+        announcements=announcements,
+        contexts=contexts,
+        audits=audits,
+    )
+    return rows, RecordResult(receipt_id=receipt_id, subject=head, recorded_at=now, events=events)
+
+
 def ledger_write(*, subject: SubjectRef, plan: Plan, write: Write, now: datetime) -> RecordResult:
     """Locks the subject, lets `plan` choose the entries from its current states, and
     appends the events with their states, proof context, outbox and audit rows in one
@@ -245,68 +326,50 @@ def ledger_write(*, subject: SubjectRef, plan: Plan, write: Write, now: datetime
         entries = plan(states)
         if not entries:
             return RecordResult(receipt_id=None, subject=head, recorded_at=now)
-        receipt_id = uuid.uuid4()
-        contexts: list[ConsentContext] = []
-        digest = ""
-        if write.context is not None:
-            context_row, digest = context_build(
-                receipt_id=receipt_id, context=write.context, now=now
-            )
-            contexts.append(context_row)
-        events = [
-            event_build(
-                subject=head,
-                entry=entry,
-                write=write,
-                recorded_at=now,
-                receipt_id=receipt_id,
-                context_digest=digest,
-                language=_language(write.context),
-            )
-            for entry in entries
-        ]
-        identifier = (
-            subject.identifier
-            if subject.identifier is not None
-            else identity.decrypt_identifier(head.identifier_encrypted, key=head.key)
-        )
-        announcements = [
-            outbox_build(
-                event_type=f"consent.{event.action}",
-                payload={**event_payload(event), **write.announce},
-                subject_key=head.key,
-                subject_identifier=identifier,
-            )
-            for event in events
-        ]
-        audits = []
-        if write.audit_action is not None:
-            audits.append(
-                audit_build(
-                    actor=write.actor,
-                    action=write.audit_action,
-                    target_type="receipt",
-                    target_id=str(receipt_id),
-                    ip=write.context.ip if write.context is not None else "",
-                    detail={
-                        "subject_key": head.key,
-                        **write.audit_detail,
-                        "events": [[e.decided_purpose.key, e.action] for e in events],
-                    },
-                )
-            )
-        store.append(
-            Rows(
-                subject=head,
-                events=events,
-                states=[state_of(event) for event in events],
-                announcements=announcements,
-                contexts=contexts,
-                audits=audits,
-            )
-        )
-        outbox_dispatch_on_commit()
-        # Counted once committed: a write nested in a caller's transaction may still roll back.
-        counted = [(e.purpose.key, e.action) for e in events if e.purpose is not None]
-        transaction.on_commit(lambda: consent_events_count(counted))
-        return RecordResult(receipt_id=receipt_id, subject=head, recorded_at=now, events=events)
+        rows, result = _rows_build(ref=subject, head=head, entries=entries, write=write, now=now)
+        store.append(rows)
+        if rows.announcements:
+            outbox_dispatch_on_commit()
+        _count_on_commit(rows.events)
+        return result
+
+
+def ledger_write_batch(
+    *, items: Sequence[tuple[SubjectRef, Plan]], write: Write, now: datetime
+) -> list[RecordResult]:
+    """`ledger_write` for many subjects in one transaction (each named once): the subjects
+    are locked together (in key order, so two batches cannot deadlock), each plan chooses
+    from its subject's states, and every row is appended at once. One result per item, in
+    order."""
+    refs = [ref for ref, _ in items]
+    if len({(r.namespace, r.key) for r in refs}) != len(refs):
+        raise ValueError("a batch names each subject once")
+    store = ledger_store()
+    with transaction.atomic(savepoint=False):
+        locked = store.subjects_lock(refs)
+        results: list[RecordResult] = []
+        appends: list[Rows] = []
+        for ref, plan in items:
+            found = locked.get((ref.namespace, ref.key))
+            if found is None:
+                results.append(RecordResult(receipt_id=None, subject=None, recorded_at=now))
+                continue
+            head, states = found
+            entries = plan(states)
+            if not entries:
+                results.append(RecordResult(receipt_id=None, subject=head, recorded_at=now))
+                continue
+            rows, result = _rows_build(ref=ref, head=head, entries=entries, write=write, now=now)
+            appends.append(rows)
+            results.append(result)
+        store.append_batch(appends)
+        if any(rows.announcements for rows in appends):
+            outbox_dispatch_on_commit()
+        _count_on_commit([event for rows in appends for event in rows.events])
+        return results
+
+
+def _count_on_commit(events: Sequence[ConsentEvent]) -> None:
+    # Counted once committed: a write nested in a caller's transaction may still roll back.
+    counted = [(e.purpose.key, e.action) for e in events if e.purpose is not None]
+    transaction.on_commit(lambda: consent_events_count(counted))

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from consent import identity
-from consent.models import Action, ConsentEvent, Source
+from consent.models import Action, ConsentEvent, ConsentState, Source
 from governance.audit import audit_record
 from retention import selectors
 from retention.models import RetentionPolicy, Watermark
@@ -31,6 +31,9 @@ def withdrawals_propagate(*, now: datetime | None = None, batch: int = 500) -> i
     `settle`, which the policy's next enforcement run calls once `settle_after` has passed.
 
     Refusals and GPC signals are never read here: they stop processing, they delete nothing.
+    An imported withdrawal reaches the targets only while it is the person's standing
+    decision: a past withdrawal the person has since gone back on (a later grant) deletes
+    nothing.
     Events younger than the lag are left for the next pass, so a transaction that commits
     late with an earlier timestamp is not skipped by the watermark.
     """
@@ -55,7 +58,13 @@ def withdrawals_propagate(*, now: datetime | None = None, batch: int = 500) -> i
             "subject__key",
             "subject__namespace",
             "subject__identifier_encrypted",
+            "source",
         )[:batch]
+    )
+    standing = set(
+        ConsentState.objects.filter(
+            event_id__in=[r["id"] for r in rows if r["source"] == Source.IMPORT]
+        ).values_list("event_id", flat=True)
     )
     tied: dict[str, list[RetentionPolicy]] = {}
     for policy in RetentionPolicy.objects.filter(enabled=True).select_related("purpose"):
@@ -73,7 +82,8 @@ def withdrawals_propagate(*, now: datetime | None = None, batch: int = 500) -> i
             ),
         )
         report: dict[str, Any] = {}
-        for policy in tied.get(row["purpose__key"], []):
+        superseded = row["source"] == Source.IMPORT and row["id"] not in standing
+        for policy in [] if superseded else tied.get(row["purpose__key"], []):
             target = target_get(policy.target)
             if target is None:
                 continue

@@ -55,6 +55,23 @@ ENDPOINTS = [
     ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, DECISIONS),
     ("get", "/api/v1/decisions/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e/drift", None, DECISIONS),
     ("post", "/api/v1/webhooks", {"url": "https://hooks.example.com/x"}, "admin"),
+    # Imports and exports (issue 16).
+    ("get", "/api/v1/subjects/u/records?format=jsonld", None, "consent:read"),
+    (
+        "post",
+        "/api/v1/imports",
+        [
+            {
+                "subject_id": "u",
+                "purpose": "analytics",
+                "granted": True,
+                "effective_at": "2026-01-01T00:00:00+00:00",
+                "external_id": "scope-1",
+            }
+        ],
+        "admin",
+    ),
+    ("get", "/api/v1/imports/8d3c9c3e-1d5e-4a59-9a41-0d8b2b6f6b7e", None, "admin"),
     ("post", "/api/v1/subject-tokens", {"subject_id": "u"}, "consent:write"),
     ("get", "/api/v1/banner/config", None, BANNER),
     (

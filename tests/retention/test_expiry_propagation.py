@@ -103,6 +103,38 @@ def test_refusals_and_gpc_signals_delete_nothing(purposes, ml_features):
     assert ml_rows(key("ida")) == 2 and ml_rows(key("jon")) == 2
 
 
+def test_an_imported_withdrawal_deletes_only_while_it_stands(purposes, ml_features):
+    import io
+    import json
+
+    from consent.imports import services as imports
+
+    def at(days: int) -> str:
+        return (timezone.now() - timedelta(days=days)).isoformat()
+
+    grant("lee", "ml_training")  # granted now, after the imported withdrawal below
+    ml_features(key("lee"), timezone.now(), n=2)
+    ml_features(key("mo"), timezone.now(), n=2)
+    lines = [
+        {
+            "subject_id": s,
+            "purpose": "ml_training",
+            "granted": g,
+            "effective_at": at(d),
+            "external_id": f"{s}-{d}",
+        }
+        for s in ("lee", "mo")
+        for g, d in ((True, 20), (False, 10))
+    ]
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    checked = imports.import_check(body=io.BytesIO(body), fmt="jsonl")
+    created = imports.import_create(actor=STAFF, checked=checked, queue=False)
+    imports.import_apply(import_id=created.id)
+    assert propagate() == 2
+    assert ml_rows(key("lee")) == 2  # went back on it since: nothing deleted
+    assert ml_rows(key("mo")) == 0  # still withdrawn: the withdrawal reaches the targets
+
+
 def test_withdrawal_of_another_purpose_deletes_nothing_here(purposes, ml_features):
     grant("kim", "analytics")
     ml_features(key("kim"), timezone.now(), n=2)

@@ -1,0 +1,520 @@
+"""Writes of imports: checking a whole file, recording it (its records encrypted, in
+batches), applying it batch by batch through the ledger's one write path, and completing it.
+
+Nothing half-written: the whole file is checked before anything is recorded, and a bad row
+fails it whole (400 import_invalid naming the rows). Each batch is then applied in its own
+transaction (events, states, the imported external ids, its audit row, the batch marked
+done and its ciphertext destroyed), claimed by its row lock; batches never share a subject,
+so several workers may apply them side by side. A worker that dies mid-batch leaves it
+undone (its transaction rolls back) and the next step takes it again; records whose
+external id was imported before, by this import or another, are skipped. Completion writes
+one `import.completed` outbox event (no webhook per record) and its audit row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO, Any
+
+from django.db import DatabaseError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from consent import identity
+from consent.errors import ImportInvalid
+from consent.imports.batches import batch_decrypt, batch_encrypt
+from consent.imports.formats import (
+    JSONLD_MAPPING,
+    ImportMapping,
+    ImportRecord,
+    PurposeNotices,
+    mapping_load,
+    row_check,
+    rows_read,
+)
+from consent.imports.store import imported_insert
+from consent.ledger.store import SubjectRef
+from consent.ledger.write import Entry, Plan, Write, ledger_write_batch
+from consent.models import (
+    Action,
+    ConsentImport,
+    ConsentImportBatch,
+    ConsentState,
+    ImportedRecord,
+    IndicationMethod,
+    NoticeVersion,
+    Purpose,
+    Source,
+    Subject,
+)
+from governance.actors import Actor
+from governance.api.common import iso
+from governance.audit import audit_record
+from governance.outbox import outbox_enqueue
+from governance.queue import task_queue_on_commit, task_send
+
+IMPORT_APPLY_TASK = "consent.import_apply"
+IMPORTS_RESUME_TASK = "consent.imports_resume"
+# An import with no batch applied for this long is taken up again (imports_resume).
+STALE = timedelta(minutes=5)
+BATCH_SIZE = 5000
+# Messages queued when an import is created: how many workers may apply its batches at once.
+APPLY_MESSAGES = 2
+# Rows named in an import_invalid answer (the count says how many there were in all).
+MAX_ROWS_NAMED = 100
+
+
+def external_id_hash(external_id: str) -> str:
+    """The keyed hash an external id is kept as (it may hold personal data)."""
+    return identity.keyed_hash(external_id, purpose="import-external-id")
+
+
+# --- checking a file ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A whole file, read and checked: its records, ready to apply."""
+
+    format: str
+    mapping: str
+    records: list[ImportRecord]
+    ignored: int
+    sha256: str
+
+
+def _purpose_notices() -> dict[str, PurposeNotices]:
+    versions: dict[int, list[tuple[int, datetime]]] = defaultdict(list)
+    for purpose_id, version, published_at in NoticeVersion.objects.order_by(
+        "purpose_id", "version"
+    ).values_list("purpose_id", "version", "published_at"):
+        versions[purpose_id].append((version, published_at))
+    return {
+        key: PurposeNotices(key, versions.get(pk, []))
+        for pk, key in Purpose.objects.filter(active=True).values_list("pk", "key")
+    }
+
+
+def _sha256(body: IO[bytes]) -> str:
+    """The file's SHA-256, read through once; the file is rewound."""
+    digest = hashlib.sha256()
+    while block := body.read(1024 * 1024):
+        digest.update(block)
+    body.seek(0)
+    return digest.hexdigest()
+
+
+def import_check(
+    *,
+    body: IO[bytes],
+    fmt: str,
+    mapping: str | ImportMapping | None = None,
+    now: datetime | None = None,
+) -> Checked:
+    """Reads and checks the whole file; raises ImportInvalid (400 import_invalid) naming
+    every bad row (the first MAX_ROWS_NAMED of them) and why, having written nothing."""
+    moment = now or timezone.now()
+    if mapping is None and fmt == "jsonld":
+        mapping = JSONLD_MAPPING
+    loaded = mapping_load(mapping) if isinstance(mapping, str) else mapping
+    purposes = _purpose_notices()
+    sha256 = _sha256(body)
+    records: list[ImportRecord] = []
+    problems: list[dict[str, Any]] = []
+    bad_rows = ignored = 0
+    first_of: dict[str, str] = {}
+    for row in rows_read(body, fmt, loaded):
+        if row.values is None:
+            ignored += 1
+            continue
+        found = list(row.reasons) or row_check(
+            row.values, row=row.number, purposes=purposes, now=moment
+        )
+        if isinstance(found, ImportRecord):
+            label = str(row.number) if row.item is None else f"{row.number} item {row.item}"
+            earlier = first_of.setdefault(found.external_id, label)
+            if earlier != label:
+                found = [f"external_id repeats the one of row {earlier}"]
+        if isinstance(found, ImportRecord):
+            records.append(found)
+            continue
+        bad_rows += 1
+        if len(problems) < MAX_ROWS_NAMED:
+            where: dict[str, Any] = {"row": row.number}
+            if row.item is not None:
+                where["item"] = row.item
+            problems.append({**where, "reasons": found})
+    if bad_rows or not records:
+        message = (
+            f"{bad_rows} rows are invalid; nothing was imported."
+            if bad_rows
+            else f"The file holds no records to import ({ignored} left out by the mapping)."
+        )
+        raise ImportInvalid(message, detail={"invalid_rows": bad_rows, "rows": problems})
+    return Checked(
+        format=fmt,
+        mapping=loaded.name if loaded is not None else "",
+        records=records,
+        ignored=ignored,
+        sha256=sha256,
+    )
+
+
+@dataclass(frozen=True)
+class DryRun:
+    records: int
+    ignored: int
+    new: int
+    already_imported: int
+
+
+def import_dry_run(checked: Checked) -> DryRun:
+    """What applying the file would do, writing nothing."""
+    hashes = [external_id_hash(r.external_id) for r in checked.records]
+    known = sum(
+        ImportedRecord.objects.filter(external_id_hash__in=hashes[i : i + 10_000]).count()
+        for i in range(0, len(hashes), 10_000)
+    )
+    return DryRun(
+        records=len(checked.records),
+        ignored=checked.ignored,
+        new=len(hashes) - known,
+        already_imported=known,
+    )
+
+
+# --- recording a checked file ---------------------------------------------------------------
+
+
+def _batches(records: list[ImportRecord], size: int) -> list[list[ImportRecord]]:
+    """The records by subject, each subject's in time order, cut into batches of about
+    `size` that never split a subject (a batch names each subject once)."""
+    ordered = sorted(records, key=lambda r: (r.namespace, r.subject_id, r.effective_at, r.row))
+    batches: list[list[ImportRecord]] = []
+    current: list[ImportRecord] = []
+    for record in ordered:
+        if len(current) >= size and (record.namespace, record.subject_id) != (
+            current[-1].namespace,
+            current[-1].subject_id,
+        ):
+            batches.append(current)
+            current = []
+        current.append(record)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def import_create(
+    *,
+    actor: Actor,
+    checked: Checked,
+    batch_size: int = BATCH_SIZE,
+    queue: bool = True,
+    now: datetime | None = None,
+) -> ConsentImport:
+    """Records a checked file: the import and its batches (encrypted), audited; with
+    `queue`, the application is queued on commit (the API), else the caller applies it
+    (the management command)."""
+    moment = now or timezone.now()
+    batches = _batches(checked.records, batch_size)
+    import_id = uuid.uuid4()
+    with transaction.atomic():
+        consent_import = ConsentImport.objects.create(
+            id=import_id,
+            created_at=moment,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            actor_label=actor.label[:200],
+            format=checked.format,
+            mapping=checked.mapping[:200],
+            file_sha256=checked.sha256,
+            total=len(checked.records),
+            ignored=checked.ignored,
+            batch_count=len(batches),
+        )
+        ConsentImportBatch.objects.bulk_create(
+            ConsentImportBatch(
+                consent_import=consent_import,
+                index=index,
+                size=len(records),
+                records_encrypted=batch_encrypt(import_id, index, records),
+            )
+            for index, records in enumerate(batches)
+        )
+        audit_record(
+            actor=actor,
+            action="import.create",
+            target_type="consent_import",
+            target_id=str(import_id),
+            detail={
+                "format": checked.format,
+                "mapping": checked.mapping,
+                "file_sha256": checked.sha256,
+                "records": len(checked.records),
+                "ignored": checked.ignored,
+                "batches": len(batches),
+            },
+        )
+        if queue:
+            for _ in range(max(1, min(len(batches), APPLY_MESSAGES))):
+                task_queue_on_commit(IMPORT_APPLY_TASK, import_id=str(import_id))
+    return consent_import
+
+
+# --- applying it ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Standing:
+    status: str
+    since: datetime
+    expires_at: datetime | None
+
+    def granted_at(self, at: datetime) -> bool:
+        return self.status == Action.GRANTED and (self.expires_at is None or self.expires_at > at)
+
+
+def _plan(records: Sequence[ImportRecord], purposes: Mapping[str, Purpose]) -> Plan:
+    """One subject's records (in time order) as ledger entries. A decision older than the
+    purpose's standing one joins the history and leaves the state alone; `granted: false`
+    after a grant still in force is a withdrawal, else a refusal (as for consent_record)."""
+
+    def plan(states: Mapping[int, ConsentState]) -> list[Entry]:
+        latest = {
+            purpose_id: _Standing(s.status, s.since, s.expires_at)
+            for purpose_id, s in states.items()
+        }
+        earlier: dict[int, _Standing] = {}
+        entries = []
+        for record in records:
+            purpose = purposes[record.purpose]
+            standing = latest.get(purpose.pk)
+            current = standing is None or record.effective_at >= standing.since
+            before = standing if current else earlier.get(purpose.pk)
+            at = record.effective_at
+            if record.granted:
+                action = Action.GRANTED
+            elif before is not None and before.granted_at(at):
+                action = Action.WITHDRAWN
+            else:
+                action = Action.REFUSED
+            ttl = purpose.consent_ttl
+            expires_at = at + ttl if record.granted and ttl else None
+            entries.append(
+                Entry(
+                    purpose,
+                    action,
+                    record.notice_version,
+                    expires_at,
+                    effective_at=at,
+                    indication_method=record.indication_method,
+                    current=current,
+                )
+            )
+            earlier[purpose.pk] = _Standing(action, at, expires_at)
+            if current:
+                latest[purpose.pk] = earlier[purpose.pk]
+        return entries
+
+    return plan
+
+
+def _actor_of(consent_import: ConsentImport) -> Actor:
+    return Actor(consent_import.actor_type, consent_import.actor_id, consent_import.actor_label)
+
+
+def _batch_apply(
+    consent_import: ConsentImport, batch: ConsentImportBatch, now: datetime
+) -> tuple[int, int]:
+    """Applies one batch inside the caller's transaction; (applied, skipped)."""
+    assert batch.records_encrypted is not None
+    records = batch_decrypt(consent_import.id, batch.index, batch.records_encrypted)
+    hashes = [external_id_hash(r.external_id) for r in records]
+    seen = set(
+        ImportedRecord.objects.filter(external_id_hash__in=hashes).values_list(
+            "external_id_hash", flat=True
+        )
+    )
+    refs = {(r.namespace, r.subject_id): SubjectRef.of(r.subject_id, r.namespace) for r in records}
+    # Decisions from before a person's erasure stay erased: an import never brings them back.
+    erased_at = {
+        (namespace, key): at
+        for namespace, key, at in Subject.objects.filter(
+            key__in=[ref.key for ref in refs.values()], erased_at__isnull=False
+        ).values_list("namespace", "key", "erased_at")
+    }
+    by_subject: dict[tuple[str, str], list[tuple[ImportRecord, str]]] = defaultdict(list)
+    for record, digest in zip(records, hashes, strict=True):
+        ref = refs[(record.namespace, record.subject_id)]
+        erased = erased_at.get((ref.namespace, ref.key))
+        if digest not in seen and (erased is None or record.effective_at > erased):
+            by_subject[(record.namespace, record.subject_id)].append((record, digest))
+    purposes = Purpose.objects.only("pk", "key", "consent_ttl", "gpc_opt_out").in_bulk(
+        {r.purpose for r in records}, field_name="key"
+    )
+    actor = _actor_of(consent_import)
+    results = ledger_write_batch(
+        items=[
+            (refs[subject], _plan([r for r, _ in pairs], purposes))
+            for subject, pairs in by_subject.items()
+        ],
+        write=Write(
+            actor=actor,
+            source=Source.IMPORT,
+            indication_method=IndicationMethod.IMPORT,
+            context=None,
+            audit_action=None,  # audited per batch, below
+            announce_events=False,  # announced once, as import.completed
+        ),
+        now=now,
+    )
+    imported = [
+        (digest, consent_import.id, event.id)
+        for pairs, result in zip(by_subject.values(), results, strict=True)
+        for (_, digest), event in zip(pairs, result.events, strict=True)
+    ]
+    if imported:
+        imported_insert()(imported)
+    applied, skipped = len(imported), len(records) - len(imported)
+    audit_record(
+        actor=actor,
+        action="import.batch",
+        target_type="consent_import",
+        target_id=str(consent_import.id),
+        detail={"batch": batch.index, "applied": applied, "skipped": skipped},
+    )
+    ConsentImportBatch.objects.filter(pk=batch.pk).update(done=True, records_encrypted=None)
+    ConsentImport.objects.filter(pk=consent_import.pk).update(
+        status=ConsentImport.Status.RUNNING,
+        progressed_at=now,
+        applied=F("applied") + applied,
+        skipped=F("skipped") + skipped,
+    )
+    return applied, skipped
+
+
+def _complete(consent_import: ConsentImport, now: datetime) -> bool:
+    """Marks the import completed with its one outbox event; False if it already was."""
+    with transaction.atomic():
+        row = ConsentImport.objects.select_for_update().get(pk=consent_import.pk)
+        if row.status == ConsentImport.Status.COMPLETED:
+            return False
+        row.status = ConsentImport.Status.COMPLETED
+        row.completed_at = now
+        row.save(update_fields=["status", "completed_at"])
+        summary = {
+            "import_id": str(row.id),
+            "format": row.format,
+            "mapping": row.mapping,
+            "records": row.total,
+            "applied": row.applied,
+            "skipped": row.skipped,
+            "ignored": row.ignored,
+            "completed_at": iso(now),
+        }
+        outbox_enqueue(event_type="import.completed", payload=summary)
+        audit_record(
+            actor=_actor_of(row),
+            action="import.complete",
+            target_type="consent_import",
+            target_id=str(row.id),
+            detail=summary,
+        )
+    return True
+
+
+def import_apply_step(*, import_id: uuid.UUID | str, now: datetime | None = None) -> str:
+    """One step: applies the next batch nobody holds ("batch"), or completes the import
+    ("completed"), or finds the rest held by other workers ("waiting") or nothing left
+    ("done"). Safe to run twice and from several workers at once: batches never share a
+    subject, so two workers apply two batches side by side."""
+    moment = now or timezone.now()
+    consent_import = ConsentImport.objects.filter(pk=import_id).first()
+    if consent_import is None or consent_import.status in (
+        ConsentImport.Status.COMPLETED,
+        ConsentImport.Status.FAILED,
+    ):
+        return "done"
+    try:
+        with transaction.atomic():
+            # Claimed by its row lock for as long as its transaction runs; a worker that
+            # dies releases it with its connection, its writes rolled back.
+            batch = (
+                ConsentImportBatch.objects.select_for_update(skip_locked=True)
+                .filter(consent_import=consent_import, done=False)
+                .order_by("index")
+                .first()
+            )
+            if batch is not None:
+                _batch_apply(consent_import, batch, moment)
+                return "batch"
+    except DatabaseError:
+        raise  # transient (a concurrent import of the same ids, say): the batch stays undone
+    except Exception as exc:
+        import_fail(import_id=import_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if ConsentImportBatch.objects.filter(consent_import=consent_import, done=False).exists():
+        return "waiting"
+    return "completed" if _complete(consent_import, moment) else "done"
+
+
+def import_apply(
+    *,
+    import_id: uuid.UUID | str,
+    seconds: float | None = None,
+    progress: Callable[[ConsentImport], None] | None = None,
+) -> str:
+    """Steps until the import is complete (or, with `seconds`, until that long has passed:
+    "batch" then says there is more). `progress` sees the import after each batch."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        outcome = import_apply_step(import_id=import_id)
+        if progress is not None:
+            progress(ConsentImport.objects.get(pk=import_id))
+        if outcome != "batch" or (deadline is not None and time.monotonic() > deadline):
+            return outcome
+
+
+def import_fail(*, import_id: uuid.UUID | str, error: str) -> None:
+    """Marks the import failed (what was applied stays applied, and is on record)."""
+    with transaction.atomic():
+        row = ConsentImport.objects.select_for_update().filter(pk=import_id).first()
+        if row is None or row.status == ConsentImport.Status.COMPLETED:
+            return
+        row.status = ConsentImport.Status.FAILED
+        row.error = error[:2000]
+        row.save(update_fields=["status", "error"])
+        audit_record(
+            actor=_actor_of(row),
+            action="import.fail",
+            target_type="consent_import",
+            target_id=str(row.id),
+            detail={"error": row.error, "applied": row.applied},
+        )
+
+
+def imports_resume(*, stale: timedelta = STALE, now: datetime | None = None) -> int:
+    """Queues the application of every import that has made no progress for `stale`
+    (a lost message, a dead worker); returns how many. Steps are safe to repeat."""
+    moment = now or timezone.now()
+    stalled = (
+        ConsentImport.objects.filter(
+            status__in=[ConsentImport.Status.PENDING, ConsentImport.Status.RUNNING]
+        )
+        .annotate(last=Coalesce("progressed_at", "created_at"))
+        .filter(last__lte=moment - stale)
+        .values_list("pk", flat=True)
+    )
+    count = 0
+    for import_id in stalled:
+        task_send(IMPORT_APPLY_TASK, kwargs={"import_id": str(import_id)})
+        count += 1
+    return count
