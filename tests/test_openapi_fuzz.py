@@ -60,7 +60,8 @@ ALLOWED: tuple[Allowed, ...] = (
         "GET /api/v1/subjects/{subject_id}/checks/{purpose}, POST /api/v1/data-uses, "
         "POST /api/v1/snapshots, POST /api/v1/subjects/{subject_id}/withdrawals, "
         "POST /api/v1/retention/policies, PATCH /api/v1/retention/policies/{policy_id}, "
-        "POST /api/v1/banner/consents",
+        "POST /api/v1/banner/consents, GET /api/v1/reports/consent-rates, "
+        "GET /api/v1/reports/consent-skew",
         "unknown_purpose",
         _PURPOSES + "naming none is a 400, never a denial (DESIGN: the decision rule)",
     ),
@@ -92,10 +93,24 @@ ALLOWED: tuple[Allowed, ...] = (
     ),
     *_rejected(
         "POST /api/v1/checks, POST /api/v1/checks/stream, POST /api/v1/snapshots, "
-        "GET /api/v1/subjects/{subject_id}/checks/{purpose}",
+        "GET /api/v1/subjects/{subject_id}/checks/{purpose}, GET /api/v1/reports/consent-skew",
         "invalid_request",
         "as_of must not be in the future: " + _NOW,
         message="as_of must not be in the future",
+    ),
+    *_rejected(
+        "GET /api/v1/reports/consent-rates",
+        "invalid_request",
+        "a window runs forwards: `from` after `to` (or after today, when `to` is left out) "
+        "compares two parameters, which no schema can",
+        message="from must not be after to",
+    ),
+    *_rejected(
+        "GET /api/v1/reports/consent-rates",
+        "invalid_request",
+        "without `from` the window is the 30 days ending `to`: a `to` in year 1's first "
+        "month would start before the first representable day",
+        message="to is out of range",
     ),
     *_rejected(
         "GET /api/v1/subjects/{subject_id}/history",

@@ -3,12 +3,13 @@ counting and the small-count suppression are consent.reports.selectors'."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import (
-    OpenApiParameter,
     extend_schema,
     extend_schema_serializer,
     inline_serializer,
@@ -24,7 +25,7 @@ from consent.errors import UnknownPurpose
 from consent.models import Purpose
 from consent.reports import selectors
 from consent.reports.selectors import Window
-from governance.api.common import iso, json_response, validated
+from governance.api.common import InstantText, Text, iso, json_response, validated
 from governance.api.schema import (
     OptionalSuppressedCountField,
     SuppressedCountField,
@@ -32,6 +33,13 @@ from governance.api.schema import (
 )
 from governance.errors import InvalidRequest
 from governance.models import Scope
+
+_SKEW_NAME = "(" + "|".join(selectors.SKEW_GROUPINGS) + ")"
+# `by` of the skew report: names of SKEW_GROUPINGS, comma-separated, spaces around them allowed.
+SKEW_BY = RegexValidator(
+    re.compile(rf"^ *{_SKEW_NAME} *(, *{_SKEW_NAME} *)*\Z"),
+    "by names fields of " + ", ".join(selectors.SKEW_GROUPINGS) + ", comma-separated.",
+)
 
 
 @extend_schema_serializer(component_name="ConsentRateBucket")
@@ -50,9 +58,13 @@ class ConsentRatesApi(APIView):
     required_scope = Scope.ADMIN
 
     class InputSerializer(serializers.Serializer):
-        purpose = serializers.CharField(max_length=64)
-        from_ = serializers.DateField(required=False)
-        to = serializers.DateField(required=False)
+        purpose = Text(max_length=64, help_text="A purpose key.")
+        from_ = serializers.DateField(
+            required=False, help_text="The first day (UTC); default 29 days before `to`."
+        )
+        to = serializers.DateField(
+            required=False, help_text="The last day (UTC), included; default today."
+        )
         by = serializers.ChoiceField(choices=selectors.GROUPINGS, required=False, default="day")
 
         def get_fields(self) -> dict[str, serializers.Field]:
@@ -74,15 +86,14 @@ class ConsentRatesApi(APIView):
 
     @extend_schema(
         operation_id="reports_consent_rates",
-        parameters=[
-            OpenApiParameter("purpose", str, required=True, description="A purpose key."),
-            OpenApiParameter("from", str, required=False, description="YYYY-MM-DD (UTC)."),
-            OpenApiParameter("to", str, required=False, description="YYYY-MM-DD (UTC), included."),
-            OpenApiParameter("by", str, required=False, enum=selectors.GROUPINGS),
-        ],
+        parameters=[InputSerializer],
         responses={200: OutputSerializer, **error_responses(400)},
     )
     def get(self, request: Request) -> Response:
+        """Consent rates of one purpose over whole UTC days (the last 30 by default), by day,
+        week, property, jurisdiction or source: granted, refused, withdrawn and GPC counts,
+        the grant rate and, where the banner reports them, how often it was shown. Counts
+        under the small-count threshold read "<10" and the bucket says `suppressed`."""
         data = validated(self.InputSerializer, request.query_params.dict())
         purpose = Purpose.objects.filter(key=data["purpose"]).first()
         if purpose is None:
@@ -103,24 +114,20 @@ class ConsentSkewApi(APIView):
     required_scope = Scope.ADMIN
 
     class InputSerializer(serializers.Serializer):
-        purpose = serializers.CharField(max_length=64)
-        as_of = serializers.CharField(required=False)
-        by = serializers.CharField(required=False, default=",".join(selectors.SKEW_GROUPINGS))
+        purpose = Text(max_length=64, help_text="A purpose key.")
+        as_of = InstantText(required=False, help_text="An instant, not in the future; default now.")
+        by = Text(
+            required=False,
+            default=",".join(selectors.SKEW_GROUPINGS),
+            validators=[SKEW_BY],
+            help_text="Comma-separated, of: "
+            + ", ".join(selectors.SKEW_GROUPINGS)
+            + " (default: all).",
+        )
 
     @extend_schema(
         operation_id="reports_consent_skew",
-        parameters=[
-            OpenApiParameter("purpose", str, required=True, description="A purpose key."),
-            OpenApiParameter("as_of", str, required=False, description="ISO-8601; default now."),
-            OpenApiParameter(
-                "by",
-                str,
-                required=False,
-                description="Comma-separated, of: "
-                + ", ".join(selectors.SKEW_GROUPINGS)
-                + " (default: all).",
-            ),
-        ],
+        parameters=[InputSerializer],
         responses={
             200: inline_serializer(
                 "ConsentSkewReport",
@@ -143,12 +150,7 @@ class ConsentSkewApi(APIView):
         purpose = Purpose.objects.filter(key=data["purpose"]).first()
         if purpose is None:
             raise UnknownPurpose(detail={"purpose": data["purpose"]})
-        names = list(dict.fromkeys(n.strip() for n in data["by"].split(",") if n.strip()))
-        if not names or any(n not in selectors.SKEW_GROUPINGS for n in names):
-            raise InvalidRequest(
-                "by names fields of " + ", ".join(selectors.SKEW_GROUPINGS) + ".",
-                detail={"field": "by", "allowed": list(selectors.SKEW_GROUPINGS)},
-            )
+        names = list(dict.fromkeys(n.strip() for n in data["by"].split(",")))
         at = as_of_parse(data.get("as_of")) or timezone.now()
         report = selectors.consent_skew(purpose=purpose, at=at, by=names)
         return json_response(

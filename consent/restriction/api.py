@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from consent import identity
 from consent.models import Subject
 from consent.restriction import selectors, services
-from governance.api.common import actor_of, validated
+from governance.api.common import Prose, actor_of, validated
 from governance.api.schema import error_responses
 from governance.models import Scope
 
@@ -62,7 +62,7 @@ class SubjectRestrictionApi(APIView):
         class Meta:
             ref_name = "RestrictionInput"
 
-        reason = serializers.CharField(max_length=services.MAX_REASON_LENGTH)
+        reason = Prose(max_length=services.MAX_REASON_LENGTH, non_blank=True)
 
     @extend_schema(
         operation_id="subject_restriction_get",

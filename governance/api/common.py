@@ -119,14 +119,21 @@ FORBIDDEN_CHARACTERS = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
 # interchange holds none.
 CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+# What str.strip() takes for whitespace, control characters aside: a non-blank text holds some
+# other character. Named one by one, as Python's \s and ECMA's differ (U+FEFF).
+WHITESPACE = r"\t\n\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 class _NoControlCharacters(RegexValidator):
     """Refuses the characters of `forbidden` (a regex class's body) as a pattern the schema
     shows (drf-spectacular reads RegexValidator.regex), and lone surrogates as well."""
 
-    def __init__(self, forbidden: str, message: str) -> None:
-        super().__init__(re.compile(f"^[^{forbidden}]*$"), message, code="control_characters")
+    def __init__(self, forbidden: str, message: str, *, non_blank: bool = False) -> None:
+        # \Z, not $: Python's $ also matches before a final line break (the schema shows $).
+        body = f"[^{forbidden}]*"
+        if non_blank:
+            body += f"[^{forbidden}{WHITESPACE}][^{forbidden}]*"
+        super().__init__(re.compile(f"^{body}\\Z"), message, code="control_characters")
 
     def __call__(self, value: Any) -> None:
         super().__call__(value)
@@ -136,9 +143,15 @@ class _NoControlCharacters(RegexValidator):
 
 SINGLE_LINE = _NoControlCharacters(CONTROL_CHARACTERS, "Control characters are not allowed.")
 # Free text (a description, a reason) may also hold tabs and break lines.
+_PROSE_FORBIDDEN = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 PROSE = _NoControlCharacters(
-    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f",
-    "Control characters other than tabs and line breaks are not allowed.",
+    _PROSE_FORBIDDEN, "Control characters other than tabs and line breaks are not allowed."
+)
+PROSE_NOT_BLANK = _NoControlCharacters(
+    _PROSE_FORBIDDEN,
+    "Must hold a character other than whitespace; control characters other than tabs and "
+    "line breaks are not allowed.",
+    non_blank=True,
 )
 
 
@@ -164,8 +177,17 @@ class DistinctList(serializers.ListField):
     reads it refuses duplicates with its own error code."""
 
 
+class _StrictString(serializers.CharField):
+    """A JSON string and nothing else (DRF's CharField also takes numbers as their text)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 @extend_schema_field({"type": "string", "format": "date-time"})
-class InstantText(serializers.CharField):
+class InstantText(_StrictString):
     """An instant taken as text and parsed by the view (consent.checks.inputs.as_of_parse),
     declared in the schema as the date-time it must be."""
 
@@ -174,7 +196,7 @@ class InstantText(serializers.CharField):
         self.validators.append(SINGLE_LINE)
 
 
-class Text(serializers.CharField):
+class Text(_StrictString):
     """A single-line string of the API: no control characters, stated in the schema as a
     pattern, so the server refuses exactly what the schema excludes. Kept as sent (no
     trimming: " " is a string of length 1, as the schema says, not a blank one)."""
@@ -185,13 +207,14 @@ class Text(serializers.CharField):
         self.validators.append(SINGLE_LINE)
 
 
-class Prose(serializers.CharField):
-    """Free text: like Text, but tabs and line breaks are allowed."""
+class Prose(_StrictString):
+    """Free text: like Text, but tabs and line breaks are allowed. `non_blank=True`: it must
+    also hold something other than whitespace (the schema's pattern says so)."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, non_blank: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
-        self.validators.append(PROSE)
+        self.validators.append(PROSE_NOT_BLANK if non_blank else PROSE)
 
 
 def json_response(body: Any, status_code: int = 200) -> HttpResponse:

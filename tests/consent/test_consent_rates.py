@@ -195,6 +195,10 @@ def test_from_and_to_include_both_days(api: Api) -> None:
         ({"purpose": "analytics", "from": "2026-05-02", "to": "2026-05-01"}, "invalid_request"),
         ({"purpose": "analytics", "to": "0001-01-05"}, "invalid_request"),
         ({"purpose": "no_such_purpose"}, "unknown_purpose"),
+        ({"purpose": ""}, "invalid_request"),
+        ({"purpose": "analytics\n"}, "invalid_request"),
+        ({"purpose": "analytics", "from": ""}, "invalid_request"),
+        ({"purpose": "analytics", "by": ""}, "invalid_request"),
     ],
 )
 def test_bad_parameters_are_400_in_the_error_shape(

@@ -75,8 +75,16 @@ def test_by_property_names_the_key_that_recorded(api: Api, purposes: dict[str, A
     )  # fmt: skip
 
 
+def test_by_takes_spaces_around_names_and_repeats_once(api: Api) -> None:
+    assert report(api, by=" source , locale,source")["by"] == ["source", "locale"]
+
+
 def test_bad_requests_and_scope(api: Api, make_api: Any) -> None:
     assert_error(api.get(URL, purpose="analytics", by="age"), 400, "invalid_request")
+    for by in ("", ",", "source,,locale", "source,\tlocale", "source\n"):
+        assert_error(api.get(URL, purpose="analytics", by=by), 400, "invalid_request")
+    assert_error(api.get(URL, purpose=""), 400, "invalid_request")
+    assert_error(api.get(URL, purpose="analytics", as_of=""), 400, "invalid_request")
     assert_error(api.get(URL, purpose="nope"), 400, "unknown_purpose")
     assert_error(api.get(URL), 400, "invalid_request")
     assert_error(api.get(URL, purpose="analytics", as_of="2999-01-01T00:00:00Z"), 400,

@@ -386,11 +386,24 @@ def test_api_namespaces_are_separate(api):
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [({}, "invalid_request"), ({"reason": ""}, "invalid_request"), ([], "invalid_request")],
+    [
+        ({}, "invalid_request"),
+        ({"reason": ""}, "invalid_request"),
+        ({"reason": " \n\u3000"}, "invalid_request"),
+        ({"reason": 0}, "invalid_request"),
+        ({"reason": "a\x00b"}, "invalid_request"),
+        ({"reason": "x" * 2001}, "invalid_request"),
+        ([], "invalid_request"),
+    ],
 )
 def test_api_bad_bodies_are_400_and_write_nothing(api, body, code):
     assert_error(api.post(path("alice"), body), 400, code)
     assert not Subject.objects.exists() and not Restriction.objects.exists()
+
+
+def test_api_reason_is_kept_as_written_lines_and_all(api):
+    periods = api.post(path("alice"), {"reason": " disputes\n\tthe address "}).json()["periods"]
+    assert periods[0]["reason"] == " disputes\n\tthe address "
 
 
 def test_api_bad_identifiers_are_400_on_every_method(api):

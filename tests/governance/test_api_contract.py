@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from rest_framework.exceptions import ValidationError
 
-from governance.api.common import iso, iso_duration
+from governance.api.common import InstantText, Prose, Text, iso, iso_duration
 from governance.api.schema import AREAS
 from tests import factories
 
@@ -91,3 +92,28 @@ def test_answers_write_instants_and_durations_one_way(api, purposes):
     assert policies and all(re.match(r"^P(\d+D)?(T[\d.HMS]+)?$", p["keep_for"]) for p in policies)
     ttl = {p["key"]: p["consent_ttl"] for p in api.get("/api/v1/purposes").json()["purposes"]}
     assert ttl["direct_marketing"] == "P30D" and ttl["security"] is None
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, ["a"], {"a": 1}])
+def test_text_fields_take_json_strings_only(value):
+    for field in (Text(), Prose(), InstantText()):
+        with pytest.raises(ValidationError):
+            field.run_validation(value)
+
+
+@pytest.mark.parametrize("value", ["a\n", "a\x00", "\x85", "a\ud800"])
+def test_text_refuses_control_characters_even_a_final_line_break(value):
+    with pytest.raises(ValidationError):
+        Text().run_validation(value)
+
+
+@pytest.mark.parametrize("value", ["", " ", "\t\n\r", "\u3000\u00a0", "a\x0b"])
+def test_non_blank_prose_needs_a_character_other_than_whitespace(value):
+    with pytest.raises(ValidationError):
+        Prose(non_blank=True).run_validation(value)
+
+
+def test_non_blank_prose_matches_what_strip_leaves():
+    field = Prose(non_blank=True)
+    for value in ("x", " x\n", "\ufeff", "a\tb"):
+        assert field.run_validation(value) == value and value.strip()
