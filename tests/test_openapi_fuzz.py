@@ -125,6 +125,19 @@ ALLOWED: tuple[Allowed, ...] = (
         "configured per deployment)",
         message="Webhook URL",
     ),
+    *_rejected(
+        "POST /api/v1/imports",
+        "import_invalid",
+        "whether an uploaded file holds valid consent records (rows, purposes, notice versions, "
+        "a mapping that leaves something) is the import's own whole-file check, not a schema",
+    ),
+    *_rejected(
+        "POST /api/v1/imports",
+        "invalid_request",
+        "the file's format comes from ?format= or else the Content-Type: OpenAPI cannot say "
+        "that one of a query parameter and a media type must be given",
+        message="Name the format",
+    ),
 )
 
 

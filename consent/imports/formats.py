@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from consent.errors import ImportInvalid
 from consent.identity import identifier_ok
 from consent.models import AFFIRMATIVE_METHODS, IndicationMethod, Subject
 from governance.errors import InvalidRequest
@@ -186,8 +187,13 @@ def _records_of(document: Any, mapping: ImportMapping | None) -> list[Any]:
     else:
         found = document
     if not isinstance(found, list):
-        raise InvalidRequest("Expected a JSON list of records.", detail={"field": "records"})
+        raise _unreadable("Expected a JSON list of records.")
     return found
+
+
+def _unreadable(message: str) -> ImportInvalid:
+    """A file that cannot be read as its format: a bad file like any other (no row named)."""
+    return ImportInvalid(message, detail={"invalid_rows": 0, "rows": []})
 
 
 def rows_read(body: IO[bytes], fmt: str, mapping: ImportMapping | None) -> Iterator[Row]:
@@ -206,7 +212,7 @@ def rows_read(body: IO[bytes], fmt: str, mapping: ImportMapping | None) -> Itera
         try:
             document = json.load(body)
         except ValueError as exc:
-            raise InvalidRequest(f"The file is not JSON: {exc}.") from exc
+            raise _unreadable(f"The file is not JSON: {exc}.") from exc
         numbered = ((n, r, ()) for n, r in enumerate(_records_of(document, mapping), start=1))
     for number, record, reasons in numbered:
         if reasons:
@@ -245,7 +251,7 @@ def _rows_csv(body: IO[bytes], mapping: ImportMapping | None) -> Iterator[Row]:
         for record in reader:
             yield Row(reader.line_num, _mapped(record, mapping))
     except (csv.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The file is not CSV in UTF-8: {exc}.") from exc
+        raise _unreadable(f"The file is not CSV in UTF-8: {exc}.") from exc
     finally:
         text.detach()
 
