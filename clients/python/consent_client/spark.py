@@ -2,19 +2,24 @@
 join with the snapshot's verdicts.
 
 The HMAC is written with Spark's own functions, `H((K ^ opad) || H((K ^ ipad) || m))` with
-`sha2`, `unhex` and `concat`, so no Python UDF runs and the same code runs on a cluster. The
-two padded key blocks are as secret as the key (either one gives it back by a XOR), so they
-must not appear where Spark writes query text: a literal would, since binary literals are
-printed in hex in every plan string and the event log's `sparkPlanInfo` (which
-`spark.sql.redaction.string.regex` does not redact). They travel instead as the one row of
-an in-memory relation created in the JVM through the Py4J gateway, broadcast with the query
-to the executors; plans show only its column names. (PySpark's `createDataFrame` would
-spool the row to a temporary file on the driver's disk first; on Spark Connect it is used
-all the same, since its rows travel inside the plan message.)
+`sha2`, `unhex` and `concat`, so no Python UDF runs and the same code runs on a cluster.
+
+The two padded key blocks are as secret as the key (either gives it back by a XOR), so they
+must not appear where Spark writes query text. A literal would: binary literals are printed
+in hex in every plan string, and the event log's `sparkPlanInfo` keeps them even when
+`spark.sql.redaction.string.regex` redacts the plan description. So the blocks are the one
+row of an in-memory relation created in the JVM through the Py4J gateway, read by two
+scalar subqueries: Spark evaluates those once on the driver and ships the value inside the
+tasks, and plans show only `Subquery subquery#N` over `LocalTableScan [column]`. (PySpark's
+`createDataFrame` would first spool the row to a temporary file on the driver's disk; on
+Spark Connect, which has no gateway, it is used all the same, since there the rows travel
+inside the plan message.) A cross join with that row would do too, but costs a nested-loop
+join per row.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consent_client.snapshot import pads
@@ -65,35 +70,55 @@ def _message(df: Any, column: str, kind: str) -> Any:
     return F.encode(value, "UTF-8")
 
 
-def with_pseudonyms(df: Any, column: str, key: bytes, kind: str, name: str = PSEUDONYM) -> Any:
-    """`df` with a column `name` holding HMAC-SHA256(key, id) (binary, 32 bytes)."""
+def hmac_column(spark: Any, key: bytes, message: Any) -> Any:
+    """HMAC-SHA256(key, message) as a Spark column: binary, 32 bytes (empty for a null
+    message, so never null)."""
     from pyspark.sql import functions as F
 
-    clash = {IPAD, OPAD, name} & set(df.columns)
-    if clash:
-        raise ValueError(f"the DataFrame already has a column named {sorted(clash)[0]!r}")
-    message = _message(df, column, kind)
-    inner = F.unhex(F.sha2(F.concat(F.col(IPAD), message), 256))
-    outer = F.unhex(F.sha2(F.concat(F.col(OPAD), inner), 256))
-    keyed = df.crossJoin(F.broadcast(_key_frame(df.sparkSession, key)))
-    return keyed.withColumn(name, outer).drop(IPAD, OPAD)
+    blocks = _key_frame(spark, key)
+    ipad, opad = blocks.select(IPAD).scalar(), blocks.select(OPAD).scalar()
+    inner = F.unhex(F.sha2(F.concat(ipad, message), 256))
+    outer = F.unhex(F.sha2(F.concat(opad, inner), 256))
+    # Not nullable, so Spark infers no `IS NOT NULL` filter on the join key: that filter
+    # would compute every HMAC a second time, below the projection that computes it.
+    return F.coalesce(outer, F.lit(b""))
+
+
+def with_pseudonyms(df: Any, column: str, key: bytes, kind: str, name: str = PSEUDONYM) -> Any:
+    """`df` with a column `name` holding HMAC-SHA256(key, id) (binary, 32 bytes); rows whose
+    id is null get an empty value, which no pseudonym equals."""
+    if name in df.columns:
+        raise ValueError(f"the DataFrame already has a column named {name!r}")
+    return df.withColumn(name, hmac_column(df.sparkSession, key, _message(df, column, kind)))
+
+
+def _listed(snapshot: Snapshot, spark: Any, allowed: bool) -> Any:
+    """The snapshot's pseudonyms whose verdict is `allowed`, as a one-column DataFrame. A
+    local Spark reads the downloaded file itself; elsewhere the executors cannot see the
+    driver's disk, so the pseudonyms are sent from the driver's memory."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    context = getattr(spark, "_sc", None)
+    if context is not None and context.master.startswith("local"):
+        file = spark.read.parquet(Path(snapshot.path).resolve().as_uri())
+        return file.where(F.col("allowed") == allowed).select(F.col("pseudonym").alias(PSEUDONYM))
+    table = pq.read_table(snapshot.path, columns=["pseudonym", "allowed"])
+    listed = table.filter(pc.equal(table["allowed"], allowed)).select(["pseudonym"])
+    return spark.createDataFrame(listed.rename_columns([PSEUDONYM]))
 
 
 def filter_spark(snapshot: Snapshot, df: Any, column: str) -> Any:
     """The rows of `df` the snapshot allows (see `Snapshot.filter_spark`)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     present = df.where(df[column].isNotNull())
     pseudonymised = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"])
     # Only the verdicts that decide: the allowed people when absent ids are denied, the
     # denied ones when absent ids pass.
     keep = not snapshot.default_allowed
-    table = pq.read_table(snapshot.path, columns=["pseudonym", "allowed"])
-    listed = table.filter(pc.equal(table["allowed"], keep)).select(["pseudonym"])
-    verdicts = df.sparkSession.createDataFrame(listed.rename_columns([PSEUDONYM]))
+    listed = _listed(snapshot, df.sparkSession, keep)
     how = "left_semi" if keep else "left_anti"
-    return pseudonymised.join(verdicts, PSEUDONYM, how).drop(PSEUDONYM)
+    return pseudonymised.join(listed, PSEUDONYM, how).drop(PSEUDONYM)
 
 
 def distinct_pseudonyms(snapshot: Snapshot, df: Any, column: str) -> Any:
