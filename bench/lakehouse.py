@@ -88,7 +88,9 @@ def paired(
 ) -> tuple[float, float, list[Any]]:
     """Alternates ours and the baseline; returns the median seconds of each and ours' last
     result."""
-    ours_times, base_times, results = [], [], []
+    ours_times: list[float] = []
+    base_times: list[float] = []
+    results: list[Any] = []
     for _ in range(runs):
         for fn, times in ((ours, ours_times), (base, base_times)):
             started = time.perf_counter()
@@ -178,7 +180,13 @@ def files(rows: int, subjects: int) -> dict[str, Any]:
 
 def local_snapshot(info: dict[str, Any]) -> Any:
     """The client's Snapshot as it holds one once verified: the file and the key."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
     from consent_client import Snapshot
+
+    path = str(Path(info["dir"]) / "snapshot.parquet")
+    allowed = pq.read_table(path, columns=["allowed"])["allowed"]
+    total, yes = len(allowed), pc.sum(allowed).as_py()
 
     details = {
         "id": "bench",
@@ -186,8 +194,8 @@ def local_snapshot(info: dict[str, Any]) -> Any:
         "as_of": "now",
         "key": "identifier",
         "default_allowed": False,
+        "counts": {"allowed": yes, "denied": total - yes},
     }
-    path = str(Path(info["dir"]) / "snapshot.parquet")
     snap = Snapshot(client=None, info=details, path=path, _key=bytes.fromhex(info["key"]))  # type: ignore[arg-type]
     snap._cleanup.detach()  # the bench's file, not a download to remove
     return snap

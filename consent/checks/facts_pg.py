@@ -24,6 +24,7 @@ from consent.checks.facts import (
     GPC,
     Answers,
     Facts,
+    RangeAnswers,
     StagedRows,
     answers_of,
     stage_rows,
@@ -60,6 +61,22 @@ _AS_OF = (
     LIMIT 1
 ) f ON true""",
 )
+
+
+@lru_cache(maxsize=2)
+def range_sql(*, as_of: bool) -> str:
+    """The standings of the account subjects of an id range, in id order, in the gathered
+    row's layout (the id as the position), the key and encrypted identifier after it."""
+    columns, join = _AS_OF if as_of else _CURRENT
+    return "\n".join(
+        [
+            f"SELECT s.id, s.id, s.erased_at, {columns}, s.key, s.identifier_encrypted",
+            "FROM consent_subject s",
+            join.format(purpose="%(purpose)s"),
+            f"WHERE s.namespace = '{ACCOUNT}' AND s.id >= %(low)s AND s.id < %(high)s",
+            "ORDER BY s.id",
+        ]
+    )
 
 
 @lru_cache(maxsize=8)
@@ -143,6 +160,24 @@ class PostgresFacts(Facts):
             reader.execute(sql, _params(rule, at, as_of), binary=True)
             rows = reader.fetchall()
         return answers_of(rows, len(keys), verdict_of(rule, at))
+
+    def range_standings(
+        self, low: int, high: int, rule: PurposeRule, *, at: datetime, as_of: bool
+    ) -> RangeAnswers:
+        verdict = verdict_of(rule, at)
+        found = RangeAnswers([], [], [], [])
+        with db.server_cursor() as reader:
+            reader.execute(
+                range_sql(as_of=as_of),
+                {**_params(rule, at, as_of), "low": low, "high": high},
+                binary=True,
+            )
+            for row in reader.fetchall():
+                found.subject_pks.append(row[0])
+                found.keys.append(row[9])
+                found.identifiers_encrypted.append(row[10])
+                found.verdicts.append(verdict(row))
+        return found
 
     def staged_answers(
         self,

@@ -58,6 +58,10 @@ def _snapshot(tmp_path: Path, verdicts: dict[str, bool], *, default_allowed: boo
         "as_of": "2026-12-07T00:00:00Z",
         "key": "identifier",
         "default_allowed": default_allowed,
+        "counts": {
+            "allowed": sum(verdicts.values()),
+            "denied": sum(not a for a in verdicts.values()),
+        },
     }
     return Snapshot(client=None, info=info, path=str(path), _key=key)  # type: ignore[arg-type]
 

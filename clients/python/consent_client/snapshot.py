@@ -226,15 +226,16 @@ class Snapshot:
 
     # --- Spark -----------------------------------------------------------------------------
 
-    def filter_spark(self, df: Any, column: str) -> Any:
+    def filter_spark(self, df: Any, column: str, *, broadcast: bool | None = None) -> Any:
         """The rows of the Spark DataFrame `df` that may be used, as a lazy DataFrame: Spark
         computes each id's pseudonym itself (its own SHA-256, no Python UDF), then joins
         with the file's verdicts; ids it does not list follow `default_allowed`; nulls are
         dropped. The key reaches the executors inside the query only (see
-        `consent_client.spark`). Needs the extra `[spark]`."""
+        `consent_client.spark`). `broadcast`: send the verdicts to every executor (default:
+        when they are at most 4,000,000) rather than shuffle `df`. Needs the extra `[spark]`."""
         from consent_client import spark
 
-        return spark.filter_spark(self, df, column)
+        return spark.filter_spark(self, df, column, broadcast=broadcast)
 
     # --- usage -----------------------------------------------------------------------------
 

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 IPAD = "__consent_ipad"
 OPAD = "__consent_opad"
 PSEUDONYM = "__consent_pseudonym"
+# Up to this many deciding pseudonyms (32 bytes each) are broadcast to every executor, so
+# the training table is joined where it lies instead of being shuffled. Spark would not
+# choose it itself above `spark.sql.autoBroadcastJoinThreshold` (10 MB, 300,000 of them).
+BROADCAST_MAX = 4_000_000
 
 
 def _key_frame(spark: Any, key: bytes) -> Any:
@@ -109,14 +113,20 @@ def _listed(snapshot: Snapshot, spark: Any, allowed: bool) -> Any:
     return spark.createDataFrame(listed.rename_columns([PSEUDONYM]))
 
 
-def filter_spark(snapshot: Snapshot, df: Any, column: str) -> Any:
+def filter_spark(snapshot: Snapshot, df: Any, column: str, *, broadcast: bool | None = None) -> Any:
     """The rows of `df` the snapshot allows (see `Snapshot.filter_spark`)."""
+    from pyspark.sql import functions as F
+
     present = df.where(df[column].isNotNull())
     pseudonymised = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"])
     # Only the verdicts that decide: the allowed people when absent ids are denied, the
     # denied ones when absent ids pass.
     keep = not snapshot.default_allowed
     listed = _listed(snapshot, df.sparkSession, keep)
+    if broadcast is None:
+        broadcast = snapshot.counts["allowed" if keep else "denied"] <= BROADCAST_MAX
+    if broadcast:
+        listed = F.broadcast(listed)
     how = "left_semi" if keep else "left_anti"
     return pseudonymised.join(listed, PSEUDONYM, how).drop(PSEUDONYM)
 
