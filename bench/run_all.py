@@ -1,6 +1,6 @@
 """Runs every benchmark in turn (`make bench`); each prints its figure beside its baseline.
 
-    uv run python bench/run_all.py [checks writes purge]
+    uv run python bench/run_all.py [checks writes purge lakehouse]
 
 Each script uses its own PostgreSQL database, so the test database is never touched.
 """
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["checks", "writes", "purge", "import"]
+ORDER = ["checks", "writes", "purge", "import", "lakehouse"]
 
 
 def main(names: list[str]) -> int:

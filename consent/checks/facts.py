@@ -47,6 +47,17 @@ class Answers:
         return (pk for pk, v in zip(self.subject_pks, self.verdicts, strict=True) if v.allowed)
 
 
+@dataclass(slots=True)
+class RangeAnswers:
+    """Every subject of a range of row ids, in id order: its key, its encrypted identifier
+    (None once erased) and its verdict (a snapshot's chunk)."""
+
+    subject_pks: list[int]
+    keys: list[str]
+    identifiers_encrypted: list[bytes | None]
+    verdicts: list[Verdict]
+
+
 # A gathered row: (pos, subject pk, erased_at, restricted, action, notice version, effective
 # since, expires_at, event id, gpc[, anything after]); `restricted` says whether a
 # restriction period (Art. 18) covers the instant. An unknown subject has None from the
@@ -117,6 +128,27 @@ class Facts(ABC):
         self, keys: Sequence[str], rule: PurposeRule, *, at: datetime, as_of: bool
     ) -> Answers:
         """One answer per key, in order. `as_of`: replay the ledger at `at`; else now."""
+
+    def range_standings(
+        self, low: int, high: int, rule: PurposeRule, *, at: datetime, as_of: bool
+    ) -> RangeAnswers:
+        """The standing of every account subject with `low <= id < high`, in id order.
+        This one reads the subjects, then their standings by key; PostgreSQL reads both in
+        one query over the id range."""
+        subjects = (
+            Subject.objects.filter(namespace=ACCOUNT, pk__gte=low, pk__lt=high)
+            .order_by("pk")
+            .values_list("pk", "key", "identifier_encrypted")
+        )
+        pks: list[int] = []
+        keys: list[str] = []
+        encrypted: list[bytes | None] = []
+        for pk, key, blob in subjects.iterator(chunk_size=5000):
+            pks.append(pk)
+            keys.append(key)
+            encrypted.append(None if blob is None else bytes(blob))
+        answers = self.standings(keys, rule, at=at, as_of=as_of)
+        return RangeAnswers(pks, keys, encrypted, answers.verdicts)
 
     def staged_answers(
         self,

@@ -179,37 +179,33 @@ def chunk_table(snapshot: Snapshot, chunk: SnapshotChunk, key: bytes) -> pa.Tabl
     snapshot's instant, sorted by pseudonym (the order says nothing of who joined when)."""
     facts = facts_for(connection)
     rule = facts.purpose_rule_of(snapshot.purpose_id)
-    subjects = (
-        Subject.objects.filter(
-            namespace=ACCOUNT,
-            pk__gte=chunk.subject_pk_low,
-            pk__lt=chunk.subject_pk_high,
+    with transaction.atomic():
+        found = facts.range_standings(
+            chunk.subject_pk_low, chunk.subject_pk_high, rule, at=snapshot.as_of, as_of=True
         )
-        .order_by("pk")
-        .values_list("pk", "key", "identifier_encrypted")
-    )
     pks: list[int] = []
-    keys: list[str] = []
     values: list[str] = []
+    verdicts = []
     by_identifier = snapshot.key_kind == Snapshot.KeyKind.IDENTIFIER
-    for pk, subject_key, encrypted in subjects.iterator(chunk_size=5000):
+    decrypt = identity.decrypt_identifier
+    for pk, subject_key, encrypted, verdict in zip(
+        found.subject_pks, found.keys, found.identifiers_encrypted, found.verdicts, strict=True
+    ):
         if by_identifier:
             # Erased people have no identifier left: they cannot be listed by it.
-            identifier = identity.decrypt_identifier(encrypted, key=subject_key)
+            identifier = decrypt(encrypted, key=subject_key)
             if identifier is None:
                 continue
             values.append(identifier)
         else:
             values.append(subject_key)
         pks.append(pk)
-        keys.append(subject_key)
-    with transaction.atomic():
-        answers = facts.standings(keys, rule, at=snapshot.as_of, as_of=True)
+        verdicts.append(verdict)
     table = pa.table(
         {
             "pseudonym": pa.array(SubjectHasher(key).digests(values), files.PSEUDONYM),
-            "allowed": pa.array([v.allowed for v in answers.verdicts], pa.bool_()),
-            "reason": pa.array([v.reason for v in answers.verdicts], pa.string()),
+            "allowed": pa.array([v.allowed for v in verdicts], pa.bool_()),
+            "reason": pa.array([v.reason for v in verdicts], pa.string()),
             "subject_pk": pa.array(pks, pa.int64()),
         }
     )

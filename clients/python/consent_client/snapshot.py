@@ -7,8 +7,8 @@ must match the manifest. The pseudonym key stays in this object's memory and is 
 written anywhere. A pseudonym is HMAC-SHA256(key, id as UTF-8): an identifier for
 `key="identifier"` snapshots, the service's subject key (hex) for `key="subject_key"`.
 
-Engines get their own method beside `filter_pandas` (a Spark filter computes the same HMAC
-in the engine); they share `pseudonyms`, `verdicts` and `path`.
+Engines get their own method: `filter_pandas`, and `filter_spark` (consent_client.spark),
+which computes the same HMAC in the engine; `record_usage` takes either kind of frame.
 """
 
 from __future__ import annotations
@@ -102,13 +102,19 @@ def verify_manifest(token: str, jwks: dict[str, Any], *, typ: str = MANIFEST_TYP
     return payload
 
 
+def pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC's two key blocks: the key zero-padded to SHA-256's 64 bytes, XOR ipad and opad."""
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
+
+
 class Hmac:
     """HMAC-SHA256 under one key, keyed once: the inner and outer states are copied per value."""
 
     def __init__(self, key: bytes) -> None:
-        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        ipad, opad = pads(key)
+        self._inner = hashlib.sha256(ipad)
+        self._outer = hashlib.sha256(opad)
 
     def many(self, values: Iterable[str]) -> list[bytes]:
         inner0, outer0 = self._inner, self._outer
@@ -239,8 +245,12 @@ class Snapshot:
         """The consent-skew report of filtering `df` by this snapshot, computed here from
         the `by` columns (never sent anywhere): the same numbers the service gives a bulk
         check of the same ids with those attributes (consent_client.skew). Rows whose
-        `column` is missing are not candidates; each other row is one."""
+        `column` is missing are not candidates; each other row is one. `df` may be a pandas
+        or a Spark DataFrame."""
         names = list(by)
+        if hasattr(df, "sparkSession"):
+            # A Spark DataFrame: only the id and `by` columns come to the driver.
+            df = df.select(column, *names).toPandas()
         rows = df[df[column].notna()]
         outcomes = self.outcomes(rows[column].astype(str).tolist())
         columns = {
@@ -250,19 +260,39 @@ class Snapshot:
             columns, [o[0] for o in outcomes], [o[1] for o in outcomes]
         )
 
+    # --- Spark -----------------------------------------------------------------------------
+
+    def filter_spark(self, df: Any, column: str, *, broadcast: bool | None = None) -> Any:
+        """The rows of the Spark DataFrame `df` that may be used, as a lazy DataFrame: Spark
+        computes each id's pseudonym itself (its own SHA-256, no Python UDF), then joins
+        with the file's verdicts; ids it does not list follow `default_allowed`; nulls are
+        dropped. The key reaches the executors inside the query only (see
+        `consent_client.spark`). `broadcast`: send the verdicts to every executor (default:
+        when they are at most 4,000,000) rather than shuffle `df`. Needs the extra `[spark]`."""
+        from consent_client import spark
+
+        return spark.filter_spark(self, df, column, broadcast=broadcast)
+
+    # --- usage -----------------------------------------------------------------------------
+
     def record_usage(
         self, df: Any, column: str, *, model: str, skew: dict[str, Any] | None = None
     ) -> str:
-        """Reports the distinct people of `df` (the rows actually used) as the training set
-        of `model`; returns the decision id. The service refuses (BadRequest,
-        `denied_in_snapshot`) an upload holding anyone the snapshot does not allow. A
-        `skew` report (from `skew()`) goes along in the Parquet metadata and is kept with
-        the decision and on its card."""
+        """Reports the distinct people of `df` (the rows actually used; a pandas or a Spark
+        DataFrame) as the training set of `model`; returns the decision id. The service
+        refuses (BadRequest, `denied_in_snapshot`) an upload holding anyone the snapshot
+        does not allow. A `skew` report (from `skew()`) goes along in the Parquet metadata
+        and is kept with the decision and on its card."""
         import pyarrow as pa
 
-        pseudonyms = self.pseudonyms(self._distinct(df, column))
+        if hasattr(df, "sparkSession"):  # Spark hashes and deduplicates in the engine
+            from consent_client import spark
+
+            table = spark.distinct_pseudonyms(self, df, column)
+        else:
+            pseudonyms = self.pseudonyms(self._distinct(df, column))
+            table = pa.table({"pseudonym": pa.array(pseudonyms, pa.binary(32))})
         sink = io.BytesIO()
-        table = pa.table({"pseudonym": pa.array(pseudonyms, pa.binary(32))})
         if skew is not None:
             table = table.replace_schema_metadata({SKEW_METADATA_KEY: json.dumps(skew)})
         _pyarrow().write_table(table, sink)

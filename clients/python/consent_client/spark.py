@@ -1,0 +1,143 @@
+"""Snapshots in Spark (extra `[spark]`): pseudonyms computed by the engine itself, then one
+join with the snapshot's verdicts.
+
+The HMAC is written with Spark's own functions, `H((K ^ opad) || H((K ^ ipad) || m))` with
+`sha2`, `unhex` and `concat`, so no Python UDF runs and the same code runs on a cluster.
+
+The two padded key blocks are as secret as the key (either gives it back by a XOR), so they
+must not appear where Spark writes query text. A literal would: binary literals are printed
+in hex in every plan string, and the event log's `sparkPlanInfo` keeps them even when
+`spark.sql.redaction.string.regex` redacts the plan description. So the blocks are the one
+row of an in-memory relation created in the JVM through the Py4J gateway, read by two
+scalar subqueries: Spark evaluates those once on the driver and ships the value inside the
+tasks, and plans show only `Subquery subquery#N` over `LocalTableScan [column]`. (PySpark's
+`createDataFrame` would first spool the row to a temporary file on the driver's disk; on
+Spark Connect, which has no gateway, it is used all the same, since there the rows travel
+inside the plan message.) A cross join with that row would do too, but costs a nested-loop
+join per row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from consent_client.snapshot import pads
+
+if TYPE_CHECKING:
+    from consent_client.snapshot import Snapshot
+
+IPAD = "__consent_ipad"
+OPAD = "__consent_opad"
+PSEUDONYM = "__consent_pseudonym"
+# Up to this many deciding pseudonyms (32 bytes each) are broadcast to every executor, so
+# the training table is joined where it lies instead of being shuffled. Spark would not
+# choose it itself above `spark.sql.autoBroadcastJoinThreshold` (10 MB, 300,000 of them).
+BROADCAST_MAX = 4_000_000
+
+
+def _key_frame(spark: Any, key: bytes) -> Any:
+    """A one-row DataFrame holding the two padded key blocks, never a literal."""
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import BinaryType, StructField, StructType
+
+    ipad, opad = pads(key)
+    schema = StructType(
+        [StructField(IPAD, BinaryType(), False), StructField(OPAD, BinaryType(), False)]
+    )
+    jsession = getattr(spark, "_jsparkSession", None)
+    if jsession is None:  # Spark Connect
+        return spark.createDataFrame([(ipad, opad)], schema)
+    jvm = spark._jvm
+    values = spark.sparkContext._gateway.new_array(jvm.java.lang.Object, 2)
+    values[0], values[1] = ipad, opad  # Py4J hands bytes over as byte[]
+    rows = jvm.java.util.ArrayList()
+    rows.add(jvm.org.apache.spark.sql.RowFactory.create(values))
+    jschema = jvm.org.apache.spark.sql.types.DataType.fromJson(schema.json())
+    return DataFrame(jsession.createDataFrame(rows, jschema), spark)
+
+
+def _message(df: Any, column: str, kind: str) -> Any:
+    """The bytes a pseudonym is the HMAC of: the id as UTF-8 (other types as their string
+    form, as `str()` gives them), or a binary subject key as lowercase hex. A cast to
+    binary takes Spark's own UTF-8 bytes as they are (`encode` would decode and re-encode
+    them, a third of the HMAC's cost)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BinaryType, StringType
+
+    value = df[column]
+    data_type = df.schema[column].dataType
+    if isinstance(data_type, BinaryType):
+        if kind != "subject_key":
+            raise TypeError(f"{column!r} is binary: only a subject_key snapshot hexes it")
+        return F.lower(F.hex(value)).cast("binary")
+    if not isinstance(data_type, StringType):
+        value = value.cast("string")
+    return value.cast("binary")
+
+
+def hmac_column(spark: Any, key: bytes, message: Any) -> Any:
+    """HMAC-SHA256(key, message) as a Spark column: binary, 32 bytes (empty for a null
+    message, so never null)."""
+    from pyspark.sql import functions as F
+
+    blocks = _key_frame(spark, key)
+    ipad, opad = blocks.select(IPAD).scalar(), blocks.select(OPAD).scalar()
+    inner = F.unhex(F.sha2(F.concat(ipad, message), 256))
+    outer = F.unhex(F.sha2(F.concat(opad, inner), 256))
+    # Not nullable, so Spark infers no `IS NOT NULL` filter on the join key: that filter
+    # would compute every HMAC a second time, below the projection that computes it.
+    return F.coalesce(outer, F.lit(b""))
+
+
+def with_pseudonyms(df: Any, column: str, key: bytes, kind: str, name: str = PSEUDONYM) -> Any:
+    """`df` with a column `name` holding HMAC-SHA256(key, id) (binary, 32 bytes); rows whose
+    id is null get an empty value, which no pseudonym equals."""
+    if name in df.columns:
+        raise ValueError(f"the DataFrame already has a column named {name!r}")
+    return df.withColumn(name, hmac_column(df.sparkSession, key, _message(df, column, kind)))
+
+
+def _listed(snapshot: Snapshot, spark: Any, allowed: bool) -> Any:
+    """The snapshot's pseudonyms whose verdict is `allowed`, as a one-column DataFrame. A
+    local Spark reads the downloaded file itself; elsewhere the executors cannot see the
+    driver's disk, so the pseudonyms are sent from the driver's memory."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    context = getattr(spark, "_sc", None)
+    if context is not None and context.master.startswith("local"):
+        file = spark.read.parquet(Path(snapshot.path).resolve().as_uri())
+        return file.where(F.col("allowed") == allowed).select(F.col("pseudonym").alias(PSEUDONYM))
+    table = pq.read_table(snapshot.path, columns=["pseudonym", "allowed"])
+    listed = table.filter(pc.equal(table["allowed"], allowed)).select(["pseudonym"])
+    return spark.createDataFrame(listed.rename_columns([PSEUDONYM]))
+
+
+def filter_spark(snapshot: Snapshot, df: Any, column: str, *, broadcast: bool | None = None) -> Any:
+    """The rows of `df` the snapshot allows (see `Snapshot.filter_spark`)."""
+    from pyspark.sql import functions as F
+
+    present = df.where(df[column].isNotNull())
+    pseudonymised = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"])
+    # Only the verdicts that decide: the allowed people when absent ids are denied, the
+    # denied ones when absent ids pass.
+    keep = not snapshot.default_allowed
+    listed = _listed(snapshot, df.sparkSession, keep)
+    if broadcast is None:
+        broadcast = snapshot.counts["allowed" if keep else "denied"] <= BROADCAST_MAX
+    if broadcast:
+        listed = F.broadcast(listed)
+    how = "left_semi" if keep else "left_anti"
+    return pseudonymised.join(listed, PSEUDONYM, how).drop(PSEUDONYM)
+
+
+def distinct_pseudonyms(snapshot: Snapshot, df: Any, column: str) -> Any:
+    """The distinct pseudonyms of `df[column]` as a pyarrow Table (`pseudonym`, binary(32))."""
+    import pyarrow as pa
+
+    present = df.select(column).where(df[column].isNotNull())
+    named = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"], "pseudonym")
+    table = named.select("pseudonym").distinct().toArrow()
+    return table.cast(pa.schema([pa.field("pseudonym", pa.binary(32))]))
