@@ -10,10 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from governance.env import env_bool, env_float, env_int, env_list, env_ports, env_str
+from governance.schedule import beat_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -425,21 +425,7 @@ SNAPSHOT_TTL = env_int("SNAPSHOT_TTL", 24 * 3600)
 SNAPSHOT_DIR = Path(env_str("SNAPSHOT_DIR", str(VAR_DIR / "snapshots")) or VAR_DIR / "snapshots")
 # Subjects (a range of that many subject ids) per build chunk: bounds a worker's memory.
 SNAPSHOT_CHUNK_SUBJECTS = env_int("SNAPSHOT_CHUNK_SUBJECTS", 100_000)
-CELERY_BEAT_SCHEDULE = {
-    "outbox-sweep": {
-        "task": "governance.outbox_dispatch",
-        "schedule": float(WEBHOOK_SWEEP_SECONDS),
-    },
-    # Names of consent.snapshots.services' tasks (governance imports no app).
-    "snapshots-expire": {"task": "consent.snapshots_expire", "schedule": 300.0},
-    "snapshots-resume": {"task": "consent.snapshots_resume", "schedule": 300.0},
-    # The banner's `shown` counts, from Redis into the database (consent.reports.services).
-    "banner-shown-flush": {"task": "consent.banner_shown_flush", "schedule": 60.0},
-    # The whole ledger's chain check, recorded for the admin dashboard.
-    "ledger-verify": {"task": "consent.ledger_verify", "schedule": crontab(hour=3, minute=30)},
-    # consent.imports.services' (imports that stopped progressing).
-    "imports-resume": {"task": "consent.imports_resume", "schedule": 300.0},
-}
+CELERY_BEAT_SCHEDULE = beat_schedule(outbox_sweep_seconds=float(WEBHOOK_SWEEP_SECONDS))
 # Consent banners (publishable keys): per-client-IP limit on the banner endpoints, lifetime
 # of subject tokens minted by product back ends, and the date /.well-known/gpc.json shows.
 BANNER_RATE_LIMIT_PER_MINUTE = env_int("BANNER_RATE_LIMIT_PER_MINUTE", 120)
