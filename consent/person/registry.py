@@ -1,7 +1,7 @@
 """What the Person page shows and offers, as two ordered lists that any app extends.
 
 consent registers its own sections and actions (consent/person/admin.py); retention adds
-rights requests and legal holds from retention/admin.py, since consent never imports
+rights requests and legal holds from retention/person_admin.py, since consent never imports
 retention. A section is a template fragment with its context; an action is a form run
 through an existing service, shown only to staff with its permission.
 """
