@@ -40,7 +40,7 @@ class RetentionConfig(AppConfig):
         from retention.models import AccessRequest, ErasureRequest
         from retention.selectors import retention_for_purpose
         from retention.services.rekey import retention_subject_rekey
-        from retention.services.rights import NOTE_FIELDS, note_aad
+        from retention.services.requests_notes import NOTE_FIELDS, note_aad
 
         # Support sees the request counts (it opens requests); purge runs are for officers
         # and auditors.

@@ -184,7 +184,7 @@ class RightsRequest(models.Model):
     error = models.TextField(blank=True)
     # How staff verified the requester's identity, and why the due date was extended
     # (Art. 12(3), once): free text that may hold personal data, so encrypted (associated
-    # data: see retention.services.rights.note_aad) and destroyed by the person's erasure.
+    # data: see retention.services.requests_notes.note_aad) and destroyed by the person's erasure.
     verification_note_encrypted = models.BinaryField(null=True, editable=False)
     extension_reason_encrypted = models.BinaryField(null=True, editable=False)
     extended_at = models.DateTimeField(null=True, blank=True)

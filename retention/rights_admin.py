@@ -30,7 +30,7 @@ from retention.models import (
     ErasureRequest,
     RequestStatus,
 )
-from retention.services import rights
+from retention.services import requests_notes, rights
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -161,11 +161,11 @@ class RightsRequestAdmin(admin.ModelAdmin):
     # would take that field out of the form.
     @admin.display(description="how identity was verified")
     def identity_verified(self, obj: Any) -> str:
-        return rights.note_read(obj, "verification_note_encrypted") or "-"
+        return requests_notes.note_read(obj, "verification_note_encrypted") or "-"
 
     @admin.display(description="extension reason")
     def extension_reason(self, obj: Any) -> str:
-        return rights.note_read(obj, "extension_reason_encrypted") or "-"
+        return requests_notes.note_read(obj, "extension_reason_encrypted") or "-"
 
     @admin.display(boolean=True, description="overdue")
     def overdue(self, obj: Any) -> bool:
@@ -236,7 +236,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         form = ExtendForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                rights.rights_request_extend(
+                requests_notes.rights_request_extend(
                     request=found,
                     reason=form.cleaned_data["reason"],
                     actor=Actor.for_staff(request.user),

@@ -4,7 +4,6 @@ erases again what a backup restore brought back."""
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 import json
 import time
@@ -25,7 +24,6 @@ from consent.models import (
     ConsentEvent,
     Subject,
     SubjectKeyChange,
-    SubjectNote,
     SubjectTombstone,
 )
 from consent.restriction.services import restrictions_forget_subject
@@ -34,11 +32,10 @@ from governance import crypto
 from governance.actors import Actor
 from governance.api.common import iso
 from governance.audit import audit_record
-from governance.errors import InvalidRequest, NotFound
+from governance.errors import NotFound
 from governance.outbox import outbox_enqueue
 from governance.queue import task_queue_on_commit
 from retention import selectors
-from retention.errors import RequestAlreadyExtended
 from retention.models import (
     AccessRequest,
     ErasureRequest,
@@ -49,38 +46,16 @@ from retention.models import (
 )
 from retention.registry import target_get, targets
 from retention.services import SYSTEM
+from retention.services.requests_notes import (
+    NOTE_FIELDS,
+    add_month,
+    note_encrypt,
+    notes_destroy,
+)
 from retention.targets.base import ErasureMode, SubjectRef, Target
 
 ERASURE_TASK = "retention.erasure_execute"
 ACCESS_TASK = "retention.access_execute"
-
-
-def add_month(moment: datetime) -> datetime:
-    """The same day next month (the last day when that month is shorter), GDPR Art. 12(3)."""
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
-
-
-# The free-text fields of a rights request, each encrypted with the request's id and the
-# field's name as associated data (so one cannot be swapped for the other).
-NOTE_FIELDS = ("verification_note_encrypted", "extension_reason_encrypted")
-
-
-def note_aad(request: ErasureRequest | AccessRequest, field: str) -> bytes:
-    return f"{request.pk}:{field}".encode()
-
-
-def note_encrypt(request: ErasureRequest | AccessRequest, field: str, text: str) -> bytes:
-    return crypto.encrypt(text.encode("utf-8"), aad=note_aad(request, field))
-
-
-def note_read(request: ErasureRequest | AccessRequest, field: str) -> str | None:
-    """A request's note or extension reason, decrypted for staff; None when absent."""
-    blob = getattr(request, field)
-    if blob is None:
-        return None
-    return crypto.decrypt(bytes(blob), aad=note_aad(request, field)).decode("utf-8")
 
 
 def erasure_request_create(
@@ -371,7 +346,7 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             locked.tombstone_id = tombstone.pk if tombstone else None
             for field in NOTE_FIELDS:
                 setattr(locked, field, None)
-            _notes_destroy(key=locked.subject_key, namespace=locked.namespace)
+            notes_destroy(key=locked.subject_key, namespace=locked.namespace)
         locked.progress = progress
         locked.heartbeat_at = moment
         if settling:
@@ -388,52 +363,6 @@ def erasure_execute(*, request_id: uuid.UUID | str, now: datetime | None = None)
             target_type="erasure_request",
             target_id=str(locked.pk),
             detail={"subject_key": locked.subject_key, "removed": elsewhere},
-        )
-    return locked
-
-
-def _notes_destroy(*, key: str, namespace: str) -> None:
-    """The person's erasure takes the staff notes about them: those on their rights
-    requests and those on actions taken for them (consent.SubjectNote)."""
-    cleared = dict.fromkeys(NOTE_FIELDS)
-    for model in (ErasureRequest, AccessRequest):
-        model.objects.filter(subject_key=key, namespace=namespace).update(**cleared)
-    SubjectNote.objects.filter(subject__namespace=namespace, subject__key=key).delete()
-
-
-def rights_request_extend(
-    *,
-    request: ErasureRequest | AccessRequest,
-    reason: str,
-    actor: Actor,
-    now: datetime | None = None,
-) -> ErasureRequest | AccessRequest:
-    """Extends an open request's due date by two months (GDPR Art. 12(3)), once, with the
-    reason recorded (encrypted): the person must be told of it within the first month."""
-    if not reason.strip():
-        raise InvalidRequest("An extension needs a reason.", detail={"field": "reason"})
-    moment = now or timezone.now()
-    with transaction.atomic():
-        locked = type(request).objects.select_for_update().get(pk=request.pk)
-        if locked.extended_at is not None:
-            raise RequestAlreadyExtended()
-        if locked.status == RequestStatus.COMPLETE:
-            raise InvalidRequest("A completed request cannot be extended.")
-        locked.due_at = add_month(add_month(locked.due_at))
-        locked.extended_at = moment
-        locked.extended_by = actor.label[:200]
-        locked.extension_reason_encrypted = note_encrypt(
-            locked, "extension_reason_encrypted", reason
-        )
-        locked.save(
-            update_fields=["due_at", "extended_at", "extended_by", "extension_reason_encrypted"]
-        )
-        audit_record(
-            actor=actor,
-            action="rights.extend",
-            target_type=type(locked).__name__,
-            target_id=str(locked.pk),
-            detail={"subject_key": locked.subject_key, "due_at": iso(locked.due_at)},
         )
     return locked
 

@@ -24,7 +24,7 @@ from governance.reencrypt import encrypted_fields, encrypted_fields_unregistered
 from retention.errors import RequestAlreadyExtended
 from retention.models import AccessRequest, ErasureRequest, RequestStatus
 from retention.selectors import subject_export
-from retention.services import rights
+from retention.services import requests_notes, rights
 from retention.targets.base import SubjectRef
 from tests import factories
 from tests.staff import staff_sign_in
@@ -82,10 +82,11 @@ def test_staff_create_a_request_with_a_required_verification_note(
     assert created.status_code == 302
     request = model.objects.get()
     assert request.subject_key == identity.subject_key("alice")
-    assert request.due_at == rights.add_month(request.created_at)
+    assert request.due_at == requests_notes.add_month(request.created_at)
     assert b"Passport" not in bytes(request.verification_note_encrypted)
     assert (
-        rights.note_read(request, "verification_note_encrypted") == "Passport checked at the desk"
+        requests_notes.note_read(request, "verification_note_encrypted")
+        == "Passport checked at the desk"
     )
     audit = staff_audits(admin_user, action=action).get()
     assert audit.detail == {"subject_key": request.subject_key, "verification_note": True}
@@ -152,10 +153,10 @@ def test_extend_once_with_a_reason(admin_client, admin_user, purposes):
     done = admin_client.post(extend, {"reason": "Forty linked accounts to gather"})
     assert done.status_code == 302
     extended = AccessRequest.objects.get(pk=created.pk)
-    assert extended.due_at == rights.add_month(rights.add_month(created.due_at))
+    assert extended.due_at == requests_notes.add_month(requests_notes.add_month(created.due_at))
     assert extended.extended_by == admin_user.get_username()
     assert b"Forty" not in bytes(extended.extension_reason_encrypted)
-    assert rights.note_read(extended, "extension_reason_encrypted").startswith("Forty")
+    assert requests_notes.note_read(extended, "extension_reason_encrypted").startswith("Forty")
     assert staff_audits(admin_user, action="rights.extend").count() == 1
 
     again = admin_client.post(extend, {"reason": "More"})
@@ -164,7 +165,7 @@ def test_extend_once_with_a_reason(admin_client, admin_user, purposes):
     change = admin_client.get(reverse("admin:retention_accessrequest_change", args=[created.pk]))
     assert extend not in change.content.decode()
     with pytest.raises(RequestAlreadyExtended):
-        rights.rights_request_extend(request=extended, reason="x", actor=SYSTEM)
+        requests_notes.rights_request_extend(request=extended, reason="x", actor=SYSTEM)
 
 
 def test_an_extension_needs_the_change_permission(purposes):
@@ -213,7 +214,7 @@ def test_access_export_needs_the_export_permission(purposes):
 def test_the_notes_are_registered_for_key_rotation():
     labels = {spec.label for spec in encrypted_fields()}
     for model in ("ErasureRequest", "AccessRequest"):
-        for field in rights.NOTE_FIELDS:
+        for field in requests_notes.NOTE_FIELDS:
             assert f"retention.{model}.{field}" in labels
     assert "consent.SubjectNote.note_encrypted" in labels
     assert encrypted_fields_unregistered() == []
@@ -229,7 +230,7 @@ def test_erasure_destroys_the_staff_notes_about_the_person(purposes):
     earlier = rights.erasure_request_create(
         subject_id="alice", actor=SYSTEM, verification_note="Utility bill"
     )
-    rights.rights_request_extend(request=earlier, reason="Many systems", actor=SYSTEM)
+    requests_notes.rights_request_extend(request=earlier, reason="Many systems", actor=SYSTEM)
     other = rights.access_request_create(subject_id="bob", actor=SYSTEM, verification_note="Id")
     erasure = rights.erasure_request_create(
         subject_id="alice", actor=SYSTEM, verification_note="Passport"
@@ -252,7 +253,7 @@ def test_due_dates_follow_article_12(purposes):
     opened = datetime(2026, 1, 31, 12, tzinfo=UTC)
     created = rights.erasure_request_create(subject_id="a", actor=SYSTEM, now=opened)
     assert created.due_at == datetime(2026, 2, 28, 12, tzinfo=UTC)
-    extended = rights.rights_request_extend(request=created, reason="complex", actor=SYSTEM)
+    extended = requests_notes.rights_request_extend(request=created, reason="complex", actor=SYSTEM)
     assert extended.due_at == datetime(2026, 4, 28, 12, tzinfo=UTC)
 
 
