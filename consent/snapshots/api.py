@@ -24,6 +24,7 @@ from consent.checks.api import body_blocks
 from consent.checks.inputs import as_of_parse
 from consent.identity import identifier_ok
 from consent.snapshots import files, selectors, services, uploads
+from consent.snapshots.usage import snapshot_usage_record
 from governance.api.common import (
     Instant,
     InstantText,
@@ -199,7 +200,7 @@ class SnapshotUsageApi(JSONErrorsOnly, APIView):
                 usage = uploads.pseudonyms_ndjson(body)
             else:
                 usage = uploads.pseudonyms_parquet(body)
-        result = services.snapshot_usage_record(
+        result = snapshot_usage_record(
             snapshot=snapshot,
             actor=actor_of(request),
             model=model,

@@ -578,6 +578,7 @@ import pyarrow as pa
 from consent.models import Decision, DecisionLineage, Snapshot
 from consent.snapshots import services as snapshots
 from consent.snapshots.keys import pseudonym_key_of
+from consent.snapshots.usage import snapshot_usage_record
 from consent.tasks import snapshots_expire_task
 from consent.checks.inputs import SubjectHasher
 from governance.actors import Actor
@@ -592,7 +593,7 @@ assert snapshots.snapshot_build(snapshot_id=snapshot.id) == "ready"
 snapshot.refresh_from_db()
 assert (snapshot.allowed_count, snapshot.denied_count) == (2, 1)
 used = pa.array(SubjectHasher(pseudonym_key_of(snapshot)).digests(["ann", "bob"]), pa.binary(32))
-result = snapshots.snapshot_usage_record(snapshot=snapshot, actor=actor, model="m", pseudonyms=used)
+result = snapshot_usage_record(snapshot=snapshot, actor=actor, model="m", pseudonyms=used)
 assert DecisionLineage.objects.filter(decision=result.decision).count() == 2
 snapshots.snapshot_delete(snapshot=snapshot, actor=actor)
 assert Snapshot.objects.get().pseudonym_key_encrypted is None
