@@ -132,7 +132,7 @@ def _apply_worker(url: str, import_id: str, go: Any, out: Any) -> None:
 def ours(url: str, path: Path, batch: int, workers: int) -> tuple[float, str, dict[str, float]]:
     from django.db import connections
 
-    from consent.imports import services
+    from consent.imports import check, services
     from governance.actors import Actor
 
     phases: dict[str, float] = {}
@@ -141,7 +141,7 @@ def ours(url: str, path: Path, batch: int, workers: int) -> tuple[float, str, di
     cpu, db_cpu = time.process_time(), _cpu_of(backend)
     started = time.perf_counter()
     with path.open("rb") as body:
-        checked = services.import_check(body=body, fmt="jsonl")
+        checked = check.import_check(body=body, fmt="jsonl")
     phases["check"] = time.perf_counter() - started
     mark = time.perf_counter()
     created = services.import_create(

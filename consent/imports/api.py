@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from consent import selectors as consent_selectors
 from consent.api.views import NAMESPACE, namespace_of
 from consent.checks.api import body_blocks
-from consent.imports import selectors, services
+from consent.imports import check, selectors, services
 from consent.imports.formats import FORMATS, mapping_load
 from consent.snapshots.uploads import spool
 from governance.api.common import JSONErrorsOnly, actor_of, json_response
@@ -117,9 +117,9 @@ class ImportCreateApi(JSONErrorsOnly, APIView):
         mapping = mapping_load(name, paths=False) if name else None
         dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
         with spool(body_blocks(request), limit=MAX_IMPORT_BYTES) as body:
-            checked = services.import_check(body=body, fmt=fmt, mapping=mapping)
+            checked = check.import_check(body=body, fmt=fmt, mapping=mapping)
         if dry_run:
-            result = services.import_dry_run(checked)
+            result = check.import_dry_run(checked)
             return json_response(
                 {
                     "dry_run": True,

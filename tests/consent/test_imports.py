@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from consent import identity
 from consent.checks.selectors import check_one
-from consent.imports import services
+from consent.imports import check, services
 from consent.imports.batches import batch_decrypt
 from consent.imports.formats import MAPPINGS_DIR, mapping_names
 from consent.imports.selectors import subject_records
@@ -77,7 +77,7 @@ GOOD = _jsonl(
 
 def _import(body: bytes, fmt: str = "jsonl", mapping: Any = None, batch_size: int = 2) -> str:
     """Checks, records and applies a file here; the import's id."""
-    checked = services.import_check(body=io.BytesIO(body), fmt=fmt, mapping=mapping)
+    checked = check.import_check(body=io.BytesIO(body), fmt=fmt, mapping=mapping)
     created = services.import_create(
         actor=SYSTEM, checked=checked, batch_size=batch_size, queue=False
     )
@@ -157,7 +157,7 @@ def test_a_valid_file_is_applied_with_its_chains_states_one_outbox_event_and_aud
 
 
 def test_a_batch_never_splits_a_subject_and_batches_are_destroyed_once_applied(purposes):
-    checked = services.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
+    checked = check.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
     created = services.import_create(actor=SYSTEM, checked=checked, batch_size=1, queue=False)
     batches = list(ConsentImportBatch.objects.filter(consent_import=created))
     subjects = [
@@ -170,7 +170,7 @@ def test_a_batch_never_splits_a_subject_and_batches_are_destroyed_once_applied(p
 
 
 def test_the_upload_is_stored_encrypted_until_applied(purposes):
-    checked = services.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
+    checked = check.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
     created = services.import_create(actor=SYSTEM, checked=checked, queue=False)
     stored = b"".join(
         bytes(b) for b in ConsentImportBatch.objects.values_list("records_encrypted", flat=True)
@@ -179,7 +179,7 @@ def test_the_upload_is_stored_encrypted_until_applied(purposes):
     assert "consent.ConsentImportBatch.records_encrypted" in {f.label for f in encrypted_fields()}
     # Identifiers and external ids are kept hashed or encrypted, never plain.
     services.import_apply(import_id=created.id)
-    assert ImportedRecord.objects.filter(external_id_hash=services.external_id_hash("x-1")).exists()
+    assert ImportedRecord.objects.filter(external_id_hash=check.external_id_hash("x-1")).exists()
     assert not ConsentImportBatch.objects.filter(records_encrypted__isnull=False).exists()
 
 
@@ -300,7 +300,7 @@ def test_a_newer_imported_event_moves_the_state(purposes):
 
 
 def test_a_killed_worker_resumes_at_the_batch_it_left(purposes):
-    checked = services.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
+    checked = check.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
     created = services.import_create(actor=SYSTEM, checked=checked, batch_size=1, queue=False)
     assert services.import_apply_step(import_id=created.id) == "batch"
     # The worker dies here; the beat's resume sees the import stall, another worker
@@ -360,8 +360,8 @@ def test_a_mapping_error_names_the_item(purposes):
         "organization_user_id": "cat",
         "consents": {"purposes": [{"id": "analytics", "enabled": "?", "updated_at": _at(1)}]},
     }
-    with pytest.raises(services.ImportInvalid) as caught:
-        services.import_check(
+    with pytest.raises(check.ImportInvalid) as caught:
+        check.import_check(
             body=io.BytesIO(json.dumps(line).encode()), fmt="jsonl", mapping="cmp-user-jsonl"
         )
     assert caught.value.detail["rows"] == [

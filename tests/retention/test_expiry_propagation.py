@@ -107,6 +107,7 @@ def test_an_imported_withdrawal_deletes_only_while_it_stands(purposes, ml_featur
     import io
     import json
 
+    from consent.imports import check
     from consent.imports import services as imports
 
     def at(days: int) -> str:
@@ -127,7 +128,7 @@ def test_an_imported_withdrawal_deletes_only_while_it_stands(purposes, ml_featur
         for g, d in ((True, 20), (False, 10))
     ]
     body = "\n".join(json.dumps(line) for line in lines).encode()
-    checked = imports.import_check(body=io.BytesIO(body), fmt="jsonl")
+    checked = check.import_check(body=io.BytesIO(body), fmt="jsonl")
     created = imports.import_create(actor=STAFF, checked=checked, queue=False)
     imports.import_apply(import_id=created.id)
     assert propagate() == 2

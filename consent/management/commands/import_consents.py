@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consent.errors import ImportInvalid
-from consent.imports import services
+from consent.imports import check, services
 from consent.imports.formats import FORMATS, mapping_load
 from consent.models import ConsentImport
 from governance.actors import Actor
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             mapping = mapping_load(options["mapping"]) if options["mapping"] else None
             fmt = options["format"] or (mapping.format if mapping else None) or "jsonl"
             with open(options["file"], "rb") as body:
-                checked = services.import_check(body=body, fmt=fmt, mapping=mapping)
+                checked = check.import_check(body=body, fmt=fmt, mapping=mapping)
         except ImportInvalid as exc:
             for row in exc.detail["rows"]:
                 where = f"row {row['row']}" + (f" item {row['item']}" if "item" in row else "")
@@ -49,7 +49,7 @@ class Command(BaseCommand):
         except (InvalidRequest, OSError) as exc:
             raise CommandError(str(exc)) from exc
         if options["dry_run"]:
-            result = services.import_dry_run(checked)
+            result = check.import_dry_run(checked)
             self.stdout.write(
                 f"dry run: {result.records} records valid ({result.new} new, "
                 f"{result.already_imported} imported before), {result.ignored} left out by "
