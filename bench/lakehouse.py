@@ -84,22 +84,47 @@ def peak_rss_mib() -> float:
 
 
 def paired(
-    ours: Callable[[], Any], base: Callable[[], Any], runs: int
+    ours: Callable[[], Any],
+    base: Callable[[], Any],
+    runs: int,
+    cpu: Callable[[], float] | None = None,
 ) -> tuple[float, float, list[Any]]:
     """Alternates ours and the baseline; returns the median seconds of each and ours' last
-    result."""
+    result. With `cpu` (a process's CPU seconds so far), the median CPU time of each is
+    printed too: on a machine shared with other work it moves less than the clock."""
     ours_times: list[float] = []
     base_times: list[float] = []
+    cpu_times: dict[bool, list[float]] = {True: [], False: []}
     results: list[Any] = []
     for _ in range(runs):
         for fn, times in ((ours, ours_times), (base, base_times)):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu() if cpu else 0.0
             result = fn()
             times.append(time.perf_counter() - started)
+            if cpu:
+                cpu_times[fn is ours].append(cpu() - cpu_started)
             if fn is ours:
                 results.append(result)
     print(f"  runs: ours {fmt(ours_times)}, baseline {fmt(base_times)}", flush=True)
+    if cpu:
+        ours_cpu, base_cpu = (statistics.median(cpu_times[k]) for k in (True, False))
+        print(
+            f"  CPU: ours {ours_cpu:.2f} s, baseline {base_cpu:.2f} s, "
+            f"ratio {ours_cpu / base_cpu:.2f}x",
+            flush=True,
+        )
     return statistics.median(ours_times), statistics.median(base_times), results
+
+
+def process_cpu(pid: int) -> Callable[[], float]:
+    """The CPU seconds (user and system) process `pid` has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    return read
 
 
 def fmt(times: list[float]) -> str:
@@ -233,7 +258,9 @@ def bench_spark(info: dict[str, Any], runs: int) -> dict[str, float]:
     ours_rows = snap.filter_spark(table, "user_id").count()
     plain_rows = table.join(allowed_ids, "user_id", "left_semi").count()
     assert ours_rows == plain_rows, (ours_rows, plain_rows)
-    ours_s, plain_s, _ = paired(ours, plain, runs)
+    gateway: Any = spark.sparkContext._jvm  # local[2]: the executors run in the driver's JVM
+    jvm = int(gateway.java.lang.ProcessHandle.current().pid())
+    ours_s, plain_s, _ = paired(ours, plain, runs, process_cpu(jvm))
     spark.stop()
     ratio = ours_s / plain_s
     print(f"spark local[2]: filter_spark {ours_s:.2f} s, plain semi join {plain_s:.2f} s")

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from consent_client import Snapshot
 from consent_client.snapshot import pads
-from consent_client.spark import PSEUDONYM, with_pseudonyms
+from consent_client.spark import JAR, JVM_FUNCTION, PSEUDONYM, jvm_registered, with_pseudonyms
 
 IDS = [
     "ann",
@@ -66,11 +66,24 @@ def _snapshot(tmp_path: Path, verdicts: dict[str, bool], *, default_allowed: boo
     return Snapshot(client=None, info=info, path=str(path), _key=key)  # type: ignore[arg-type]
 
 
-def test_spark_pseudonyms_equal_python_hmac_on_quotes_and_non_ascii(spark):
+@pytest.mark.parametrize("jvm", [True, False], ids=["jvm-function", "spark-builtins"])
+def test_spark_pseudonyms_equal_python_hmac_on_quotes_and_non_ascii(spark, jvm):
     key = os.urandom(32)
     df = spark.createDataFrame([(v,) for v in IDS], "user_id string")
-    rows = with_pseudonyms(df, "user_id", key, "identifier", "p").collect()
+    rows = with_pseudonyms(df, "user_id", key, "identifier", "p", jvm=jvm).collect()
     assert {r.user_id: bytes(r.p) for r in rows} == {v: _hmac(key, v) for v in IDS}
+
+
+def test_the_jvm_function_is_built_and_used_by_default(spark):
+    """`make install` compiles it (javac is on every machine the suite runs on), and the
+    filter picks it without being asked: a second key in the same session re-keys it."""
+    assert JAR.exists(), "make install builds the JVM HMAC"
+    assert jvm_registered(spark)
+    df = spark.createDataFrame([(v,) for v in IDS], "user_id string")
+    for key in (os.urandom(32), os.urandom(32), os.urandom(80)):
+        named = with_pseudonyms(df, "user_id", key, "identifier", "p")
+        assert JVM_FUNCTION in named._jdf.queryExecution().analyzed().toString()
+        assert {r.user_id: bytes(r.p) for r in named.collect()} == {v: _hmac(key, v) for v in IDS}
 
 
 def test_subject_key_pseudonyms_hash_the_lowercase_hex_of_text_or_binary_keys(spark):
