@@ -1,7 +1,7 @@
 """Benchmark of the lakehouse paths, each beside a baseline measured in the same run.
 
     .venv/bin/python bench/lakehouse.py [--rows 10000000] [--subjects 1000000] [--runs 3]
-                                     [--only spark,pandas,build]
+                                           [--only spark,pandas,build]
 
 - spark: `Snapshot.filter_spark` on a local Spark (`local[2]`) over a Parquet training table
   of `--rows` rows (ids of `--subjects` people, 5% of rows people the snapshot never saw),
