@@ -419,3 +419,8 @@ class PropertyAdmin(admin.ModelAdmin):
 @admin.register(SubjectLink)
 class SubjectLinkAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "device_subject", "account_subject", "property", "carried"]
+
+
+# Lakehouse snapshots and imports: their features' own admin modules.
+from consent.imports import admin as imports_admin  # noqa: E402, F401
+from consent.snapshots import admin as snapshots_admin  # noqa: E402, F401

@@ -56,7 +56,8 @@ ROLES: dict[str, tuple[Grant, ...]] = {
     # of the person's data and rests on a legal ground the officer weighs (Art. 18(1)),
     # and a wrong rectification hands one person's record to another identifier; support
     # opens a request and the officer decides. A check's `restricted` reason still shows
-    # on the person page.
+    # on the person page. Nor lakehouse snapshots or imports: they are pipelines' and
+    # migrations' bulk work, not one person's (officers see and act, auditors see).
     "Support": (
         Grant(
             apps=("consent",),

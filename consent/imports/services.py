@@ -384,3 +384,24 @@ def imports_resume(*, stale: timedelta = STALE, now: datetime | None = None) -> 
         task_send(IMPORT_APPLY_TASK, kwargs={"import_id": str(import_id)})
         count += 1
     return count
+
+
+def import_resume(*, consent_import: ConsentImport, actor: Actor) -> bool:
+    """Queues the application of an unfinished import again, as the beat's imports_resume
+    does for a stalled one (steps are safe to repeat); audited. False if it has finished."""
+    with transaction.atomic():
+        row = ConsentImport.objects.select_for_update().filter(pk=consent_import.pk).first()
+        if row is None or row.status not in (
+            ConsentImport.Status.PENDING,
+            ConsentImport.Status.RUNNING,
+        ):
+            return False
+        audit_record(
+            actor=actor,
+            action="import.resume",
+            target_type="consent_import",
+            target_id=str(row.id),
+            detail={"status": row.status, "applied": row.applied},
+        )
+        task_queue_on_commit(IMPORT_APPLY_TASK, import_id=str(row.id))
+    return True

@@ -368,9 +368,10 @@ def snapshot_fail(*, snapshot: Snapshot, error: str) -> None:
     )
 
 
-def snapshot_delete(*, snapshot: Snapshot, actor: Actor, now: datetime | None = None) -> None:
-    """Deletes the file and destroys the key now: the snapshot reads as expired."""
-    _destroy(
+def snapshot_delete(*, snapshot: Snapshot, actor: Actor, now: datetime | None = None) -> bool:
+    """Deletes the file and destroys the key now: the snapshot reads as expired. False if
+    it had already ended (nothing audited then)."""
+    return _destroy(
         snapshot=snapshot,
         status=Snapshot.Status.EXPIRED,
         action="snapshot.delete",
