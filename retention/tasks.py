@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from celery import shared_task
+from deltalake.exceptions import CommitFailedError
 
 from retention.services import enforcement, propagation, rekey, rights
 
@@ -55,7 +56,17 @@ def rights_requests_sweep_task() -> dict[str, list[str]]:
     return rights.rights_requests_sweep()
 
 
-# Idempotent (an UPDATE from the old key to the new one), so a redelivery is harmless.
-@shared_task(name=rekey.REKEY_EXTERNAL_TASK, acks_late=True, soft_time_limit=240, time_limit=300)
+# Idempotent (an UPDATE or a Delta merge from the old key to the new one), so a redelivery
+# is harmless, and so is a retry after a lake table's merge lost a commit race to another
+# writer (transient; nothing else re-queues a re-key).
+@shared_task(
+    name=rekey.REKEY_EXTERNAL_TASK,
+    acks_late=True,
+    soft_time_limit=240,
+    time_limit=300,
+    autoretry_for=(CommitFailedError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def external_tables_rekey_task(key_change_id: int) -> int:
     return rekey.external_tables_rekey(key_change_id=key_change_id)

@@ -7,7 +7,7 @@
 - `propagation`: a withdrawal's reach into the targets tied to its purpose;
 - `rights`: erasure and access requests, their sweeper and the replay after a restore;
 - `rekey`: an identifier rectification's reach into retention (holds, requests, external
-  tables).
+  and lake tables).
 
 Deletion follows the restartable pattern: pick a chunk by a predicate, remove it in its own
 short transaction, record progress, go on; a row already gone is done.

@@ -141,10 +141,14 @@ class Target(ABC):
     def subject_rows(self, ref: SubjectRef) -> list[dict[str, Any]]:
         """One subject's rows, for an access export."""
 
-    def subject_rekey(self, ref: SubjectRef, *, new_key: str) -> int:
-        """Names the subject's rows by `new_key` after an identifier rectification; how many
-        rows changed (none the second time). This service's own stores are re-keyed in the
-        rectification's transaction, so only other databases' tables do anything here."""
+    def subject_rekey(
+        self, ref: SubjectRef, *, new_key: str, new_identifier: str | None = None
+    ) -> int:
+        """Names the subject's rows by `new_key` (a table keyed by the identifier: by
+        `new_identifier`, which `new_key` is the hash of) after an identifier rectification;
+        how many rows changed (none the second time). This service's own stores are re-keyed
+        in the rectification's transaction, so only tables elsewhere (other databases, the
+        lake) do anything here."""
         return 0
 
 

@@ -66,7 +66,9 @@ class ExternalTable(Target):
             cursor.execute(f"DELETE FROM {table} WHERE {key} = %s", [ref.key])  # noqa: S608
             return int(cursor.rowcount)
 
-    def subject_rekey(self, ref: SubjectRef, *, new_key: str) -> int:
+    def subject_rekey(
+        self, ref: SubjectRef, *, new_key: str, new_identifier: str | None = None
+    ) -> int:
         table, _, key = self._names()
         with (
             transaction.atomic(using=self.database),

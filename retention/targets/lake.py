@@ -3,9 +3,10 @@ subject by the plaintext identifier or by the keyed hash.
 
 Rows go through a merge against an Arrow table of ids (`when_matched_delete`): the predicate
 names columns only, so no identifier is ever parsed as SQL nor written into the table's
-commit log. A removal leaves the old data files (and log entries whose statistics may hold
-ids) on storage for readers already under way; `settle` deletes them once
-LAKEHOUSE_VACUUM_HOURS have passed: a vacuum, then a checkpoint and a log cleanup.
+commit log; a rectification's re-key is a merge too (`when_matched_update`). A removal or a
+re-key leaves the old data files (and log entries whose statistics may hold ids) on storage
+for readers already under way; `settle` deletes them once LAKEHOUSE_VACUUM_HOURS have passed:
+a vacuum, then a checkpoint and a log cleanup.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class DeltaTable(Target):
     # --- removing ------------------------------------------------------------------------
 
     def _writer(self) -> deltalake.WriterProperties:
-        # Files the merges rewrite keep no Parquet statistics for the id column.
+        # Files the merges rewrite (removals and re-keys) keep no Parquet statistics for the
+        # id column.
         return deltalake.WriterProperties(
             column_properties={
                 self.id_column: deltalake.ColumnProperties(statistics_enabled="NONE")
@@ -214,6 +216,46 @@ class DeltaTable(Target):
             filter=ds.field(self.id_column).isin(self._id_array(table, ids))
         )
         return sorted(rows.to_pylist(), key=lambda r: str(r.get(self.timestamp_field)))
+
+    # --- re-keying -----------------------------------------------------------------------
+
+    def subject_rekey(
+        self, ref: SubjectRef, *, new_key: str, new_identifier: str | None = None
+    ) -> int:
+        """After an identifier rectification, the rows naming `ref` name the subject anew: by
+        `new_key`, or in a table keyed by the identifier, by `new_identifier` (the rows found
+        by hashing the distinct ids, the old identifier being kept nowhere). One merge against
+        an Arrow table of (old, new) pairs, so neither id is ever read as SQL nor written into
+        the commit log; the files it replaces, which still hold the old ids, go at the next
+        `settle` past the vacuum delay, as a removal's do."""
+        table = self._open()
+        if table is None:
+            return 0
+        if self.id_kind == IdKind.SUBJECT_KEY:
+            new = new_key
+        elif new_identifier is not None and identity.subject_key(new_identifier) == new_key:
+            new = new_identifier
+        else:
+            raise ValueError(f"{self.name} is keyed by the identifier: re-keying needs the new one")
+        old = [v for v in self._subject_ids(table, ref) if v != new]
+        if not old:
+            return 0
+        source = pa.table(
+            {"old": self._id_array(table, old), "new": self._id_array(table, [new] * len(old))}
+        )
+        column = quoted(self.id_column)
+        metrics = (
+            table.merge(
+                source,
+                predicate=f"t.{column} = s.old",
+                source_alias="s",
+                target_alias="t",
+                writer_properties=self._writer(),
+            )
+            .when_matched_update({column: "s.new"})
+            .execute()
+        )
+        return int(metrics.get("num_target_rows_updated", 0))
 
     # --- settling ------------------------------------------------------------------------
 

@@ -341,6 +341,22 @@ def test_the_task_rekeys_the_external_tables_and_is_idempotent(api, features):
     assert (ml_rows(key("old-id")), ml_rows(key("new-id")), ml_rows(key("bob"))) == (0, 3, 1)
 
 
+def test_a_rekey_task_run_late_lands_the_rows_on_the_current_key(api, features):
+    factories.record("first-id", ml_training=True)
+    features(key("first-id"), n=2)
+    subject_rectify(
+        subject_id="first-id", namespace="account", new_subject_id="second-id", actor=STAFF
+    )
+    subject_rectify(
+        subject_id="second-id", namespace="account", new_subject_id="third-id", actor=STAFF
+    )
+    first, second = SubjectKeyChange.objects.order_by("pk")
+    # The second rectification's task runs first: nothing is under the second key yet.
+    assert external_tables_rekey_task(second.pk) == 0
+    assert external_tables_rekey_task(first.pk) == 2
+    assert [ml_rows(key(i)) for i in ("first-id", "second-id", "third-id")] == [0, 0, 2]
+
+
 # --- erasure afterwards -------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,13 +17,16 @@ from deltalake import DeltaTable, write_deltalake
 from django.utils import timezone
 
 from consent import identity, services
+from consent.models import SubjectKeyChange
+from consent.rectification import subject_rectify
 from governance.actors import Actor
+from governance.models import AuditEvent
 from retention import selectors
 from retention.models import ErasureRequest, PurgeRunItem, RequestStatus
 from retention.registry import target_get
 from retention.services import enforcement, holds, propagation, rights
 from retention.targets.base import SubjectRef
-from retention.tasks import retention_enforce_task
+from retention.tasks import external_tables_rekey_task, retention_enforce_task
 from tests.retention.conftest import policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
@@ -35,6 +39,8 @@ STAFF = Actor.system("test")
 # Erased through a merge against an Arrow table: were it spliced into a predicate, the
 # quote would end the string and OR '1'='1 would match every row.
 PERSON = "x' OR '1'='1"
+# The person's rectified identifier: written into the rows as data too.
+RECTIFIED = "z' OR '1'='1"
 OTHERS = ["alice", "bob", "carol"]
 TRAINING = "delta:training"  # keyed by the identifier, written by the client's helper
 FEATURES = "delta:features"  # keyed by the subject key, written plainly (statistics on it)
@@ -307,3 +313,124 @@ def test_write_delta_keeps_no_statistics_for_the_id_column(tmp_path):
     assert by_name["score"].statistics.has_min_max
     with pytest.raises(ValueError):
         write_delta(str(path), pa.table({"score": [3]}), id_column="user_id")
+
+
+# --- rectification ------------------------------------------------------------------------
+
+
+def rectify(subject_id: str, new_subject_id: str) -> SubjectKeyChange:
+    subject_rectify(
+        subject_id=subject_id, namespace="account", new_subject_id=new_subject_id, actor=STAFF
+    )
+    return SubjectKeyChange.objects.get(new_key=key(new_subject_id))
+
+
+def id_statistics(path: Path, column: str, needle: str) -> list[bool]:
+    """For each live data file holding `needle` in `column`: whether its footer keeps min/max
+    statistics for the column."""
+    table = DeltaTable(str(path))
+    found = []
+    for name in table.file_uris():
+        parquet = pq.ParquetFile(name)
+        if needle not in parquet.read(columns=[column]).column(column).to_pylist():
+            continue
+        meta = parquet.metadata
+        for group in range(meta.num_row_groups):
+            chunk = meta.row_group(group).column(parquet.schema_arrow.get_field_index(column))
+            found.append(chunk.statistics is not None and chunk.statistics.has_min_max)
+    return found
+
+
+def test_rectification_renames_the_person_in_both_tables_and_nobody_else(purposes, lake):
+    services.consent_record(
+        subject_id=PERSON, decisions=[services.DecisionInput("analytics", True)], actor=STAFF
+    )
+    before = DeltaTable(str(lake["features"])).to_pyarrow_table().to_pylist()
+    change = rectify(PERSON, RECTIFIED)
+    # Three rows in each table; the second run finds nothing left under the old name.
+    assert external_tables_rekey_task(change.pk) == 6
+    assert external_tables_rekey_task(change.pk) == 0
+
+    # Both ids are quotes-and-OR strings: merged as data, they matched the person's rows only.
+    assert ids(lake["training"], "user_id") == sorted([*OTHERS, RECTIFIED, RECTIFIED, RECTIFIED])
+    assert ids(lake["features"], "subject_key") == sorted(
+        [*(key(o) for o in OTHERS), *[key(RECTIFIED)] * 3]
+    )
+    # Only the id changed: every other value of every row is as it was.
+    after = DeltaTable(str(lake["features"])).to_pyarrow_table().to_pylist()
+    renamed = {key(PERSON): key(RECTIFIED)}
+    expected = [
+        {**r, "subject_key": renamed.get(r["subject_key"], r["subject_key"])} for r in before
+    ]
+    assert sorted(after, key=str) == sorted(expected, key=str)
+    # The files the merges wrote keep no statistics for the id column.
+    assert set(id_statistics(lake["features"], "subject_key", key(RECTIFIED))) == {False}
+    assert set(id_statistics(lake["training"], "user_id", RECTIFIED)) == {False}
+    # Recorded once, keys only, per target.
+    audit = AuditEvent.objects.get(action="retention.subject_rekey")
+    assert audit.detail == {
+        "subject_key": key(RECTIFIED),
+        "old_subject_key": key(PERSON),
+        "rekeyed": {TRAINING: 3, FEATURES: 3},
+    }
+
+
+def test_after_rectification_export_and_withdrawal_find_the_person_by_the_new_name(purposes, lake):
+    policy(FEATURES, days=3650)
+    services.consent_record(
+        subject_id=PERSON, decisions=[services.DecisionInput("analytics", True)], actor=STAFF
+    )
+    external_tables_rekey_task(rectify(PERSON, RECTIFIED).pk)
+    training = target_get(TRAINING)
+    assert training is not None
+    rows = training.subject_rows(SubjectRef(key=key(RECTIFIED)))
+    assert [r["user_id"] for r in rows] == [RECTIFIED] * 3
+    assert training.subject_rows(SubjectRef(key=key(PERSON))) == []
+
+    services.consent_withdraw(subject_id=RECTIFIED, actor=STAFF, purposes=["analytics"])
+    assert propagation.withdrawals_propagate(now=timezone.now() + timedelta(minutes=2)) == 1
+    assert ids(lake["features"], "subject_key") == sorted(key(o) for o in OTHERS)
+
+
+def test_the_old_name_leaves_storage_at_the_next_settle(purposes, lake, now):
+    services.consent_record(
+        subject_id=PERSON, decisions=[services.DecisionInput("analytics", True)], actor=STAFF
+    )
+    external_tables_rekey_task(rectify(PERSON, RECTIFIED).pk)
+    # Until the vacuum, the replaced files (and log statistics) still hold the old name.
+    assert traces(lake["training"], PERSON) != []
+    assert traces(lake["features"], key(PERSON)) != []
+    for name in (TRAINING, FEATURES):
+        target = target_get(name)
+        assert target is not None and target.settle(now=now) == 3
+    assert traces(lake["training"], PERSON) == [] and traces(lake["features"], key(PERSON)) == []
+    assert ids(lake["training"], "user_id").count(RECTIFIED) == 3
+
+
+def test_rectification_through_the_api_then_the_task_reaches_the_lake(purposes, lake, api):
+    services.consent_record(
+        subject_id=PERSON, decisions=[services.DecisionInput("ml_training", True)], actor=STAFF
+    )
+    response = api.post(
+        f"/api/v1/subjects/{quote(PERSON, safe='')}/identifier", {"new_subject_id": RECTIFIED}
+    )
+    assert response.status_code == 200, response.content
+    change = SubjectKeyChange.objects.get(old_key=key(PERSON))
+    assert external_tables_rekey_task(change.pk) == 6
+    assert external_tables_rekey_task(change.pk) == 0
+    assert ids(lake["training"], "user_id").count(RECTIFIED) == 3
+    # Erasure by the new identifier now reaches every row, in both tables.
+    assert erase(RECTIFIED).status == RequestStatus.COMPLETE
+    assert ids(lake["training"], "user_id") == OTHERS
+    assert ids(lake["features"], "subject_key") == sorted(key(o) for o in OTHERS)
+
+
+def test_a_table_keyed_by_the_identifier_needs_the_new_identifier(purposes, lake):
+    training = target_get(TRAINING)
+    assert training is not None
+    ref = SubjectRef(key=key(PERSON))
+    with pytest.raises(ValueError, match="new one"):
+        training.subject_rekey(ref, new_key=key(RECTIFIED))
+    with pytest.raises(ValueError, match="new one"):  # an identifier the key is not the hash of
+        training.subject_rekey(ref, new_key=key(RECTIFIED), new_identifier="someone-else")
+    assert ids(lake["training"], "user_id").count(PERSON) == 3
