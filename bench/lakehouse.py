@@ -259,7 +259,9 @@ def bench_spark(info: dict[str, Any], runs: int) -> dict[str, float]:
     ours_rows = snap.filter_spark(table, "user_id").count()
     plain_rows = table.join(allowed_ids, "user_id", "left_semi").count()
     assert ours_rows == plain_rows, (ours_rows, plain_rows)
-    ours(), plain()  # one unmeasured run each: the JIT compiles both before the clock starts
+    # One unmeasured run each: the JIT compiles both before the clock starts.
+    ours()
+    plain()
     gateway: Any = spark.sparkContext._jvm  # local[2]: the executors run in the driver's JVM
     jvm = int(gateway.java.lang.ProcessHandle.current().pid())
     ours_s, plain_s, _ = paired(ours, plain, runs, process_cpu(jvm))
