@@ -15,9 +15,10 @@ check; services and engines never write their own.
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -202,6 +203,41 @@ def copy_insert(objs: Sequence[Model]) -> None:
     with server_cursor() as cursor, cursor.copy(statement) as copy:
         for obj in objs:
             copy.write_row(shape.values(obj))
+
+
+def array_literal(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal (`{"a","b"}`) of the values, for one parameter cast in
+    the SQL (`%s::text[]`, `::uuid[]`, `::bigint[]`, `::bytea[]`): joined in C, where the
+    driver adapts a list element by element in Python (about 3 us each; a batch holds
+    thousands). Every element is quoted, so any text is safe; None is not allowed."""
+    items = list(values)
+    if not items:
+        return "{}"
+    if isinstance(items[0], (bytes, bytearray, memoryview)):
+        # bytea's hex input; its backslash escaped for the array's quoting.
+        return '{"' + '","'.join(["\\\\x" + bytes(v).hex() for v in items]) + '"}'  # type: ignore[call-overload]
+    texts = list(map(str, items))
+    joined = '","'.join(texts)
+    if "\\" in joined or any('"' in text for text in texts):
+        joined = '","'.join([t.replace("\\", "\\\\").replace('"', '\\"') for t in texts])
+    return '{"' + joined + '"}'
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a bulk step of bounded size builds its rows.
+
+    A batch of thousands of events makes hundreds of thousands of objects that all stay
+    alive until it is written: the collector would scan them again and again for nothing
+    (a quarter of an import's CPU). Reference counting still frees what dies; cycles wait
+    for the next collection after the step. Nests; leaves a disabled collector disabled."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextmanager

@@ -1,0 +1,42 @@
+"""governance.db's helpers for bulk writes: array literals read back exactly as the values,
+and the collector pause nests and restores."""
+
+from __future__ import annotations
+
+import gc
+import uuid
+
+import pytest
+from django.db import connection
+
+from governance.db import array_literal, gc_paused
+
+pytestmark = pytest.mark.django_db
+
+TEXTS = ["plain", "NULL", 'with "quotes"', "back\\slash", "{,}", " spaced ", "", "é😀"]
+
+
+@pytest.mark.parametrize(
+    ("values", "cast"),
+    [
+        (TEXTS, "text[]"),
+        ([uuid.uuid4(), uuid.uuid4()], "uuid[]"),
+        ([1, -2, 2**40], "bigint[]"),
+        ([b'\x00\\"ab', b""], "bytea[]"),
+        ([], "text[]"),
+    ],
+)
+def test_array_literal_reads_back_as_the_values(values, cast):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT %s::{cast}", [array_literal(values)])
+        (read,) = cursor.fetchone()
+    assert [bytes(v) if isinstance(v, memoryview) else v for v in read] == values
+
+
+def test_gc_paused_nests_and_restores():
+    assert gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
