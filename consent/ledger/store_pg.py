@@ -177,8 +177,11 @@ class PostgresLedgerStore:
             if subjects:
                 cursor.execute(_STATES_MANY_SQL, [db.array_literal(s.pk for s in subjects)])
                 for subject_id, *values in cursor.fetchall():
-                    state = ConsentState(
-                        subject_id=subject_id, **dict(zip(_STATE_COLUMNS, values, strict=True))
+                    state = db.unsaved(
+                        ConsentState,
+                        {},
+                        subject_id=subject_id,
+                        **dict(zip(_STATE_COLUMNS, values, strict=True)),
                     )
                     states[subject_id][state.purpose_id] = state
         return {(s.namespace, s.key): (s, states[s.pk]) for s in subjects}
@@ -186,7 +189,13 @@ class PostgresLedgerStore:
     @staticmethod
     def _subjects(rows: Sequence[tuple[Any, ...]]) -> list[Subject]:
         return [
-            Subject(namespace=namespace, key=key, **dict(zip(_SUBJECT_COLUMNS, rest, strict=True)))
+            db.unsaved(
+                Subject,
+                {},
+                namespace=namespace,
+                key=key,
+                **dict(zip(_SUBJECT_COLUMNS, rest, strict=True)),
+            )
             for namespace, key, *rest in rows
         ]
 
