@@ -198,40 +198,49 @@ _BINARY_COPY_TYPES = frozenset(
 
 
 @lru_cache(maxsize=16)
-def _copy_statement(model: type[Model]) -> tuple[str, _Shape, tuple[str, ...] | None]:
-    """COPY's text for the model's columns, how each value is read, and the columns'
-    PostgreSQL types when every one can travel in binary (else None: text COPY)."""
-    _, shape = _insert_sql(model, True, (), "")
+def _copy_statement(
+    model: type[Model], attnames: tuple[str, ...]
+) -> tuple[str, tuple[str, ...] | None]:
+    """COPY's text for the model's fields named (by attribute), and the columns' types
+    when it sends them in binary (every type has a binary writer in the driver; else
+    None: text)."""
     quote = connection.ops.quote_name
-    fields = {f.column: f for f in model._meta.concrete_fields}
+    fields = {f.attname: f for f in model._meta.concrete_fields}
     types = []
-    for column in shape.columns:
-        db_type = (fields[column].db_type(connection) or "").split("(")[0]
+    for name in attnames:
+        db_type = (fields[name].db_type(connection) or "").split("(")[0]
         info = psycopg.adapters.types.get(db_type)
         types.append(info.name if info is not None else "")
     binary = all(t in _BINARY_COPY_TYPES for t in types)
-    columns = ", ".join(quote(c) for c in shape.columns)
+    columns = ", ".join(quote(fields[name].column) for name in attnames)
     # Identifiers from the model's meta; the rows travel as COPY data.
-    statement = f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN" + (
-        " (FORMAT BINARY)" if binary else ""
-    )
-    return statement, shape, tuple(types) if binary else None
+    statement = f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
+    if binary:
+        statement += " (FORMAT BINARY)"
+    return statement, tuple(types) if binary else None
 
 
-def copy_insert(objs: Sequence[Model]) -> None:
-    """COPY the unsaved instances (all of one model, primary keys set) in, as they are,
-    pre_save applied: the bulk path (imports), thousands of rows in one statement, each
-    value adapted by the driver in C rather than written out as JSON; in binary where
-    the columns allow (no text to format and parse: uuids, integers, timestamps)."""
-    if not objs:
-        return
-    statement, shape, types = _copy_statement(type(objs[0]))
+def copy_rows(model: type[Model], attnames: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY rows of values (for the model's fields named by attribute, in that order) in:
+    the bulk path, thousands of rows in one statement, each value adapted by the driver in
+    C rather than written out as JSON; in binary where the columns allow (no text to
+    format and parse: uuids, integers, timestamps)."""
+    statement, types = _copy_statement(model, tuple(attnames))
     with server_cursor() as cursor, cursor.copy(statement) as copy:
         if types is not None:
             copy.set_types(list(types))
-        write_row, values = copy.write_row, shape.values
-        for obj in objs:
-            write_row(values(obj))
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
+
+
+def copy_insert(objs: Sequence[Model]) -> None:
+    """copy_rows of the unsaved instances (all of one model, primary keys set), as they
+    are, pre_save applied."""
+    if not objs:
+        return
+    _, shape = _insert_sql(type(objs[0]), True, (), "")
+    copy_rows(type(objs[0]), shape.attnames, map(shape.values, objs))
 
 
 def array_literal(values: Iterable[object]) -> str:

@@ -1,7 +1,7 @@
 """Keeping which external ids an import applied, a batch at a time, and finding those
-applied before: on PostgreSQL one statement each, the values as array literals (no model
-instance or driver adaptation per row: this runs for every imported event), through the
-ORM elsewhere. One interface, two implementations (governance.db.PerDatabase).
+applied before: on PostgreSQL one statement each (a binary COPY, a lookup of one array
+literal: no model instance per row, this runs for every imported event), through the ORM
+elsewhere. One interface, two implementations (governance.db.PerDatabase).
 """
 
 from __future__ import annotations
@@ -12,30 +12,14 @@ from collections.abc import Sequence
 from django.db import connection
 
 from consent.models import ImportedRecord
-from governance.db import PerDatabase, array_literal, server_cursor
+from governance.db import PerDatabase, array_literal, copy_rows, server_cursor
 
 # (external id hash, import id, event id)
 Imported = tuple[str, uuid.UUID, uuid.UUID]
 
 
-def _columns() -> str:
-    fields = {f.name: f.column for f in ImportedRecord._meta.concrete_fields}
-    names = ("external_id_hash", "consent_import", "event_id")
-    return ", ".join(connection.ops.quote_name(fields[n]) for n in names)
-
-
 def _insert_pg(rows: Sequence[Imported]) -> None:
-    table = connection.ops.quote_name(ImportedRecord._meta.db_table)
-    with server_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({_columns()})"  # noqa: S608 - names from _meta
-            " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::uuid[])",
-            [
-                array_literal(r[0] for r in rows),
-                array_literal(r[1] for r in rows),
-                array_literal(r[2] for r in rows),
-            ],
-        )
+    copy_rows(ImportedRecord, ("external_id_hash", "consent_import_id", "event_id"), rows)
 
 
 def _insert_orm(rows: Sequence[Imported]) -> None:
