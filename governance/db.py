@@ -145,6 +145,23 @@ def _insert_sql(
     return (f"{sql} {on_conflict}" if on_conflict else sql), shape
 
 
+@lru_cache(maxsize=16)
+def _unnest_sql(model: type[Model], with_pk: bool, on_conflict: str) -> tuple[str, _Shape]:
+    """Statement.insert_columns' INSERT: one array parameter a column, cast to its type."""
+    _, shape = _insert_sql(model, with_pk, (), "")
+    fields = {f.column: f for f in model._meta.concrete_fields}
+    quote = connection.ops.quote_name
+    arrays = ", ".join(
+        f"%s::{(fields[c].db_type(connection) or 'text').split('(')[0]}[]" for c in shape.columns
+    )
+    # Identifiers and types come from the model's meta, values are parameters.
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} AS t"  # noqa: S608
+        f" ({', '.join(quote(c) for c in shape.columns)}) SELECT * FROM unnest({arrays})"
+    )
+    return (f"{sql} {on_conflict}" if on_conflict else sql), shape
+
+
 @dataclass
 class Statement:
     """Collects CTEs; `execute` runs them all as one statement."""
@@ -175,6 +192,17 @@ class Statement:
         )
         self._add(sql)
         self.params.append(json.dumps([shape.row(obj) for obj in objs], default=_json_default))
+
+    def insert_columns(self, objs: Sequence[Model], *, on_conflict: str = "") -> None:
+        """insert, each column's values as one array literal (`unnest`) instead of the rows
+        as JSON: cheaper to build and for PostgreSQL to read, for the batches of models
+        whose columns are all scalars (text, numbers, timestamps, uuids, booleans)."""
+        if not objs:
+            return
+        with_pk = getattr(objs[0], objs[0]._meta.pk.attname) is not None
+        sql, shape = _unnest_sql(type(objs[0]), with_pk, on_conflict)
+        self._add(sql)
+        self.params.extend(map(array_literal, zip(*map(shape.values, objs), strict=True)))
 
     def raw(self, sql: str, params: Sequence[Any]) -> None:
         """Any other data-modifying statement (an UPDATE, say) as one more CTE."""
@@ -244,20 +272,26 @@ def copy_insert(objs: Sequence[Model]) -> None:
 
 
 def array_literal(values: Iterable[object]) -> str:
-    """A PostgreSQL array literal (`{"a","b"}`) of the values, for one parameter cast in
-    the SQL (`%s::text[]`, `::uuid[]`, `::bigint[]`, `::bytea[]`): joined in C, where the
-    driver adapts a list element by element in Python (about 3 us each; a batch holds
-    thousands). Every element is quoted, so any text is safe; None is not allowed."""
+    """A PostgreSQL array literal (`{"a","b",NULL}`) of the values, for one parameter cast
+    in the SQL (`%s::text[]`, `::uuid[]`, `::bigint[]`, `::timestamptz[]`, `::bytea[]`):
+    joined in C, where the driver adapts a list element by element in Python (about 3 us
+    each; a batch holds thousands). Every element is quoted, so any text is safe; None is
+    NULL. Values are written as str() writes them (timestamps as `2026-01-02 03:04:05+00:00`,
+    which PostgreSQL reads back exactly), bytes as bytea's hex."""
     items = list(values)
     if not items:
         return "{}"
+    if any(v is None for v in items):
+        return (
+            "{" + ",".join(["NULL" if v is None else array_literal([v])[1:-1] for v in items]) + "}"
+        )
     if isinstance(items[0], (bytes, bytearray, memoryview)):
-        # bytea's hex input; its backslash escaped for the array's quoting.
         blobs = cast("list[bytes]", items)
         return '{"' + '","'.join(["\\\\x" + bytes(v).hex() for v in blobs]) + '"}'
     texts = list(map(str, items))
     joined = '","'.join(texts)
-    if "\\" in joined or any('"' in text for text in texts):
+    flat = "".join(texts)
+    if "\\" in flat or '"' in flat:
         joined = '","'.join([t.replace("\\", "\\\\").replace('"', '\\"') for t in texts])
     return '{"' + joined + '"}'
 

@@ -208,7 +208,9 @@ class PostgresLedgerStore:
         db.copy_insert([e for rows in appends for e in rows.events])
         statement = db.Statement()
         statement.insert([c for rows in appends for c in rows.contexts])
-        statement.insert([s for rows in appends for s in rows.states], on_conflict=_STATES_UPSERT)
+        statement.insert_columns(
+            [s for rows in appends for s in rows.states], on_conflict=_STATES_UPSERT
+        )
         heads = [rows.subject for rows in appends]
         statement.raw(
             _HEADS_UPDATE_SQL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -24,6 +25,13 @@ TEXTS = ["plain", "NULL", 'with "quotes"', "back\\slash", "{,}", " spaced ", "",
         ([1, -2, 2**40], "bigint[]"),
         ([b'\x00\\"ab', b""], "bytea[]"),
         ([], "text[]"),
+        (["a", None, 'b"'], "text[]"),
+        ([None, None], "timestamptz[]"),
+        (
+            [datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), None, datetime(2026, 1, 2, tzinfo=UTC)],
+            "timestamptz[]",
+        ),
+        ([True, False], "boolean[]"),
     ],
 )
 def test_array_literal_reads_back_as_the_values(values, cast):
