@@ -162,9 +162,9 @@ def _plan(records: Sequence[ImportRecord], purposes: Mapping[str, Purpose]) -> P
         entries = []
         for record in records:
             purpose = purposes[record.purpose]
-            standing = latest.get(purpose.pk)
+            standing = latest.get(purpose.id)
             current = standing is None or record.effective_at >= standing.since
-            before = standing if current else earlier.get(purpose.pk)
+            before = standing if current else earlier.get(purpose.id)
             at = record.effective_at
             if record.granted:
                 action = Action.GRANTED
@@ -185,9 +185,9 @@ def _plan(records: Sequence[ImportRecord], purposes: Mapping[str, Purpose]) -> P
                     current=current,
                 )
             )
-            earlier[purpose.pk] = _Standing(action, at, expires_at)
+            earlier[purpose.id] = _Standing(action, at, expires_at)
             if current:
-                latest[purpose.pk] = earlier[purpose.pk]
+                latest[purpose.id] = earlier[purpose.id]
         return entries
 
     return plan
