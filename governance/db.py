@@ -288,7 +288,8 @@ def array_literal(values: Iterable[object]) -> str:
     if isinstance(items[0], (bytes, bytearray, memoryview)):
         blobs = cast("list[bytes]", items)
         return '{"' + '","'.join(["\\\\x" + bytes(v).hex() for v in blobs]) + '"}'
-    texts = list(map(str, items))
+    # Text as it is (a str enum's value, whatever its str() says); anything else by str().
+    texts = cast("list[str]", items) if isinstance(items[0], str) else list(map(str, items))
     joined = '","'.join(texts)
     flat = "".join(texts)
     if "\\" in flat or '"' in flat:

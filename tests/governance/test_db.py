@@ -3,6 +3,7 @@ and the collector pause nests and restores."""
 
 from __future__ import annotations
 
+import enum
 import gc
 import uuid
 from datetime import UTC, datetime
@@ -13,6 +14,11 @@ from django.db import connection
 from governance.db import array_literal, gc_paused
 
 pytestmark = pytest.mark.django_db
+
+
+class Plain(str, enum.Enum):  # noqa: UP042 - str() says "Plain.A", the text is "a"
+    A = "a"
+
 
 TEXTS = ["plain", "NULL", 'with "quotes"', "back\\slash", "{,}", " spaced ", "", "é😀"]
 
@@ -32,6 +38,7 @@ TEXTS = ["plain", "NULL", 'with "quotes"', "back\\slash", "{,}", " spaced ", "",
             "timestamptz[]",
         ),
         ([True, False], "boolean[]"),
+        ([Plain.A, "b"], "text[]"),
     ],
 )
 def test_array_literal_reads_back_as_the_values(values, cast):
