@@ -1,6 +1,7 @@
-"""Keeping which external ids an import applied, a batch at a time: on PostgreSQL one
-INSERT of three arrays (no model instance per row: this runs for every imported event),
-through the ORM elsewhere. One interface, two implementations (governance.db.PerDatabase).
+"""Keeping which external ids an import applied, a batch at a time, and finding those
+applied before: on PostgreSQL one statement each (a binary COPY, a lookup of one array
+literal: no model instance per row, this runs for every imported event), through the ORM
+elsewhere. One interface, two implementations (governance.db.PerDatabase).
 """
 
 from __future__ import annotations
@@ -11,26 +12,14 @@ from collections.abc import Sequence
 from django.db import connection
 
 from consent.models import ImportedRecord
-from governance.db import PerDatabase, server_cursor
+from governance.db import PerDatabase, array_literal, copy_rows, server_cursor
 
 # (external id hash, import id, event id)
 Imported = tuple[str, uuid.UUID, uuid.UUID]
 
 
-def _columns() -> str:
-    fields = {f.name: f.column for f in ImportedRecord._meta.concrete_fields}
-    names = ("external_id_hash", "consent_import", "event_id")
-    return ", ".join(connection.ops.quote_name(fields[n]) for n in names)
-
-
 def _insert_pg(rows: Sequence[Imported]) -> None:
-    table = connection.ops.quote_name(ImportedRecord._meta.db_table)
-    with server_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({_columns()})"  # noqa: S608 - names from _meta
-            " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::uuid[])",
-            [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
-        )
+    copy_rows(ImportedRecord, ("external_id_hash", "consent_import_id", "event_id"), rows)
 
 
 def _insert_orm(rows: Sequence[Imported]) -> None:
@@ -42,3 +31,26 @@ def _insert_orm(rows: Sequence[Imported]) -> None:
 
 imported_insert = PerDatabase(postgresql=_insert_pg, portable=_insert_orm)
 """`imported_insert()(rows)`: records the rows in the current transaction."""
+
+
+def _seen_pg(hashes: Sequence[str]) -> set[str]:
+    table = connection.ops.quote_name(ImportedRecord._meta.db_table)
+    column = connection.ops.quote_name(ImportedRecord._meta.get_field("external_id_hash").column)
+    with server_cursor() as cursor:
+        cursor.execute(
+            f"SELECT {column} FROM {table} WHERE {column} = ANY(%s::text[])",  # noqa: S608
+            [array_literal(hashes)],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _seen_orm(hashes: Sequence[str]) -> set[str]:
+    return set(
+        ImportedRecord.objects.filter(external_id_hash__in=hashes).values_list(
+            "external_id_hash", flat=True
+        )
+    )
+
+
+imported_seen = PerDatabase(postgresql=_seen_pg, portable=_seen_orm)
+"""`imported_seen()(hashes)`: those of the external id hashes imported before."""

@@ -23,7 +23,7 @@ def state_of(event: ConsentEvent) -> ConsentState:
         {},
         id=None,
         subject_id=event.subject_id,
-        purpose_id=event.decided_purpose.pk,
+        purpose_id=event.decided_purpose.id,
         status=event.action,
         notice_version=event.notice_version,
         since=event.effective_at,

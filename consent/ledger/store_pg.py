@@ -94,7 +94,7 @@ ORDER BY namespace, key FOR UPDATE
 """  # noqa: S608
 _STATES_MANY_SQL = (
     f"SELECT subject_id, {', '.join(_STATE_COLUMNS)} FROM consent_consentstate"  # noqa: S608
-    " WHERE subject_id = ANY(%s)"
+    " WHERE subject_id = ANY(%s::bigint[])"
 )
 _HEADS_UPDATE_SQL = (
     "UPDATE consent_subject s SET last_seq = v.last_seq, chain_head = v.chain_head"
@@ -154,28 +154,34 @@ class PostgresLedgerStore:
                     [
                         settings.SUBJECT_HASH_KEY_VERSION,
                         timezone.now(),
-                        [r.namespace for r in creating],
-                        [r.key for r in creating],
-                        [
+                        db.array_literal(r.namespace for r in creating),
+                        db.array_literal(r.key for r in creating),
+                        db.array_literal(
                             identity.encrypt_identifier(r.identifier, key=r.key)
                             for r in creating
                             if r.identifier is not None
-                        ],
+                        ),
                     ],
                 )
                 subjects += self._subjects(cursor.fetchall())
             if existing:
                 cursor.execute(
                     _SUBJECTS_LOCK_SQL,
-                    [[r.namespace for r in existing], [r.key for r in existing]],
+                    [
+                        db.array_literal(r.namespace for r in existing),
+                        db.array_literal(r.key for r in existing),
+                    ],
                 )
                 subjects += self._subjects(cursor.fetchall())
             states: dict[int, dict[int, ConsentState]] = {s.pk: {} for s in subjects}
             if subjects:
-                cursor.execute(_STATES_MANY_SQL, [[s.pk for s in subjects]])
+                cursor.execute(_STATES_MANY_SQL, [db.array_literal(s.pk for s in subjects)])
                 for subject_id, *values in cursor.fetchall():
-                    state = ConsentState(
-                        subject_id=subject_id, **dict(zip(_STATE_COLUMNS, values, strict=True))
+                    state = db.unsaved(
+                        ConsentState,
+                        {},
+                        subject_id=subject_id,
+                        **dict(zip(_STATE_COLUMNS, values, strict=True)),
                     )
                     states[subject_id][state.purpose_id] = state
         return {(s.namespace, s.key): (s, states[s.pk]) for s in subjects}
@@ -183,7 +189,13 @@ class PostgresLedgerStore:
     @staticmethod
     def _subjects(rows: Sequence[tuple[Any, ...]]) -> list[Subject]:
         return [
-            Subject(namespace=namespace, key=key, **dict(zip(_SUBJECT_COLUMNS, rest, strict=True)))
+            db.unsaved(
+                Subject,
+                {},
+                namespace=namespace,
+                key=key,
+                **dict(zip(_SUBJECT_COLUMNS, rest, strict=True)),
+            )
             for namespace, key, *rest in rows
         ]
 
@@ -196,11 +208,17 @@ class PostgresLedgerStore:
         db.copy_insert([e for rows in appends for e in rows.events])
         statement = db.Statement()
         statement.insert([c for rows in appends for c in rows.contexts])
-        statement.insert([s for rows in appends for s in rows.states], on_conflict=_STATES_UPSERT)
+        statement.insert_columns(
+            [s for rows in appends for s in rows.states], on_conflict=_STATES_UPSERT
+        )
         heads = [rows.subject for rows in appends]
         statement.raw(
             _HEADS_UPDATE_SQL,
-            [[s.pk for s in heads], [s.last_seq for s in heads], [s.chain_head for s in heads]],
+            [
+                db.array_literal(s.pk for s in heads),
+                db.array_literal(s.last_seq for s in heads),
+                db.array_literal(s.chain_head for s in heads),
+            ],
         )
         statement.insert(
             [a for rows in appends for a in rows.announcements],

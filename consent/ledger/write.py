@@ -157,9 +157,9 @@ def event_build(
         ConsentEvent,
         {"subject": subject, "purpose": entry.purpose},
         id=uuid.uuid4(),
-        subject_id=subject.pk,
+        subject_id=subject.id,
         seq=seq,
-        purpose_id=entry.purpose.pk if entry.purpose is not None else None,
+        purpose_id=entry.purpose.id if entry.purpose is not None else None,
         notice_version=entry.notice_version,
         language=entry.language if entry.language is not None else language,
         action=entry.action,
@@ -265,7 +265,7 @@ def _rows_build(
     last: dict[int, ConsentEvent] = {}
     for event, entry in zip(events, entries, strict=True):
         if entry.current:
-            last[event.decided_purpose.pk] = event
+            last[event.decided_purpose.id] = event
     announcements = []
     if write.announce_events:
         identifier = (
