@@ -352,7 +352,9 @@ def import_apply(
 
 
 def import_fail(*, import_id: uuid.UUID | str, error: str) -> None:
-    """Marks the import failed (what was applied stays applied, and is on record)."""
+    """Marks the import failed (what was applied stays applied, and is on record) and
+    destroys the records of its unapplied batches: a failed import is never resumed, so
+    they would otherwise be personal data kept for nothing."""
     with transaction.atomic():
         row = ConsentImport.objects.select_for_update().filter(pk=import_id).first()
         if row is None or row.status == ConsentImport.Status.COMPLETED:
@@ -360,12 +362,15 @@ def import_fail(*, import_id: uuid.UUID | str, error: str) -> None:
         row.status = ConsentImport.Status.FAILED
         row.error = error[:2000]
         row.save(update_fields=["status", "error"])
+        destroyed = ConsentImportBatch.objects.filter(
+            consent_import=row, records_encrypted__isnull=False
+        ).update(records_encrypted=None)
         audit_record(
             actor=_actor_of(row),
             action="import.fail",
             target_type="consent_import",
             target_id=str(row.id),
-            detail={"error": row.error, "applied": row.applied},
+            detail={"error": row.error, "applied": row.applied, "batches_destroyed": destroyed},
         )
 
 

@@ -183,6 +183,21 @@ def test_the_upload_is_stored_encrypted_until_applied(purposes):
     assert not ConsentImportBatch.objects.filter(records_encrypted__isnull=False).exists()
 
 
+def test_a_failed_import_destroys_its_unapplied_batches(purposes):
+    checked = check.import_check(body=io.BytesIO(GOOD), fmt="jsonl")
+    created = services.import_create(actor=SYSTEM, checked=checked, batch_size=1, queue=False)
+    assert services.import_apply_step(import_id=created.id) == "batch"
+    services.import_fail(import_id=created.id, error="RuntimeError: the worker gave up")
+
+    created.refresh_from_db()
+    assert created.status == ConsentImport.Status.FAILED and created.applied
+    assert not ConsentImportBatch.objects.filter(records_encrypted__isnull=False).exists()
+    audit = AuditEvent.objects.get(action="import.fail", target_id=str(created.id))
+    assert audit.detail["batches_destroyed"] == 2
+    # Failed is final: no step applies (or needs) a destroyed batch.
+    assert services.import_apply_step(import_id=created.id) == "done"
+
+
 # --- an invalid file ------------------------------------------------------------------------
 
 BAD = _jsonl(
