@@ -182,9 +182,15 @@ class ConsentEvent(models.Model):
         Subject, on_delete=models.PROTECT, related_name="events", db_index=False
     )
     seq = models.PositiveIntegerField(help_text="Position in the subject's chain, from 1.")
-    # None only for a `rectified` event, which is about the subject, not a purpose.
+    # None only for a `rectified` event, which is about the subject, not a purpose. No index
+    # of its own: consent_event_purpose_time leads with it.
     purpose = models.ForeignKey(
-        Purpose, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+        Purpose,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        db_index=False,
     )
     notice_version = models.PositiveIntegerField()
     language = models.CharField(max_length=16, blank=True)
@@ -211,6 +217,8 @@ class ConsentEvent(models.Model):
         indexes = [
             models.Index(fields=["subject", "purpose", "effective_at"], name="consent_event_as_of"),
             models.Index(fields=["recorded_at"], name="consent_event_recorded"),
+            # A purpose's events over a time window (consent rates, the dashboard).
+            models.Index(fields=["purpose", "effective_at"], name="consent_event_purpose_time"),
         ]
 
     def __str__(self) -> str:

@@ -346,3 +346,29 @@ def test_a_days_counts_expire_after_the_last_flush_that_copies_them(
     counter.count(property_id=prop.pk, day=TODAY)
     ttl = counter.client.ttl(f"consent:banner_shown:{TODAY.isoformat()}")  # type: ignore[attr-defined]
     assert timedelta(days=8) < timedelta(seconds=ttl) <= timedelta(days=9)
+
+
+def test_a_purposes_events_over_a_window_read_one_index_range():
+    """(purpose, effective_at) replaced the foreign key's own index on purpose (migration
+    0018): the rates read a window, and writes keep as many indexes as before."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        indexes = {
+            name: info["columns"]
+            for name, info in connection.introspection.get_constraints(
+                cursor, "consent_consentevent"
+            ).items()
+            if info["index"] and not info["primary_key"]
+        }
+    assert indexes["consent_event_purpose_time"] == ["purpose_id", "effective_at"]
+    assert ["purpose_id"] not in indexes.values()
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT count(*) FROM consent_consentevent WHERE purpose_id = 1 "
+            "AND effective_at >= now() - interval '30 days'"
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert "consent_event_purpose_time" in plan
