@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 from typing import Any
 
 from django.db import connection, transaction
@@ -241,7 +242,9 @@ def _standing_context(event_ids: list[str]) -> dict[str, dict[str, str | None]]:
 def consent_skew(*, purpose: Purpose, at: datetime, by: list[str]) -> dict[str, Any]:
     """The skew report of the account-namespace people with an event for `purpose` at or
     before `at`: candidates are those people, allowed those the decision rule allows at
-    `at`, attributes their standing event's context. Read a chunk of people at a time."""
+    `at`, attributes their standing event's context. Read a chunk of people at a time, the
+    people streamed from the database (a server-side cursor on PostgreSQL), so memory holds
+    one chunk whatever the population."""
     facts = facts_for(connection)
     rule = facts.purpose_rule_of(purpose.pk)
     people = (
@@ -252,15 +255,11 @@ def consent_skew(*, purpose: Purpose, at: datetime, by: list[str]) -> dict[str, 
         .values_list("subject_id", flat=True)
         .distinct()
     )
-    pks = list(people)
+    stream = people.iterator(chunk_size=SKEW_CHUNK)
     cells: dict[str, dict[str | None, Cell]] = {name: {} for name in by}
     candidates = allowed = 0
-    for start in range(0, len(pks), SKEW_CHUNK):
-        keys = list(
-            Subject.objects.filter(pk__in=pks[start : start + SKEW_CHUNK]).values_list(
-                "key", flat=True
-            )
-        )
+    while chunk := list(islice(stream, SKEW_CHUNK)):
+        keys = list(Subject.objects.filter(pk__in=chunk).values_list("key", flat=True))
         with transaction.atomic():
             answers = facts.standings(keys, rule, at=at, as_of=True)
         contexts = _standing_context([str(v.event_id) for v in answers.verdicts if v.event_id])

@@ -50,6 +50,20 @@ def test_by_jurisdiction_matches_the_pure_report_of_the_same_people(api: Api) ->
     assert "US-CA" not in str(body)
 
 
+def test_people_streamed_in_chunks_give_the_same_report(api: Api, monkeypatch: Any) -> None:
+    from consent.reports import selectors
+
+    now = timezone.now() - timedelta(minutes=1)
+    record(23, granted=True, when=now, jurisdiction="FR")
+    record(14, granted=False, when=now, jurisdiction="DE")
+    at = timezone.now().isoformat()
+    whole = report(api, by="jurisdiction", as_of=at)
+    monkeypatch.setattr(selectors, "SKEW_CHUNK", 5)  # 37 people: eight chunks, the last short
+    assert report(api, by="jurisdiction", as_of=at) == whole
+    rows = {r["value"]: r for r in whole["skew"]["by"]["jurisdiction"]}
+    assert rows["FR"]["candidates"] == 23 and rows["DE"]["candidates"] == 14
+
+
 def test_as_of_replays_the_ledger(api: Api) -> None:
     before = timezone.now() - timedelta(hours=2)
     record(10, granted=True, when=before, source=Source.API)
