@@ -185,3 +185,25 @@ def test_the_key_reaches_no_config_plan_or_event_log(spark, spark_event_log, tmp
         for form in _forms(secret):
             leaks = [name for name, text in texts if form in text]
             assert not leaks, f"{form[:12]!r}... found in {leaks}"
+
+
+@pytest.mark.parametrize("default_allowed", [False, True])
+def test_skew_of_a_spark_frame_is_counted_in_the_engine_and_equals_pandas(
+    spark, tmp_path, default_allowed
+):
+    verdicts = {f"u{i}": i % 3 != 0 for i in range(60)}
+    snap = _snapshot(tmp_path, verdicts, default_allowed=default_allowed)
+    users = [f"u{i}" for i in range(60)] + [f"stranger{i}" for i in range(15)] + [None] * 4
+    rows = pd.DataFrame(
+        {
+            "user_id": users,
+            "region": [["north", "south", None][i % 3] for i in range(len(users))],
+            "band": [i % 4 for i in range(len(users))],
+        }
+    )
+    df = spark.createDataFrame(rows.astype(object).where(rows.notna(), None))
+    by_spark = snap.skew(df, "user_id", by=["region", "band"])
+    assert by_spark == snap.skew(rows, "user_id", by=["region", "band"])
+    assert {r["value"] for r in by_spark["by"]["band"]} >= {"0", "1", "2", "3"}
+    no_names = snap.skew(df, "user_id", by=[])
+    assert no_names == snap.skew(rows, "user_id", by=[])

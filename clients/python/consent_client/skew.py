@@ -159,6 +159,32 @@ def _check_limits(columns: Mapping[str, Sequence[str | None]]) -> None:
             raise ValueError(f"attribute values are up to {MAX_VALUE_LENGTH} characters ({name!r})")
 
 
+def report_of_groups(
+    names: Sequence[str], groups: Iterable[tuple[Sequence[str | None], bool, str, int]]
+) -> dict[str, Any]:
+    """The report for candidates given as counted groups: each group's values of `names`
+    (in that order), its verdict and reason, and how many candidates it holds. An engine
+    that counts where the data lies (Spark's groupBy) sends only these."""
+    rows = list(groups)
+    _check_limits({name: [values[i] for values, *_ in rows] for i, name in enumerate(names)})
+    cells: dict[str, dict[str | None, tuple[int, int, dict[str, int]]]] = {}
+    found: dict[str, dict[str | None, list[Any]]] = {name: {} for name in names}
+    candidates = allowed = 0
+    for values, ok, reason, count in rows:
+        candidates += count
+        allowed += count if ok else 0
+        for name, value in zip(names, values, strict=True):
+            cell = found[name].setdefault(value, [0, 0, {}])
+            cell[0] += count
+            if ok:
+                cell[1] += count
+            else:
+                cell[2][reason] = cell[2].get(reason, 0) + count
+    for name in names:
+        cells[name] = {value: (c[0], c[1], c[2]) for value, c in found[name].items()}
+    return report(candidates=candidates, allowed=allowed, cells=cells)
+
+
 def report_of_columns(
     columns: Mapping[str, Sequence[str | None]],
     allowed: Sequence[bool],
@@ -166,21 +192,10 @@ def report_of_columns(
 ) -> dict[str, Any]:
     """The report for candidates given column-wise: each attribute's values, each
     candidate's verdict and reason, all of one length."""
-    _check_limits(columns)
-    cells: dict[str, dict[str | None, tuple[int, int, dict[str, int]]]] = {}
-    for name, values in columns.items():
-        found: dict[str | None, list[Any]] = {}
-        for (value, ok, reason), count in Counter(
-            zip(values, allowed, reasons, strict=True)
-        ).items():
-            cell = found.setdefault(value, [0, 0, {}])
-            cell[0] += count
-            if ok:
-                cell[1] += count
-            else:
-                cell[2][reason] = cell[2].get(reason, 0) + count
-        cells[name] = {value: (c[0], c[1], c[2]) for value, c in found.items()}
-    return report(candidates=len(allowed), allowed=sum(allowed), cells=cells)
+    names = list(columns)
+    values = zip(*(columns[name] for name in names), strict=True) if names else [()] * len(allowed)
+    counted = Counter(zip(values, allowed, reasons, strict=True))
+    return report_of_groups(names, [(v, ok, r, n) for (v, ok, r), n in counted.items()])
 
 
 def report_of(

@@ -213,8 +213,13 @@ class Snapshot:
                 strict=True,
             )
         )
-        absent = (self.default_allowed, "unknown" if self.default_allowed else "no_consent")
+        absent = self.absent_outcome
         return [found.get(p, absent) for p in self.pseudonyms(values)]
+
+    @property
+    def absent_outcome(self) -> tuple[bool, str]:
+        """(allowed, reason) of an id the file does not list."""
+        return self.default_allowed, "unknown" if self.default_allowed else "no_consent"
 
     def _allowed_values(self, values: list[str]) -> list[str]:
         verdicts = self.verdicts()
@@ -249,8 +254,22 @@ class Snapshot:
         or a Spark DataFrame."""
         names = list(by)
         if hasattr(df, "sparkSession"):
-            # A Spark DataFrame: only the id and `by` columns come to the driver.
-            df = df.select(column, *names).toPandas()
+            # A Spark DataFrame: counted in the engine, only the groups come to the driver.
+            from consent_client import spark
+
+            groups = spark.skew_groups(self, df, column, names)
+            return skew_module.report_of_groups(
+                names,
+                [
+                    (
+                        [skew_module.attribute_value(v) for v in values[: len(names)]],
+                        bool(values[-3]),
+                        str(values[-2]),
+                        int(values[-1]),
+                    )
+                    for values in groups.itertuples(index=False, name=None)
+                ],
+            )
         rows = df[df[column].notna()]
         outcomes = self.outcomes(rows[column].astype(str).tolist())
         columns = {

@@ -44,6 +44,8 @@ PSEUDONYM = "__consent_pseudonym"
 HEAD = "__consent_head"
 LISTED = "__consent_listed"
 LISTED_HEAD = "__consent_listed_head"
+VERDICT = "__consent_allowed"
+REASON = "__consent_reason"
 # Up to this many deciding pseudonyms (32 bytes each) are broadcast to every executor, so
 # the training table is joined where it lies instead of being shuffled. Spark would not
 # choose it itself above `spark.sql.autoBroadcastJoinThreshold` (10 MB, 300,000 of them).
@@ -158,21 +160,26 @@ def with_pseudonyms(
     return df.withColumn(name, digest)
 
 
-def _listed(snapshot: Snapshot, spark: Any, allowed: bool) -> Any:
-    """The snapshot's pseudonyms whose verdict is `allowed`, as a one-column DataFrame. A
-    local Spark reads the downloaded file itself; elsewhere the executors cannot see the
-    driver's disk, so the pseudonyms are sent from the driver's memory."""
-    import pyarrow.compute as pc
+def _file(snapshot: Snapshot, spark: Any, columns: list[str]) -> Any:
+    """The snapshot file's `columns`, `pseudonym` named PSEUDONYM. A local Spark reads the
+    downloaded file itself; elsewhere the executors cannot see the driver's disk, so the
+    rows are sent from the driver's memory."""
     import pyarrow.parquet as pq
-    from pyspark.sql import functions as F
 
     context = getattr(spark, "_sc", None)
     if context is not None and context.master.startswith("local"):
-        file = spark.read.parquet(Path(snapshot.path).resolve().as_uri())
-        return file.where(F.col("allowed") == allowed).select(F.col("pseudonym").alias(PSEUDONYM))
-    table = pq.read_table(snapshot.path, columns=["pseudonym", "allowed"])
-    listed = table.filter(pc.equal(table["allowed"], allowed)).select(["pseudonym"])
-    return spark.createDataFrame(listed.rename_columns([PSEUDONYM]))
+        file = spark.read.parquet(Path(snapshot.path).resolve().as_uri()).select(*columns)
+    else:
+        file = spark.createDataFrame(pq.read_table(snapshot.path, columns=columns))
+    return file.withColumnRenamed("pseudonym", PSEUDONYM)
+
+
+def _listed(snapshot: Snapshot, spark: Any, allowed: bool) -> Any:
+    """The snapshot's pseudonyms whose verdict is `allowed`, as a one-column DataFrame."""
+    from pyspark.sql import functions as F
+
+    file = _file(snapshot, spark, ["pseudonym", "allowed"])
+    return file.where(F.col("allowed") == allowed).select(PSEUDONYM)
 
 
 def filter_spark(snapshot: Snapshot, df: Any, column: str, *, broadcast: bool | None = None) -> Any:
@@ -210,3 +217,27 @@ def distinct_pseudonyms(snapshot: Snapshot, df: Any, column: str) -> Any:
     named = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"], "pseudonym")
     table = named.select("pseudonym").distinct().toArrow()
     return table.cast(pa.schema([pa.field("pseudonym", pa.binary(32))]))
+
+
+def skew_groups(snapshot: Snapshot, df: Any, column: str, names: list[str]) -> Any:
+    """The candidates of a skew report counted in the engine: the rows with an id, grouped
+    by the `names` columns and the snapshot's verdict of the id (ids it does not list
+    follow `default_allowed`); a pandas DataFrame of the groups (the `names` columns,
+    `allowed`, `reason`, `count`), all that comes to the driver."""
+    from pyspark.sql import functions as F
+
+    present = df.select(column, *names).where(df[column].isNotNull())
+    named = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"])
+    verdicts = _file(snapshot, df.sparkSession, ["pseudonym", "allowed", "reason"]).select(
+        PSEUDONYM, F.col("allowed").alias(VERDICT), F.col("reason").alias(REASON)
+    )
+    if snapshot.counts["allowed"] + snapshot.counts["denied"] <= BROADCAST_MAX:
+        verdicts = F.broadcast(verdicts)
+    absent_allowed, absent_reason = snapshot.absent_outcome
+    joined = named.join(verdicts, PSEUDONYM, "left")
+    groups = joined.groupBy(
+        *[joined[name] for name in names],
+        F.coalesce(F.col(VERDICT), F.lit(absent_allowed)).alias("allowed"),
+        F.coalesce(F.col(REASON), F.lit(absent_reason)).alias("reason"),
+    ).count()
+    return groups.toPandas()
