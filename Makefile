@@ -35,16 +35,13 @@ install: $(UV)
 	@$(UV) sync --frozen --quiet
 	@$(MAKE) -s $(SPARK_JAR)
 
-# The Python client's HMAC for Spark as a JVM function (clients/python/java/): compiled against
-# the installed pyspark's jars. Without javac the client uses Spark's built-in sha2 instead.
-SPARK_JAVA := $(wildcard clients/python/java/org/consentgovernance/spark/*.java)
+# The Python client's HMAC for Spark as a JVM function (clients/python/java/, built with the
+# JDK's javac; the client's wheel builds it the same way). Without a JDK the client uses
+# Spark's built-in sha2 instead.
+SPARK_JAVA := $(shell find clients/python/java -name '*.java')
 SPARK_JAR := clients/python/consent_client/jars/consent-spark.jar
-$(SPARK_JAR): $(SPARK_JAVA) uv.lock
-	@if command -v javac >/dev/null && command -v jar >/dev/null; then \
-	  jars=$$($(UV) run --frozen python -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent / "jars")') && \
-	  classes=$$(mktemp -d) && javac --release 17 -nowarn -cp "$$jars/*" -d $$classes $(SPARK_JAVA) && \
-	  mkdir -p $(@D) && jar --create --file $@ -C $$classes . && rm -rf $$classes; \
-	else echo "javac not found: the Spark filter will hash with Spark's built-in sha2 (slower)" >&2; fi
+$(SPARK_JAR): $(SPARK_JAVA) clients/python/java/build_jar.py
+	@$(UV) run --frozen python clients/python/java/build_jar.py $@
 
 # Silent, so `KEY=$$(make -s key ...)` captures the key alone.
 migrate: install

@@ -207,3 +207,21 @@ def test_skew_of_a_spark_frame_is_counted_in_the_engine_and_equals_pandas(
     assert {r["value"] for r in by_spark["by"]["band"]} >= {"0", "1", "2", "3"}
     no_names = snap.skew(df, "user_id", by=[])
     assert no_names == snap.skew(rows, "user_id", by=[])
+
+
+def test_the_jar_builds_without_pyspark_and_carries_no_stub(tmp_path):
+    """java/build_jar.py (make install, the wheel's hook) compiles against a stand-in of
+    Spark's UDF3 and packs only the client's classes: Spark's own interface is loaded."""
+    import importlib.util
+    import zipfile
+
+    script = Path(__file__).resolve().parents[2] / "clients/python/java/build_jar.py"
+    spec = importlib.util.spec_from_file_location("build_jar", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target = tmp_path / "consent-spark.jar"
+    assert module.build(target)
+    names = zipfile.ZipFile(target).namelist()
+    assert "org/consentgovernance/spark/HmacSha256.class" in names
+    assert not [n for n in names if n.startswith("org/apache/")]

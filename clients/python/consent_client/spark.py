@@ -102,7 +102,8 @@ def jvm_registered(spark: Any) -> bool:
     if not JAR.exists():
         return False
     try:
-        spark.sql(f"ADD JAR '{JAR.as_posix()}'")
+        path = JAR.as_posix().replace("\\", "\\\\").replace("'", "\\'")  # a SQL string
+        spark.sql(f"ADD JAR '{path}'")
     except Exception:  # a session that cannot add jars
         return False
     return _register(spark)
