@@ -243,6 +243,9 @@ def bench_spark(info: dict[str, Any], runs: int) -> dict[str, float]:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    # The session's own first-statement set-up (about 2 s), which whichever query ran first
+    # would pay: not the filter's.
+    spark.sql("SELECT 1").collect()
     where = Path(info["dir"])
     snap = local_snapshot(info)
     table = spark.read.parquet(str(where / "training.parquet"))
@@ -256,6 +259,11 @@ def bench_spark(info: dict[str, Any], runs: int) -> dict[str, float]:
             "overwrite"
         ).save()
 
+    # The first call reads the deciding pseudonyms and broadcasts them (once a snapshot and
+    # session); later calls reuse them. Timed on its own, and added to a run below.
+    started = time.perf_counter()
+    snap.filter_spark(table, "user_id")
+    setup_s = time.perf_counter() - started
     ours_rows = snap.filter_spark(table, "user_id").count()
     plain_rows = table.join(allowed_ids, "user_id", "left_semi").count()
     assert ours_rows == plain_rows, (ours_rows, plain_rows)
@@ -269,7 +277,15 @@ def bench_spark(info: dict[str, Any], runs: int) -> dict[str, float]:
     ratio = ours_s / plain_s
     print(f"spark local[2]: filter_spark {ours_s:.2f} s, plain semi join {plain_s:.2f} s")
     print(f"  rows kept {ours_rows:,}; ratio {verdict(ratio, 1.5)}", flush=True)
-    return {"spark_ours": ours_s, "spark_plain": plain_s, "spark_ratio": ratio}
+    first = (ours_s + setup_s) / plain_s
+    print(f"  first call's setup {setup_s:.2f} s; a first filter with it: {first:.2f}x", flush=True)
+    return {
+        "spark_ours": ours_s,
+        "spark_plain": plain_s,
+        "spark_ratio": ratio,
+        "spark_setup": setup_s,
+        "spark_first_ratio": first,
+    }
 
 
 # --- pandas -----------------------------------------------------------------------------------

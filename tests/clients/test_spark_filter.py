@@ -116,14 +116,21 @@ def _training_rows() -> pd.DataFrame:
     return pd.DataFrame({"user_id": users, "x": range(len(users))})
 
 
+@pytest.mark.parametrize("broadcast", [None, False], ids=["filter-function", "join"])
 @pytest.mark.parametrize("default_allowed", [False, True])
-def test_filter_spark_keeps_the_rows_filter_pandas_keeps(spark, tmp_path, default_allowed):
+def test_filter_spark_keeps_the_rows_filter_pandas_keeps(
+    spark, tmp_path, default_allowed, broadcast
+):
     verdicts = {**{v: True for v in IDS}, "denied-1": False, "denied-2": False}
     snap = _snapshot(tmp_path, verdicts, default_allowed=default_allowed)
     rows = _training_rows()
     df = spark.createDataFrame(rows.astype(object).where(rows.notna(), None))
 
-    kept = snap.filter_spark(df, "user_id")
+    kept = snap.filter_spark(df, "user_id", broadcast=broadcast)
+    plan = kept._jdf.queryExecution().optimizedPlan().toString()
+    # By default the JVM filter function, no join; a shuffled join when asked.
+    assert ("Join" in plan) is (broadcast is False)
+    assert ("consent_snapshot_filter_" in plan) is (broadcast is None)
     assert kept.columns == ["user_id", "x"]
     by_spark = sorted((r.x, r.user_id) for r in kept.collect())
     by_pandas = sorted(zip(*snap.filter_pandas(rows, "user_id").T.values[::-1], strict=True))
@@ -225,3 +232,18 @@ def test_the_jar_builds_without_pyspark_and_carries_no_stub(tmp_path):
     names = zipfile.ZipFile(target).namelist()
     assert "org/consentgovernance/spark/HmacSha256.class" in names
     assert not [n for n in names if n.startswith("org/apache/")]
+
+
+def test_the_filter_function_is_built_once_per_snapshot_and_released_on_close(spark, tmp_path):
+    snap = _snapshot(tmp_path, {"ann": True, "bob": False}, default_allowed=False)
+    df = spark.createDataFrame([("ann", 1), ("bob", 2), ("cy", 3)], "user_id string, x long")
+    first = snap.filter_spark(df, "user_id")
+    second = snap.filter_spark(df.where("x > 0"), "user_id")
+    assert [r.user_id for r in first.collect()] == [r.user_id for r in second.collect()] == ["ann"]
+    assert len(snap._spark_filters) == 1
+    (filter_function,) = [function for _, function in snap._spark_filters.values()]
+    snap.close()
+    assert snap._spark_filters == {}
+    with pytest.raises(Exception, match="destroy"):
+        filter_function.destroy()  # destroyed already: its data gone from driver and executors
+    assert not list(tmp_path.glob("*.pseudonyms"))  # the hand-over file went at once

@@ -149,6 +149,8 @@ class Snapshot:
     _key: bytes = field(repr=False)
     _verdicts: dict[bytes, bool] | None = field(default=None, repr=False)
     last_usage: dict[str, Any] | None = None
+    # Spark filter functions registered for this snapshot: (session, keep) -> (name, broadcast).
+    _spark_filters: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._hmac = Hmac(self._key)
@@ -338,6 +340,10 @@ class Snapshot:
         self._key = b""
         self._hmac = Hmac(os.urandom(32))
         self._verdicts = None
+        if self._spark_filters:
+            from consent_client import spark
+
+            spark.release(self)
         self._cleanup()
 
     def delete(self) -> None:

@@ -1,5 +1,11 @@
-"""Snapshots in Spark (extra `[spark]`): pseudonyms computed by the engine itself, then one
-join with the snapshot's verdicts.
+"""Snapshots in Spark (extra `[spark]`): pseudonyms computed by the engine itself, then
+compared with the snapshot's deciding pseudonyms.
+
+The filter has two implementations of one interface (the rows of `df` the snapshot
+allows): where the client's JVM classes load, a filter function (`SnapshotFilter`) that
+hashes each id and looks the pseudonym up in the deciding pseudonyms, broadcast once to
+every executor as one byte array, so no join runs at all; elsewhere (no jar, Spark
+Connect, or `broadcast=False`) a join of the pseudonymised rows with the verdicts.
 
 The HMAC, `H((K ^ opad) || H((K ^ ipad) || m))`, has two implementations of one signature
 (the two padded key blocks and the message in, 32 bytes out), and no Python UDF runs in
@@ -27,6 +33,10 @@ join per row.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +48,7 @@ if TYPE_CHECKING:
 JAR = Path(__file__).resolve().parent / "jars" / "consent-spark.jar"
 JVM_CLASS = "org.consentgovernance.spark.HmacSha256"
 JVM_FUNCTION = "consent_hmac_sha256"
+JVM_FILTER_CLASS = "org.consentgovernance.spark.SnapshotFilter"
 IPAD = "__consent_ipad"
 OPAD = "__consent_opad"
 PSEUDONYM = "__consent_pseudonym"
@@ -132,6 +143,12 @@ def _hmac_builtin(ipad: Any, opad: Any, message: Any) -> Any:
     return F.unhex(F.sha2(F.concat(opad, inner), 256))
 
 
+def _blocks(spark: Any, key: bytes) -> tuple[Any, Any]:
+    """The key's two padded blocks as columns: scalar subqueries over the one-row frame."""
+    blocks = _key_frame(spark, key)
+    return blocks.select(IPAD).scalar(), blocks.select(OPAD).scalar()
+
+
 def hmac_column(spark: Any, key: bytes, message: Any, *, jvm: bool | None = None) -> Any:
     """HMAC-SHA256(key, message) as a Spark column: binary, 32 bytes (empty for a null
     message, so never null). `jvm`: None uses the JVM function when it registers, False
@@ -142,8 +159,7 @@ def hmac_column(spark: Any, key: bytes, message: Any, *, jvm: bool | None = None
         jvm = jvm_registered(spark)
     elif jvm and not jvm_registered(spark):
         raise RuntimeError(f"{JVM_CLASS} does not load in this Spark session (jar: {JAR})")
-    blocks = _key_frame(spark, key)
-    ipad, opad = blocks.select(IPAD).scalar(), blocks.select(OPAD).scalar()
+    ipad, opad = _blocks(spark, key)
     digest = (_hmac_jvm if jvm else _hmac_builtin)(ipad, opad, message)
     # Not nullable, so Spark infers no `IS NOT NULL` filter on the join key: that filter
     # would compute every HMAC a second time, below the projection that computes it.
@@ -183,21 +199,81 @@ def _listed(snapshot: Snapshot, spark: Any, allowed: bool) -> Any:
     return file.where(F.col("allowed") == allowed).select(PSEUDONYM)
 
 
+def _listed_bytes(snapshot: Snapshot, allowed: bool) -> bytes:
+    """The pseudonyms whose verdict is `allowed`, back to back (32 bytes each)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(snapshot.path, columns=["pseudonym", "allowed"])
+    listed = table.filter(pc.equal(table["allowed"], allowed))["pseudonym"].combine_chunks()
+    if listed.type.equals(_fixed32()) and listed.null_count == 0:
+        start = listed.offset * 32
+        return listed.buffers()[1].to_pybytes()[start : start + len(listed) * 32]
+    return b"".join(bytes(p) for p in listed.to_pylist())
+
+
+def _fixed32() -> Any:
+    import pyarrow as pa
+
+    return pa.binary(32)
+
+
+def _filter_function(snapshot: Snapshot, spark: Any, keep: bool) -> str | None:
+    """The name of a filter function registered in `spark` for this snapshot (the listed
+    pseudonyms broadcast once, kept for later calls), or None where the client's classes do
+    not load. The pseudonyms reach the JVM through a file the driver's JVM reads and
+    removes at once, not through the gateway's text protocol."""
+    session = getattr(spark, "_jsparkSession", None)
+    if session is None or not jvm_registered(spark):
+        return None
+    cached = snapshot._spark_filters.get((id(session), keep))
+    if cached is not None:
+        return str(cached[0])
+    filter_class = getattr(spark._jvm.org.consentgovernance.spark, "SnapshotFilter", None)
+    handle, path = tempfile.mkstemp(dir=Path(snapshot.path).parent, suffix=".pseudonyms")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(_listed_bytes(snapshot, keep))
+        function = filter_class.of(spark.sparkContext._jsc, path, keep)  # type: ignore[union-attr]
+    except (TypeError, AttributeError):  # the class did not load through the gateway
+        return None
+    finally:
+        os.remove(path)
+    name = f"consent_snapshot_filter_{uuid.uuid4().hex}"
+    boolean = spark._jvm.org.apache.spark.sql.types.DataTypes.BooleanType
+    session.udf().register(name, function, boolean)
+    snapshot._spark_filters[(id(session), keep)] = (name, function)
+    return name
+
+
+def release(snapshot: Snapshot) -> None:
+    """Destroys the broadcasts of the snapshot's filter functions (Snapshot.close)."""
+    for _, function in snapshot._spark_filters.values():
+        with contextlib.suppress(Exception):  # a stopped session has nothing left to destroy
+            function.destroy()
+    snapshot._spark_filters.clear()
+
+
 def filter_spark(snapshot: Snapshot, df: Any, column: str, *, broadcast: bool | None = None) -> Any:
     """The rows of `df` the snapshot allows (see `Snapshot.filter_spark`)."""
     from pyspark.sql import functions as F
 
     present = df.where(df[column].isNotNull())
-    pseudonymised = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"])
-    pseudonymised = pseudonymised.withColumn(HEAD, F.xxhash64(PSEUDONYM))
     # Only the verdicts that decide: the allowed people when absent ids are denied, the
     # denied ones when absent ids pass.
     keep = not snapshot.default_allowed
+    if broadcast is None:
+        broadcast = snapshot.counts["allowed" if keep else "denied"] <= BROADCAST_MAX
+    name = _filter_function(snapshot, df.sparkSession, keep) if broadcast else None
+    if name is not None:
+        ipad, opad = _blocks(df.sparkSession, snapshot._key)
+        message = _message(present, column, snapshot.info["key"])
+        return present.where(F.call_function(name, ipad, opad, message))
+    pseudonymised = with_pseudonyms(present, column, snapshot._key, snapshot.info["key"])
+    pseudonymised = pseudonymised.withColumn(HEAD, F.xxhash64(PSEUDONYM))
     listed = _listed(snapshot, df.sparkSession, keep).select(
         F.col(PSEUDONYM).alias(LISTED), F.xxhash64(PSEUDONYM).alias(LISTED_HEAD)
     )
-    if broadcast is None:
-        broadcast = snapshot.counts["allowed" if keep else "denied"] <= BROADCAST_MAX
     if broadcast:
         listed = F.broadcast(listed)
     # Joined on a 64-bit hash of the pseudonym, for which Spark builds a long-keyed table
