@@ -285,11 +285,13 @@ class Snapshot:
 
     def filter_spark(self, df: Any, column: str, *, broadcast: bool | None = None) -> Any:
         """The rows of the Spark DataFrame `df` that may be used, as a lazy DataFrame: Spark
-        computes each id's pseudonym itself (its own SHA-256, no Python UDF), then joins
-        with the file's verdicts; ids it does not list follow `default_allowed`; nulls are
-        dropped. The key reaches the executors inside the query only (see
+        computes each id's pseudonym in the JVM (no Python UDF) and looks it up in the
+        file's deciding pseudonyms, broadcast once to every executor (or, without the
+        client's jar, joins with them); ids the file does not list follow `default_allowed`;
+        nulls are dropped. The key reaches the executors inside the query only (see
         `consent_client.spark`). `broadcast`: send the verdicts to every executor (default:
-        when they are at most 4,000,000) rather than shuffle `df`. Needs the extra `[spark]`."""
+        when they are at most 4,000,000) rather than shuffle `df` through a join. Needs the
+        extra `[spark]`."""
         from consent_client import spark
 
         return spark.filter_spark(self, df, column, broadcast=broadcast)

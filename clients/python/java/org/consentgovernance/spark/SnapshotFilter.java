@@ -3,6 +3,8 @@ package org.consentgovernance.spark;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Paths;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.broadcast.Broadcast;
 import org.apache.spark.sql.api.java.UDF3;
@@ -15,6 +17,16 @@ import org.apache.spark.sql.api.java.UDF3;
  */
 public final class SnapshotFilter implements UDF3<byte[], byte[], byte[], Boolean> {
   private static final long serialVersionUID = 1L;
+  // Each task gets its own copy of this function, but an executor reads one broadcast value:
+  // its table is built once and shared, by the value's identity (arrays hash by identity).
+  // The two most recent are kept, so a closed snapshot's table goes with the next one.
+  private static final Map<byte[], PseudonymSet> TABLES =
+      new LinkedHashMap<>(4, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<byte[], PseudonymSet> eldest) {
+          return size() > 2;
+        }
+      };
   // The pseudonyms back to back: a JDK type, whichever class loader reads the broadcast.
   private final Broadcast<byte[]> listed;
   private final boolean keepListed;
@@ -50,7 +62,10 @@ public final class SnapshotFilter implements UDF3<byte[], byte[], byte[], Boolea
       return false;
     }
     if (set == null) {
-      set = new PseudonymSet(listed.value());
+      byte[] pseudonyms = listed.value();
+      synchronized (TABLES) {
+        set = TABLES.computeIfAbsent(pseudonyms, PseudonymSet::new);
+      }
     }
     return set.contains(hmac.call(ipad, opad, message)) == keepListed;
   }
