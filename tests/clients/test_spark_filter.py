@@ -4,7 +4,6 @@ no config, plan string or event-log line."""
 
 from __future__ import annotations
 
-import base64
 import hmac
 import os
 from pathlib import Path
@@ -17,6 +16,8 @@ import pytest
 from consent_client import Snapshot
 from consent_client.snapshot import pads
 from consent_client.spark import JAR, JVM_FUNCTION, PSEUDONYM, jvm_registered, with_pseudonyms
+
+from tests.secret_forms import secret_forms
 
 IDS = [
     "ann",
@@ -142,23 +143,6 @@ def test_filter_spark_keeps_the_rows_filter_pandas_keeps(
     assert set(IDS) <= kept_users
 
 
-def _forms(secret: bytes) -> list[bytes]:
-    """How a secret could be spelled in a text file: raw, hex (either case), base64 (with
-    and without padding, standard and URL-safe), and base64 of a run inside it (base64 of a
-    longer value holding it is aligned differently)."""
-    b64 = base64.b64encode(secret)
-    url = base64.urlsafe_b64encode(secret)
-    return [
-        secret,
-        secret.hex().encode(),
-        secret.hex().upper().encode(),
-        b64,
-        b64.rstrip(b"="),
-        url.rstrip(b"="),
-        *(base64.b64encode(secret[i : i + 24])[:-4] for i in range(3)),
-    ]
-
-
 def _event_log_text(directory: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in directory.rglob("*") if p.is_file()]
 
@@ -189,7 +173,7 @@ def test_the_key_reaches_no_config_plan_or_event_log(spark, spark_event_log, tmp
     conf += "\n".join(f"{k}={v}" for k, v in spark.conf.getAll.items())
     texts += [("conf", conf.encode()), ("plans", plans.encode())]
     for secret in (snap._key, ipad, opad):
-        for form in _forms(secret):
+        for form in secret_forms(secret):
             leaks = [name for name, text in texts if form in text]
             assert not leaks, f"{form[:12]!r}... found in {leaks}"
 

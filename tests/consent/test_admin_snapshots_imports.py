@@ -27,6 +27,7 @@ from governance.actors import Actor
 from governance.models import AuditEvent
 from tests import factories
 from tests.conftest import Api
+from tests.secret_forms import secret_forms
 
 pytestmark = pytest.mark.django_db
 
@@ -81,24 +82,8 @@ def _used(api: Api, snapshot: Snapshot, *identifiers: str) -> None:
     assert response.status_code == 201, response.content
 
 
-def _secret_forms(secret: bytes) -> list[bytes]:
-    """A secret as a page could spell it: bytes, hex (either case), base64 (both alphabets,
-    padded or not)."""
-    b64 = base64.b64encode(secret)
-    urlsafe = base64.urlsafe_b64encode(secret)
-    return [
-        secret,
-        secret.hex().encode(),
-        secret.hex().upper().encode(),
-        b64,
-        b64.rstrip(b"="),
-        urlsafe,
-        urlsafe.rstrip(b"="),
-    ]
-
-
 def _assert_nowhere(content: bytes, secret: bytes) -> None:
-    for form in _secret_forms(secret):
+    for form in secret_forms(secret):
         assert form not in content, form
 
 
