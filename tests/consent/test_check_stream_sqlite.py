@@ -3,16 +3,14 @@ writes go on meanwhile. On SQLite itself, in a process of its own."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.embedded import run_on_sqlite
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import json
@@ -86,26 +84,4 @@ print("sqlite-stream-ok")
 
 
 def test_stalled_stream_upload_does_not_block_consent_writes_on_sqlite(tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("RETENTION_", "EXTERNAL_DATABASE_URL_", "REDIS_URL", "CELERY_"))
-    }
-    env.update(
-        {
-            "DEBUG": "1",
-            "DJANGO_SETTINGS_MODULE": "governance.settings",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'governance.sqlite3'}",
-            "VAR_DIR": str(tmp_path / "var"),
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "sqlite-stream-ok" in done.stdout
+    assert "sqlite-stream-ok" in run_on_sqlite(tmp_path, SCRIPT)

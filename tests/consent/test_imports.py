@@ -38,6 +38,7 @@ from governance.models import AuditEvent, OutboxEvent
 from governance.reencrypt import encrypted_fields
 from tests import factories, live
 from tests.conftest import assert_error
+from tests.embedded import run_on_sqlite
 
 pytestmark = pytest.mark.django_db
 
@@ -516,35 +517,8 @@ print("sqlite-import-ok")
 
 @pytest.mark.slow
 def test_imports_work_on_sqlite_the_embedded_default(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("RETENTION_", "EXTERNAL_DATABASE_URL_", "REDIS_URL", "CELERY_"))
-    }
-    env.update(
-        {
-            "DEBUG": "1",
-            "DJANGO_SETTINGS_MODULE": "governance.settings",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'governance.sqlite3'}",
-            "VAR_DIR": str(tmp_path / "var"),
-            "PYTHONPATH": str(root),
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, str(root / "manage.py"), "shell", "-c", SQLITE_SCRIPT],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "sqlite-import-ok" in done.stdout
+    # The script writes its file into the working directory: the temporary one.
+    assert "sqlite-import-ok" in run_on_sqlite(tmp_path, SQLITE_SCRIPT, cwd=tmp_path)
 
 
 def test_decisions_from_before_an_erasure_are_not_brought_back(purposes):

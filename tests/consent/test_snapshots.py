@@ -9,11 +9,7 @@ import hmac
 import io
 import itertools
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -37,6 +33,7 @@ from governance.models import AuditEvent
 from governance.signing import TYP_SNAPSHOT_MANIFEST, JwsInvalid, jwks, jws_verify
 from tests import factories
 from tests.conftest import Api, assert_error
+from tests.embedded import run_on_sqlite
 
 pytestmark = pytest.mark.django_db
 
@@ -603,30 +600,7 @@ print("sqlite-snapshot-ok")
 
 @pytest.mark.slow
 def test_snapshots_build_and_record_usage_on_sqlite(tmp_path: Any) -> None:
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("RETENTION_", "EXTERNAL_DATABASE_URL_", "REDIS_URL", "CELERY_"))
-    }
-    env.update(
-        {
-            "DEBUG": "1",
-            "DJANGO_SETTINGS_MODULE": "governance.settings",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'governance.sqlite3'}",
-            "VAR_DIR": str(tmp_path / "var"),
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, str(root / "manage.py"), "shell", "-c", SQLITE_SCRIPT],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "sqlite-snapshot-ok" in done.stdout
+    assert "sqlite-snapshot-ok" in run_on_sqlite(tmp_path, SQLITE_SCRIPT)
 
 
 # --- a skew report with the usage (consent bias) ---------------------------------------------

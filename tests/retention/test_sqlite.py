@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.embedded import run_on_sqlite
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 from datetime import timedelta
@@ -45,28 +43,4 @@ print("sqlite-ok")
 
 
 def test_lease_and_chunked_purge_work_on_sqlite(tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("RETENTION_", "EXTERNAL_DATABASE_URL_", "REDIS_URL", "CELERY_"))
-    }
-    env.update(
-        {
-            "DEBUG": "1",
-            "DJANGO_SETTINGS_MODULE": "governance.settings",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'governance.sqlite3'}",
-            "VAR_DIR": str(tmp_path / "var"),
-        }
-    )
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
-    done = subprocess.run(
-        [*manage, "shell", "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "sqlite-ok" in done.stdout
+    assert "sqlite-ok" in run_on_sqlite(tmp_path, SCRIPT, migrate=True)
