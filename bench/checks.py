@@ -31,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ensure_database  # noqa: E402
+
 BENCH_DB = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gov_bench_checks"
 )
@@ -71,14 +73,6 @@ PURPOSE = "ml_training"
 
 def ident(i: int) -> str:
     return f"bench-{i:07d}"
-
-
-def ensure_database() -> None:
-    name = BENCH_DB.rsplit("/", 1)[1]
-    admin = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def django_setup() -> None:
@@ -366,7 +360,7 @@ def wrk_run(
 
 
 def main() -> None:
-    ensure_database()
+    ensure_database(BENCH_DB)
     django_setup()
     key = seed()
     publishable = banner_property()

@@ -37,6 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds, recreate_database  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/gov_bench_import"
 ENV = {
     "DEBUG": "0",
@@ -52,29 +54,11 @@ ENV = {
     "WEBHOOK_DISPATCH_ON_COMMIT": "0",
 }
 BUDGET = 10_000
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_of(pid: int) -> float:
-    """CPU seconds (user + system) a process on this machine has used: the PostgreSQL
-    backend serving a connection, read from /proc (the bench runs beside the database)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _backend_pid(cursor: Any) -> int:
     cursor.execute("SELECT pg_backend_pid()")
     return int(cursor.fetchone()[0])
-
-
-def _recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _setup(url: str) -> None:
@@ -124,9 +108,9 @@ def _apply_worker(url: str, import_id: str, go: Any, out: Any) -> None:
         backend = _backend_pid(cursor)
     out.put("ready")
     go.wait()
-    cpu, db_cpu = time.process_time(), _cpu_of(backend)
+    cpu, db_cpu = time.process_time(), cpu_seconds(backend)
     outcome = services.import_apply(import_id=import_id)
-    out.put((outcome, time.process_time() - cpu, _cpu_of(backend) - db_cpu))
+    out.put((outcome, time.process_time() - cpu, cpu_seconds(backend) - db_cpu))
 
 
 def ours(url: str, path: Path, batch: int, workers: int) -> tuple[float, str, dict[str, float]]:
@@ -138,7 +122,7 @@ def ours(url: str, path: Path, batch: int, workers: int) -> tuple[float, str, di
     phases: dict[str, float] = {}
     with connections["default"].cursor() as cursor:
         backend = _backend_pid(cursor)
-    cpu, db_cpu = time.process_time(), _cpu_of(backend)
+    cpu, db_cpu = time.process_time(), cpu_seconds(backend)
     started = time.perf_counter()
     with path.open("rb") as body:
         checked = check.import_check(body=body, fmt="jsonl")
@@ -149,7 +133,7 @@ def ours(url: str, path: Path, batch: int, workers: int) -> tuple[float, str, di
     )
     phases["record"] = time.perf_counter() - mark
     phases["cpu"] = time.process_time() - cpu
-    phases["db_cpu"] = _cpu_of(backend) - db_cpu
+    phases["db_cpu"] = cpu_seconds(backend) - db_cpu
     elapsed = time.perf_counter() - started
     connections.close_all()
     context = mp.get_context("spawn")
@@ -187,12 +171,12 @@ def baseline(url: str) -> tuple[float, int, float]:
             for block in copy:
                 data.write(block)
         backend = _backend_pid(conn.cursor())
-        cpu, db_cpu = time.process_time(), _cpu_of(backend)
+        cpu, db_cpu = time.process_time(), cpu_seconds(backend)
         started = time.perf_counter()
         with conn.transaction(), conn.cursor().copy("COPY bench_copy FROM STDIN") as copy:
             copy.write(data.getvalue())
         elapsed = time.perf_counter() - started
-        used = time.process_time() - cpu + _cpu_of(backend) - db_cpu
+        used = time.process_time() - cpu + cpu_seconds(backend) - db_cpu
         rows = conn.execute("SELECT count(*) FROM bench_copy").fetchone()
         conn.execute("DROP TABLE bench_copy")
     return elapsed, int(rows[0]) if rows else 0, used
@@ -229,7 +213,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes applying batches")
     args = parser.parse_args()
     url = os.environ.get("BENCH_IMPORT_DATABASE_URL", DEFAULT_URL)
-    _recreate_database(url)
+    recreate_database(url)
     _setup(url)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "import.jsonl"

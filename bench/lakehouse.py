@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 
+from bench.common import cpu_seconds, ensure_database  # noqa: E402
+
 BENCH_DB = os.environ.get(
     "BENCH_LAKEHOUSE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gov_bench_lakehouse"
 )
@@ -118,14 +120,8 @@ def paired(
 
 
 def process_cpu(pid: int) -> Callable[[], float]:
-    """The CPU seconds (user and system) process `pid` has used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def read() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    return read
+    """The CPU seconds process `pid` has used so far, as a function to call."""
+    return lambda: cpu_seconds(pid)
 
 
 def fmt(times: list[float]) -> str:
@@ -350,16 +346,6 @@ def bench_pandas(info: dict[str, Any], runs: int) -> dict[str, float]:
 # --- the build --------------------------------------------------------------------------------
 
 
-def ensure_database() -> None:
-    import psycopg
-
-    name = BENCH_DB.rsplit("/", 1)[1]
-    admin = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def django_setup() -> None:
     import django
 
@@ -521,7 +507,7 @@ def child(kind: str) -> dict[str, Any]:
 
 
 def bench_build(subjects: int, runs: int) -> dict[str, float]:
-    ensure_database()
+    ensure_database(BENCH_DB)
     django_setup()
     seed(subjects)
     ours_runs, raw_runs = [], []

@@ -28,25 +28,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ensure_database  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/gov_bench_purge"
 # The audit trail's period: at its accountability minimum (6 years), which no policy may go
 # below; the expired half is seeded 3000 days old.
 KEEP_DAYS = 2192
 
 
-def _ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def _setup() -> None:
     url = os.environ.get("BENCH_PURGE_DATABASE_URL", DEFAULT_URL)
-    _ensure_database(url)
+    ensure_database(url)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     # Bench in-process: no external databases, tasks run eagerly in this process.
