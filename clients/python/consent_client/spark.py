@@ -224,11 +224,13 @@ def _filter_function(snapshot: Snapshot, spark: Any, keep: bool) -> str | None:
     not load. The pseudonyms reach the JVM through a file the driver's JVM reads and
     removes at once, not through the gateway's text protocol."""
     session = getattr(spark, "_jsparkSession", None)
-    if session is None or not jvm_registered(spark):
+    if session is None:
         return None
     cached = snapshot._spark_filters.get((id(session), keep))
     if cached is not None:
         return str(cached[0])
+    if not jvm_registered(spark):
+        return None
     filter_class = getattr(spark._jvm.org.consentgovernance.spark, "SnapshotFilter", None)
     handle, path = tempfile.mkstemp(dir=Path(snapshot.path).parent, suffix=".pseudonyms")
     try:
